@@ -1,0 +1,133 @@
+"""HTTP plumbing shared by every capability's API resource: errors, auth, bodies.
+
+Every error leaves as JSON ``{"error": {"status", "reason", "details"}}`` with a 4xx status and a
+reason a person can act on; an unexpected exception is logged and answered 500 without detail.
+Agents authenticate with a per-agent bearer token; tokens are compared in constant time and
+never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+log = structlog.get_logger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PRINCIPAL_KEY = "hotline_bridge.principal"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, details: Any = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.details = details
+
+
+def error_response(status: int, reason: str, details: Any = None) -> web.Response:
+    body: dict[str, Any] = {"status": status, "reason": reason}
+    if details is not None:
+        body["details"] = details
+    return web.json_response({"error": body}, status=status)
+
+
+def json_ok(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=_dumps)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: an agent (acts on its own calls), a supervisor or a partner platform."""
+
+    id: str
+    role: str  # "agent" | "supervisor" | "partner"
+    agent_id: str | None = None
+
+
+class TokenAuth:
+    def __init__(self, tokens: Iterable[tuple[str, Principal]]) -> None:
+        # Keyed by a digest so the dict lookup itself does not leak timing about the token.
+        self._by_digest = {_digest(t): p for t, p in tokens}
+
+    def principal(self, header: str | None) -> Principal | None:
+        if not header or not header.startswith("Bearer "):
+            return None
+        digest = _digest(header[7:].strip())
+        for known, principal in self._by_digest.items():
+            if hmac.compare_digest(known, digest):
+                return principal
+        return None
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def require(request: web.Request, *roles: str) -> Principal:
+    """The authenticated principal, or 401 (no/unknown token) / 403 (role not allowed)."""
+    principal: Principal | None = request.get(PRINCIPAL_KEY)
+    if principal is None:
+        raise ApiError(401, "missing or unknown bearer token")
+    if roles and principal.role not in roles:
+        raise ApiError(403, f"this action needs one of the roles: {', '.join(roles)}")
+    return principal
+
+
+def make_middlewares(auth: TokenAuth) -> list[Any]:
+    @web.middleware
+    async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request[PRINCIPAL_KEY] = auth.principal(request.headers.get("Authorization"))
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return error_response(exc.status, exc.reason, exc.details)
+        except web.HTTPRequestEntityTooLarge:
+            return error_response(413, "request body too large")
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                return error_response(exc.status, exc.reason)
+            raise
+        except Exception:
+            log.exception("unhandled error in API handler", path=request.path)
+            return error_response(500, "internal error")
+
+    return [errors_and_auth]
+
+
+async def read_model(request: web.Request, model: type[M]) -> M:
+    """Parse a JSON body into ``model``: 413 if too big, 400 if not JSON, 422 listing bad fields."""
+    if request.content_length is not None and request.content_length > request.app["max_body"]:
+        raise ApiError(413, f"request body larger than {request.app['max_body']} bytes")
+    if request.content_type != "application/json":
+        raise ApiError(415, "the body must be application/json")
+    raw = await request.read()  # aiohttp enforces client_max_size while reading
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"malformed JSON: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid request body", field_errors(exc)) from None
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "problem": err["msg"]}
+        for err in exc.errors()
+    ]

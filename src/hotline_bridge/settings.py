@@ -1,0 +1,191 @@
+"""Service settings: one TOML file plus ``HOTLINE_BRIDGE_*`` environment overrides.
+
+The file is the same shape as the sandbox topology (``asterisk/sandbox.toml``): the bridge reads
+its ``[ami]``, ``[http]``, ``[agi]``, ``[bridge]``, ``[[agents]]`` and ``[targets.*]`` sections and
+ignores the sections that only describe the sandbox PBX. Nested fields are overridden from the
+environment with ``__`` between levels, e.g. ``HOTLINE_BRIDGE_AMI__SECRET``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV = "HOTLINE_BRIDGE_CONFIG"
+
+# Identifiers that end up inside AMI fields, dial strings and URLs: keep them boring.
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+DialNumber = Annotated[str, Field(pattern=r"^[0-9*#+]{1,32}$")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class AmiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=1, le=65535)
+    username: Identifier
+    secret: SecretStr
+    action_timeout_s: float = Field(5.0, gt=0, le=60)
+    ping_interval_s: float = Field(5.0, gt=0, le=300)
+    ping_timeout_s: float = Field(2.0, gt=0, le=60)
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8345, ge=0, le=65535)
+    public_url: str = "http://127.0.0.1:8345"
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\-:\[\]]+(/[A-Za-z0-9._~/-]*)?", value):
+            raise ValueError("must be an http(s) URL without query or fragment")
+        return value.rstrip("/")
+
+
+class AgiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(4573, ge=0, le=65535)
+
+
+class AgentSettings(_Section):
+    """An agent seat: who presses the hotkeys, on which PJSIP endpoint, with which API token."""
+
+    id: Identifier
+    endpoint: Identifier
+    token: SecretStr = Field(min_length=16)
+
+
+class ApiClientSettings(_Section):
+    """A non-agent API user: a supervisor (sees full numbers, audited) or a partner platform."""
+
+    id: Identifier
+    role: Annotated[str, Field(pattern=r"^(supervisor|partner)$")]
+    token: SecretStr = Field(min_length=16)
+
+
+class TargetSettings(_Section):
+    """A partner platform a call can be handed to (the target directory is configuration)."""
+
+    label: str = Field(min_length=1, max_length=80)
+    number: DialNumber
+    # What Asterisk dials, e.g. PJSIP/110@partner-110. Checked to be a single PJSIP or Local dial
+    # string so a config typo cannot turn into an arbitrary Dial().
+    dial: Annotated[str, Field(pattern=r"^(PJSIP|Local)/[A-Za-z0-9_.@+*#-]{1,80}$")]
+    forwarding_number: DialNumber
+    ring_timeout_s: int | None = Field(None, ge=1, le=120)
+
+
+class BridgeSettings(_Section):
+    site: Annotated[str, Field(pattern=r"^(12345|110)$")] = "12345"
+    return_queue: Identifier
+    ring_timeout_s: int = Field(20, ge=1, le=120)
+    return_timeout_s: int = Field(15, ge=1, le=120)
+    store_path: Path = Path("hotline-bridge.sqlite3")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HOTLINE_BRIDGE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        frozen=True,
+    )
+
+    ami: AmiSettings
+    http: HttpSettings = HttpSettings()
+    agi: AgiSettings = AgiSettings()
+    bridge: BridgeSettings
+    agents: list[AgentSettings] = Field(default_factory=list)
+    api_clients: list[ApiClientSettings] = Field(default_factory=list)
+    targets: dict[Identifier, TargetSettings] = Field(default_factory=dict)
+    log_format: Annotated[str, Field(pattern=r"^(json|console|auto)$")] = "auto"
+    log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
+
+    @field_validator("agents")
+    @classmethod
+    def _unique_agents(cls, agents: list[AgentSettings]) -> list[AgentSettings]:
+        for attr in ("id", "endpoint"):
+            seen = [getattr(a, attr) for a in agents]
+            dupes = sorted({x for x in seen if seen.count(x) > 1})
+            if dupes:
+                raise ValueError(f"duplicate agent {attr}: {', '.join(dupes)}")
+        return agents
+
+    @model_validator(mode="after")
+    def _unique_tokens(self) -> Settings:
+        tokens = [c.token.get_secret_value() for c in [*self.agents, *self.api_clients]]
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("two API users share one token")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments, then the environment, then the file.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+    def agent(self, agent_id: str) -> AgentSettings | None:
+        return next((a for a in self.agents if a.id == agent_id), None)
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message names the field."""
+
+
+def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings:
+    """Load settings from ``config_path`` (or ``$HOTLINE_BRIDGE_CONFIG``) and the environment."""
+    if config_path is None and (env_path := os.environ.get(CONFIG_ENV)):
+        config_path = Path(env_path)
+    settings_cls: type[Settings] = Settings
+    if config_path is not None:
+        if not config_path.is_file():
+            raise ConfigError(f"config file not found: {config_path}")
+        # A per-call subclass carries the file path, so loading never mutates global state.
+        settings_cls = type(
+            "Settings",
+            (Settings,),
+            {"model_config": {**Settings.model_config, "toml_file": config_path}},
+        )
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"]) or "(root)"
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)
