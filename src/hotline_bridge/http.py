@@ -19,6 +19,8 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from .errors import Refused
+
 log = structlog.get_logger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
@@ -96,6 +98,8 @@ def make_middlewares(auth: TokenAuth) -> list[Any]:
             return await handler(request)
         except ApiError as exc:
             return error_response(exc.status, exc.reason, exc.details)
+        except Refused as exc:
+            return error_response(exc.status, str(exc))
         except web.HTTPRequestEntityTooLarge:
             return error_response(413, "request body too large")
         except web.HTTPException as exc:

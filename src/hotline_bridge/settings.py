@@ -96,6 +96,14 @@ class TargetSettings(_Section):
     forwarding_number: DialNumber
     ring_timeout_s: int | None = Field(None, ge=1, le=120)
 
+    @property
+    def endpoint(self) -> str:
+        """The PJSIP endpoint the dial string goes through (``PJSIP/110@partner-110``)."""
+        tech, _, rest = self.dial.partition("/")
+        if tech != "PJSIP":
+            return ""
+        return rest.rpartition("@")[2]
+
 
 class BridgeSettings(_Section):
     site: Annotated[str, Field(pattern=r"^(12345|110)$")] = "12345"
@@ -135,7 +143,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _unique_tokens(self) -> Settings:
-        tokens = [c.token.get_secret_value() for c in [*self.agents, *self.api_clients]]
+        tokens = [a.token.get_secret_value() for a in self.agents]
+        tokens += [c.token.get_secret_value() for c in self.api_clients]
         if len(set(tokens)) != len(tokens):
             raise ValueError("two API users share one token")
         return self

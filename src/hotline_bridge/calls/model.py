@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from ..events import PbxEvent
+
 
 @dataclass(frozen=True, slots=True)
 class Channel:
@@ -63,7 +65,7 @@ class CallModel:
 
     # -- feeding ---------------------------------------------------------------------------
 
-    def apply(self, event: Mapping[str, str], now: float) -> None:
+    def apply(self, event: PbxEvent, now: float) -> None:
         """Apply one AMI event. Safe to call twice with the same event."""
         name = event.get("Event", "")
         uid = event.get("Uniqueid", "")
@@ -72,7 +74,7 @@ class CallModel:
         if name in ("Newchannel", "CoreShowChannel"):
             self._upsert(event, now)
             if name == "CoreShowChannel" and event.get("BridgeId"):
-                self._enter(uid, event["BridgeId"], now)
+                self._enter(uid, event.get("BridgeId"), now)
         elif name == "Hangup":
             self._leave(uid)
             self.channels.pop(uid, None)
@@ -96,8 +98,8 @@ class CallModel:
         self.channels.clear()
         self._bridges.clear()
 
-    def _upsert(self, event: Mapping[str, str], now: float) -> None:
-        uid = event["Uniqueid"]
+    def _upsert(self, event: PbxEvent, now: float) -> None:
+        uid = event.get("Uniqueid")
         old = self.channels.get(uid)
         chan_name = event.get("Channel", old.name if old else "")
         self.channels[uid] = Channel(

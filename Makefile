@@ -1,0 +1,60 @@
+# hotline-bridge: every target a developer, CI, QA or ops needs. Run `make help`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOPOLOGY ?= asterisk/sandbox.toml
+SANDBOX := $(PY) asterisk/sandbox.py --topology $(TOPOLOGY)
+
+.PHONY: help setup deps venv sandbox sandbox-stop run demo test test-unit lint fmt clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 16
+
+setup: deps venv ## install everything: apt packages, Python venv, sandbox PBX (idempotent)
+	bash asterisk/provision.sh >/dev/null
+
+deps: ## apt: sip-tester (SIPp), debootstrap, iproute2 (needs root; skipped when present)
+	@missing=""; for b in sipp:sip-tester debootstrap:debootstrap ss:iproute2; do \
+	  command -v $${b%%:*} >/dev/null || [ -x /usr/sbin/$${b%%:*} ] || missing="$$missing $${b#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+venv: $(BIN)/hotline-bridge ## the Python virtualenv with the package and dev tools
+
+$(BIN)/hotline-bridge: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+sandbox: setup ## start the sandbox PBX and wait until AMI says FullyBooted
+	$(SANDBOX) start
+
+sandbox-stop: ## stop the sandbox PBX
+	$(SANDBOX) stop
+
+run: sandbox ## run the bridge against the sandbox PBX (Ctrl-C to stop)
+	$(BIN)/hotline-bridge serve --config $(TOPOLOGY)
+
+demo: setup ## place a citizen call, carry-transfer it to 110, then a three-way call; explain
+	$(BIN)/python -m hotline_bridge.lab.demo --topology $(TOPOLOGY)
+
+test: setup ## the whole suite, real PBX and SIPp included
+	$(BIN)/pytest -q
+
+test-unit: venv ## pure-logic tests only (no PBX)
+	$(BIN)/pytest -q tests/unit
+
+lint: venv ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+fmt: venv
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+clean:
+	-$(SANDBOX) stop
+	rm -rf .sandbox .pytest_cache .mypy_cache .ruff_cache

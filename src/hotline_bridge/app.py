@@ -1,0 +1,168 @@
+"""The service shell: builds every capability from settings and serves them on one aiohttp app.
+
+This is the composition root. Capabilities (calls, transfers, conferences, handoffs) know nothing
+of each other's wiring; here the AMI edge, the interpreter, the switchboard and the HTTP resources
+are connected, and nothing else happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from . import __version__
+from .ami import AmiClient
+from .calls import api as calls_api
+from .calls.model import CallModel
+from .calls.service import CallService
+from .conferences import api as conferences_api
+from .conferences.service import ConferenceService
+from .http import Principal, TokenAuth, json_ok, make_middlewares
+from .interpreter import Interpreter
+from .openapi import described, openapi_document
+from .recorder import HandoffRecorder
+from .settings import Settings
+from .switchboard import EVENTS, Switchboard
+from .transfers import api as transfers_api
+from .transfers.service import TransferService
+
+log = structlog.get_logger(__name__)
+
+AMI = web.AppKey("ami", AmiClient)
+SWITCHBOARD = web.AppKey("switchboard", Switchboard)
+
+
+@dataclass
+class Bridge:
+    settings: Settings
+    ami: AmiClient
+    switchboard: Switchboard
+    interpreter: Interpreter
+    app: web.Application
+
+
+def build(settings: Settings, recorder: HandoffRecorder) -> Bridge:
+    ami = AmiClient(
+        settings.ami.host,
+        settings.ami.port,
+        settings.ami.username,
+        settings.ami.secret.get_secret_value(),
+        events=EVENTS,
+        action_timeout=settings.ami.action_timeout_s,
+        ping_interval=settings.ami.ping_interval_s,
+        ping_timeout=settings.ami.ping_timeout_s,
+    )
+    model = CallModel(
+        agent_endpoints={a.endpoint: a.id for a in settings.agents},
+        partner_endpoints=[t.endpoint for t in settings.targets.values() if t.endpoint],
+    )
+    calls = CallService(model)
+    # The interpreter reports results to the switchboard, which exists only after the services
+    # that need the interpreter: break the cycle with a late-bound callback.
+    switchboard: Switchboard | None = None
+
+    def on_result(result: Any) -> None:
+        assert switchboard is not None
+        switchboard.on_result(result)
+
+    interpreter = Interpreter(ami, on_result)
+    transfers = TransferService(settings, calls, recorder, interpreter.submit)
+    conferences = ConferenceService(settings, calls, recorder, interpreter.submit)
+    switchboard = Switchboard(calls, transfers, conferences)
+
+    ami.subscribe(switchboard.on_event)
+
+    async def resync() -> None:
+        channels = await ami.send_list("CoreShowChannels")
+        switchboard.rebuild(channels)
+
+    ami.add_resync_hook(resync)
+    ami.add_state_listener(lambda state: None if state == "ready" else switchboard.link_down())
+
+    app = make_app(settings, ami, calls, transfers, conferences)
+    app[SWITCHBOARD] = switchboard
+    return Bridge(settings, ami, switchboard, interpreter, app)
+
+
+def make_app(
+    settings: Settings,
+    ami: AmiClient,
+    calls: CallService,
+    transfers: TransferService,
+    conferences: ConferenceService,
+) -> web.Application:
+    tokens = [
+        (a.token.get_secret_value(), Principal(a.id, "agent", agent_id=a.id))
+        for a in settings.agents
+    ] + [(c.token.get_secret_value(), Principal(c.id, c.role)) for c in settings.api_clients]
+    app = web.Application(
+        middlewares=make_middlewares(TokenAuth(tokens)),
+        client_max_size=settings.http.max_body_bytes,
+    )
+    app["max_body"] = settings.http.max_body_bytes
+    app[AMI] = ami
+    app[calls_api.CALLS] = calls
+    app[transfers_api.TRANSFERS] = transfers
+    app[conferences_api.CONFERENCES] = conferences
+    app.router.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.get("/v1/openapi.json", openapi),
+            *calls_api.routes(),
+            *transfers_api.routes(),
+            *conferences_api.routes(),
+        ]
+    )
+    return app
+
+
+@described("Liveness and AMI link state", errors=(503,), public=True)
+async def healthz(request: web.Request) -> web.Response:
+    """200 when the AMI link is ready and the call model rebuilt, 503 otherwise."""
+    ami = request.app[AMI]
+    ready = ami.state == "ready" and request.app[calls_api.CALLS].pbx_ready
+    body = {
+        "status": "ok" if ready else "degraded",
+        "version": __version__,
+        "ami": {"state": ami.state, "reconnects": ami.stats.reconnects},
+    }
+    return json_ok(body, status=200 if ready else 503)
+
+
+@described("This document", public=True)
+async def openapi(request: web.Request) -> web.Response:
+    return json_ok(openapi_document(request.app))
+
+
+async def serve(settings: Settings, recorder: HandoffRecorder) -> None:
+    """Run until SIGINT/SIGTERM: connect AMI, serve HTTP, shut down cleanly."""
+    bridge = build(settings, recorder)
+    runner = web.AppRunner(bridge.app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http.host, settings.http.port)
+    await site.start()
+    await bridge.ami.start()
+    log.info(
+        "hotline-bridge serving",
+        http=f"{settings.http.host}:{settings.http.port}",
+        ami=f"{settings.ami.host}:{settings.ami.port}",
+        site=settings.bridge.site,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    started = time.monotonic()
+    await stop.wait()
+    log.info("hotline-bridge stopping", uptime_s=round(time.monotonic() - started, 1))
+    await bridge.interpreter.drain()
+    await bridge.ami.close()
+    await runner.cleanup()

@@ -1,0 +1,78 @@
+"""Keeps the live call model current and says which calls are busy with a handoff.
+
+Fed every AMI event in arrival order by the switchboard. After each (re)connect the model is
+rebuilt from ``CoreShowChannels``: events missed while the link was down cannot be replayed, so
+Asterisk's own view is the truth.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import structlog
+
+from ..errors import Conflict, NotFound, Unavailable
+from ..events import PbxEvent
+from .model import CallModel, LiveCall
+
+log = structlog.get_logger(__name__)
+
+
+class CallService:
+    def __init__(self, model: CallModel, clock: Callable[[], float] = time.time) -> None:
+        self.model = model
+        self._clock = clock
+        self._claims: dict[str, str] = {}  # call_id -> ref of the transfer/conference holding it
+        # False while the AMI link is down or the model is being rebuilt: no hotkey is acted on
+        # against a model that may be stale.
+        self.pbx_ready = False
+
+    def on_event(self, event: PbxEvent) -> None:
+        self.model.apply(event, self._clock())
+
+    def rebuild(self, channels: Iterable[PbxEvent]) -> None:
+        """Replace the model with ``CoreShowChannel`` events from a fresh listing."""
+        self.model.clear()
+        now = self._clock()
+        for chan in channels:
+            self.model.apply(chan, now)
+        log.info(
+            "call model rebuilt",
+            channels=len(self.model.channels),
+            calls=len(self.model.live_calls()),
+        )
+
+    # -- finding the call a hotkey is about ------------------------------------------------
+
+    def ensure_ready(self) -> None:
+        if not self.pbx_ready:
+            raise Unavailable("the PBX link is down; nothing was attempted, try again shortly")
+
+    def call_of_agent(self, agent_id: str) -> LiveCall:
+        call = self.model.call_of_agent(agent_id)
+        if call is None:
+            raise Conflict(f"agent {agent_id} is not on a call")
+        return call
+
+    def call_by_id(self, call_id: str) -> LiveCall:
+        call = self.model.call(call_id)
+        if call is None:
+            raise NotFound(f"no live call {call_id}")
+        return call
+
+    # -- one handoff per call at a time ------------------------------------------------------
+
+    def claim(self, call_id: str, ref: str) -> None:
+        """Mark the call busy; synchronous, so concurrent presses cannot both pass."""
+        holder = self._claims.get(call_id)
+        if holder is not None:
+            raise Conflict(f"call {call_id} already has a handoff in progress ({holder})")
+        self._claims[call_id] = ref
+
+    def release(self, call_id: str, ref: str) -> None:
+        if self._claims.get(call_id) == ref:
+            del self._claims[call_id]
+
+    def claimed_by(self, call_id: str) -> str | None:
+        return self._claims.get(call_id)

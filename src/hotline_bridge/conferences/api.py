@@ -1,0 +1,90 @@
+"""HTTP resource for the three-way hotkey, leave, cancel and conference status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..calls.api import HotkeyRequest, resolve_call
+from ..errors import Forbidden
+from ..http import json_ok, read_model, require
+from ..openapi import described
+from ..privacy import mask_number
+from .machine import Conference
+from .service import ConferenceService
+
+CONFERENCES = web.AppKey("conferences", ConferenceService)
+
+
+def conference_view(c: Conference) -> dict[str, Any]:
+    return {
+        "conference_id": c.id,
+        "handoff_id": c.handoff_id,
+        "call_id": c.call_id,
+        "agent_id": c.agent_id,
+        "target": c.target,
+        "citizen_number": mask_number(c.citizen_number),
+        "state": c.state.value,
+        "outcome": c.outcome.value if c.outcome else None,
+        "members": sorted(r.value for r in c.members),
+        "timeline": [{"at": e.at, "what": e.what, "detail": e.detail} for e in c.timeline],
+    }
+
+
+def _summary(c: Conference) -> dict[str, Any]:
+    return {
+        "conference_id": c.id,
+        "handoff_id": c.handoff_id,
+        "call_id": c.call_id,
+        "state": c.state.value,
+    }
+
+
+@described(
+    "Three-way call: citizen, agent and the target in one room",
+    body=HotkeyRequest,
+    ok=202,
+    errors=(400, 401, 403, 404, 409, 413, 415, 422, 503),
+)
+async def three_way(request: web.Request) -> web.Response:
+    require(request, "agent")  # 401 before even reading the body
+    body = await read_model(request, HotkeyRequest)
+    _principal, call = resolve_call(request)
+    conf = request.app[CONFERENCES].three_way(call, body.target, body.handoff)
+    return json_ok(_summary(conf), status=202)
+
+
+@described("The agent leaves; citizen and partner stay", ok=202, errors=(401, 403, 404, 409))
+async def leave(request: web.Request) -> web.Response:
+    principal = require(request, "agent")
+    conf = request.app[CONFERENCES].leave(request.match_info["conference_id"], principal.agent_id)
+    return json_ok(_summary(conf), status=202)
+
+
+@described(
+    "Drop the partner leg; citizen and agent keep talking", ok=202, errors=(401, 403, 404, 409)
+)
+async def cancel(request: web.Request) -> web.Response:
+    principal = require(request, "agent")
+    conf = request.app[CONFERENCES].cancel(request.match_info["conference_id"], principal.agent_id)
+    return json_ok(_summary(conf), status=202)
+
+
+@described("A three-way call's state, members and timeline", errors=(401, 403, 404))
+async def get_conference(request: web.Request) -> web.Response:
+    principal = require(request, "agent", "supervisor")
+    conf = request.app[CONFERENCES].get(request.match_info["conference_id"])
+    if principal.role == "agent" and conf.agent_id != principal.agent_id:
+        raise Forbidden("this conference belongs to another agent")
+    return json_ok(conference_view(conf))
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/v1/agents/{agent}/three-way", three_way),
+        web.post("/v1/calls/{call_id}/three-way", three_way),
+        web.post("/v1/conferences/{conference_id}/leave", leave),
+        web.post("/v1/conferences/{conference_id}/cancel", cancel),
+        web.get("/v1/conferences/{conference_id}", get_conference),
+    ]

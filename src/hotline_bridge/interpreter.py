@@ -1,0 +1,137 @@
+"""The one place where commands (data) become AMI actions.
+
+A batch of commands is written to AMI back to back without waiting for each reply: Asterisk
+runs one manager session's actions in the order received, so ``Setvar`` x N then
+``BlindTransfer`` keeps its order while costing one round trip instead of N + 1. Each reply comes
+back as a :class:`~hotline_bridge.commands.CommandResult` through ``on_result``, in command order.
+Nothing is ever re-sent: a command whose reply was lost is reported as failed, and the machine
+that issued it decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+import structlog
+
+from .ami import AmiError, AmiFieldError, AmiResponse
+from .commands import (
+    BlindTransfer,
+    Command,
+    CommandResult,
+    ConfbridgeKick,
+    Hangup,
+    Originate,
+    Redirect,
+    SetVar,
+)
+
+log = structlog.get_logger(__name__)
+
+Fields = dict[str, str | list[str]]
+
+
+class AmiSender(Protocol):
+    async def send(
+        self,
+        action: str,
+        fields: Mapping[str, str | Sequence[str]] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - mirrors AmiClient.send
+    ) -> AmiResponse: ...
+
+
+def to_action(cmd: Command) -> tuple[str, Fields]:
+    """The AMI action name and fields for one command (pure)."""
+    match cmd:
+        case SetVar(channel=channel, name=name, value=value):
+            return "Setvar", {"Channel": channel, "Variable": name, "Value": value}
+        case BlindTransfer(channel=channel, context=context, exten=exten):
+            return "BlindTransfer", {"Channel": channel, "Context": context, "Exten": exten}
+        case Redirect():
+            fields: Fields = {
+                "Channel": cmd.channel,
+                "Context": cmd.context,
+                "Exten": cmd.exten,
+                "Priority": "1",
+            }
+            if cmd.extra_channel:
+                fields |= {
+                    "ExtraChannel": cmd.extra_channel,
+                    "ExtraContext": cmd.context,
+                    "ExtraExten": cmd.extra_exten or cmd.exten,
+                    "ExtraPriority": "1",
+                }
+            return "Redirect", fields
+        case Originate():
+            return "Originate", {
+                "Channel": cmd.dial,
+                "Application": cmd.application,
+                "Data": cmd.data,
+                "CallerID": f'"{cmd.caller_id}" <{cmd.caller_id}>',
+                "Timeout": str(cmd.timeout_s * 1000),
+                "ChannelId": cmd.channel_id,
+                # The answer comes later as an OriginateResponse event, matched by Uniqueid.
+                "Async": "true",
+                "Variable": [f"{k}={v}" for k, v in cmd.variables.items()],
+            }
+        case ConfbridgeKick(conference=conference, channel=channel):
+            return "ConfbridgeKick", {"Conference": conference, "Channel": channel}
+        case Hangup(channel=channel):
+            return "Hangup", {"Channel": channel, "Cause": "16"}
+    raise TypeError(f"unknown command {cmd!r}")
+
+
+class Interpreter:
+    def __init__(
+        self,
+        ami: AmiSender,
+        on_result: Callable[[CommandResult], None],
+        on_latency: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self._ami = ami
+        self._on_result = on_result
+        self._on_latency = on_latency
+        self._tasks: set[asyncio.Task[list[CommandResult]]] = set()
+
+    def submit(self, commands: Sequence[Command]) -> None:
+        """Run a batch in the background; results arrive through ``on_result``."""
+        if not commands:
+            return
+        task = asyncio.get_running_loop().create_task(self.run(commands))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def run(self, commands: Sequence[Command]) -> list[CommandResult]:
+        # Create every send first so the actions hit the socket in order, then collect replies.
+        sends = [asyncio.ensure_future(self._send(cmd)) for cmd in commands]
+        results = []
+        for cmd, fut in zip(commands, sends, strict=True):
+            result = await fut
+            log.debug("pbx command", ref=cmd.ref, command=type(cmd).__name__, ok=result.ok)
+            self._on_result(result)
+            results.append(result)
+        return results
+
+    async def _send(self, cmd: Command) -> CommandResult:
+        action, fields = to_action(cmd)
+        started = time.perf_counter()
+        try:
+            response = await self._ami.send(action, fields)
+        except AmiFieldError as exc:
+            return CommandResult(cmd, False, f"refused before sending: {exc}")
+        except AmiError as exc:
+            return CommandResult(cmd, False, str(exc) or type(exc).__name__)
+        finally:
+            if self._on_latency is not None:
+                self._on_latency(action, time.perf_counter() - started)
+        if not response.success:
+            return CommandResult(cmd, False, response.message)
+        return CommandResult(cmd, True)
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,125 @@
+"""The OpenAPI document, generated from the routes the app really serves.
+
+Each handler carries its own description (``@described``); the document is built by walking the
+router, so a route cannot exist without appearing here, and request schemas come from the same
+pydantic models the handlers validate with.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from . import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_ERRORS = {
+    "400": "malformed JSON",
+    "401": "missing or unknown bearer token",
+    "403": "not allowed for this token",
+    "404": "unknown id",
+    "409": "the call is not in a state that allows this",
+    "413": "request body too large",
+    "415": "the body must be application/json",
+    "422": "invalid fields (listed in details)",
+    "503": "the PBX link is down; nothing was attempted",
+}
+
+
+def described(
+    summary: str,
+    *,
+    body: type[BaseModel] | None = None,
+    ok: int = 200,
+    errors: tuple[int, ...] = (),
+    public: bool = False,
+) -> Callable[[F], F]:
+    def mark(handler: F) -> F:
+        handler.__openapi__ = {  # type: ignore[attr-defined]
+            "summary": summary,
+            "body": body,
+            "ok": ok,
+            "errors": errors,
+            "public": public,
+        }
+        return handler
+
+    return mark
+
+
+def openapi_document(app: web.Application) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {}
+    for route in app.router.routes():
+        if route.method == "HEAD":
+            continue
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("formatter") or info.get("path")
+        meta = getattr(route.handler, "__openapi__", None)
+        if not path or meta is None:
+            continue
+        op: dict[str, Any] = {
+            "summary": meta["summary"],
+            "operationId": route.handler.__name__ + "_" + re.sub(r"\W+", "_", path).strip("_"),
+            "parameters": [
+                {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                for n in re.findall(r"{(\w+)}", path)
+            ],
+            "responses": {str(meta["ok"]): {"description": "success"}}
+            | {
+                str(code): {
+                    "description": _ERRORS.get(str(code), "error"),
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                }
+                for code in meta["errors"]
+            },
+        }
+        if not meta["public"]:
+            op["security"] = [{"bearer": []}]
+        model = meta["body"]
+        if model is not None:
+            schemas[model.__name__] = model.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            op["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}
+                    }
+                },
+            }
+        paths.setdefault(path, {})[route.method.lower()] = op
+    for schema in list(schemas.values()):
+        schemas.update(schema.pop("$defs", {}))
+    schemas["Error"] = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["status", "reason"],
+                "properties": {
+                    "status": {"type": "integer"},
+                    "reason": {"type": "string"},
+                    "details": {},
+                },
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "hotline-bridge", "version": __version__},
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

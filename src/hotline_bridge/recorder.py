@@ -1,0 +1,33 @@
+"""The port through which calls, transfers and three-way calls write the handoff record.
+
+The hot path only needs three things from the record keeper: open a record (durably, before any
+AMI action), append what happened, and the URL the partner fetches it from. ``handoffs`` provides
+the implementation over its store; tests may pass a simple in-memory one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from .calls.model import LiveCall
+
+
+class HandoffRecorder(Protocol):
+    def open(
+        self,
+        *,
+        kind: str,
+        call: LiveCall,
+        target: str,
+        handoff: Mapping[str, Any],
+        now: float,
+    ) -> str:
+        """Create and durably store the record; return its id. Raises ``errors.Invalid``."""
+        ...
+
+    def note(self, handoff_id: str, what: str, detail: str, now: float) -> None:
+        """Append one timeline event (``what`` is the machine's timeline name)."""
+        ...
+
+    def url(self, handoff_id: str) -> str: ...
