@@ -24,7 +24,7 @@ from .calls.model import CallModel
 from .calls.service import CallService
 from .conferences import api as conferences_api
 from .conferences.service import ConferenceService
-from .http import Principal, TokenAuth, json_ok, make_middlewares
+from .http import MAX_BODY, Principal, TokenAuth, json_ok, make_middlewares
 from .interpreter import Interpreter
 from .openapi import described, openapi_document
 from .recorder import HandoffRecorder
@@ -106,7 +106,7 @@ def make_app(
         middlewares=make_middlewares(TokenAuth(tokens)),
         client_max_size=settings.http.max_body_bytes,
     )
-    app["max_body"] = settings.http.max_body_bytes
+    app[MAX_BODY] = settings.http.max_body_bytes
     app[AMI] = ami
     app[calls_api.CALLS] = calls
     app[transfers_api.TRANSFERS] = transfers

@@ -26,7 +26,7 @@ log = structlog.get_logger(__name__)
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-PRINCIPAL_KEY = "hotline_bridge.principal"
+MAX_BODY = web.AppKey("max_body", int)
 
 
 class ApiError(Exception):
@@ -61,6 +61,9 @@ class Principal:
     agent_id: str | None = None
 
 
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
 class TokenAuth:
     def __init__(self, tokens: Iterable[tuple[str, Principal]]) -> None:
         # Keyed by a digest so the dict lookup itself does not leak timing about the token.
@@ -82,7 +85,7 @@ def _digest(token: str) -> str:
 
 def require(request: web.Request, *roles: str) -> Principal:
     """The authenticated principal, or 401 (no/unknown token) / 403 (role not allowed)."""
-    principal: Principal | None = request.get(PRINCIPAL_KEY)
+    principal: Principal | None = request.get(PRINCIPAL)
     if principal is None:
         raise ApiError(401, "missing or unknown bearer token")
     if roles and principal.role not in roles:
@@ -93,7 +96,9 @@ def require(request: web.Request, *roles: str) -> Principal:
 def make_middlewares(auth: TokenAuth) -> list[Any]:
     @web.middleware
     async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request[PRINCIPAL_KEY] = auth.principal(request.headers.get("Authorization"))
+        principal = auth.principal(request.headers.get("Authorization"))
+        if principal is not None:
+            request[PRINCIPAL] = principal
         try:
             return await handler(request)
         except ApiError as exc:
@@ -115,8 +120,9 @@ def make_middlewares(auth: TokenAuth) -> list[Any]:
 
 async def read_model(request: web.Request, model: type[M]) -> M:
     """Parse a JSON body into ``model``: 413 if too big, 400 if not JSON, 422 listing bad fields."""
-    if request.content_length is not None and request.content_length > request.app["max_body"]:
-        raise ApiError(413, f"request body larger than {request.app['max_body']} bytes")
+    limit = request.app[MAX_BODY]
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, f"request body larger than {limit} bytes")
     if request.content_type != "application/json":
         raise ApiError(415, "the body must be application/json")
     raw = await request.read()  # aiohttp enforces client_max_size while reading

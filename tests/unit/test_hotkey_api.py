@@ -1,0 +1,234 @@
+"""The hotkey HTTP contract: status codes, reasons, and that bad input never reaches the PBX.
+
+The PBX side is a recorder of submitted commands: these tests prove the HTTP edge's decisions,
+not that a call moved (tests/pbx does that against real Asterisk and SIPp).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from hotline_bridge.app import make_app
+from hotline_bridge.calls.model import CallModel, LiveCall
+from hotline_bridge.calls.service import CallService
+from hotline_bridge.commands import Command
+from hotline_bridge.conferences.service import ConferenceService
+from hotline_bridge.settings import load_settings
+from hotline_bridge.transfers.service import TransferService
+
+TOPOLOGY = Path(__file__).resolve().parents[2] / "asterisk" / "sandbox.toml"
+TOKEN_1001 = {"Authorization": "Bearer sandbox-token-agent-1001"}
+TOKEN_1002 = {"Authorization": "Bearer sandbox-token-agent-1002"}
+SUPERVISOR = {"Authorization": "Bearer sandbox-token-supervisor-1"}
+
+
+@dataclass
+class MemoryRecorder:
+    opened: list[str] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+
+    def open(
+        self, *, kind: str, call: LiveCall, target: str, handoff: Mapping[str, Any], now: float
+    ) -> str:
+        hid = f"h-{len(self.opened) + 1}"
+        self.opened.append(hid)
+        return hid
+
+    def note(self, handoff_id: str, what: str, detail: str, now: float) -> None:
+        self.notes.append((handoff_id, what))
+
+    def url(self, handoff_id: str) -> str:
+        return f"http://127.0.0.1:8345/v1/handoffs/{handoff_id}"
+
+
+@dataclass
+class FakeAmi:
+    state: str = "ready"
+
+    @dataclass
+    class _Stats:
+        reconnects: int = 0
+
+    stats: _Stats = field(default_factory=_Stats)
+
+
+@dataclass
+class Harness:
+    client: TestClient
+    submitted: list[Command]
+    recorder: MemoryRecorder
+    calls: CallService
+
+
+def ev(name: str, uid: str, chan: str, **kw: str) -> dict[str, str]:
+    return {"Event": name, "Uniqueid": uid, "Linkedid": "1.1", "Channel": chan, **kw}
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    settings = load_settings(TOPOLOGY)
+    model = CallModel({a.endpoint: a.id for a in settings.agents}, ["partner-110"])
+    calls = CallService(model)
+    calls.pbx_ready = True
+    for e in (
+        ev("Newchannel", "1.1", "PJSIP/carrier-00000001", CallerIDNum="13800138000"),
+        ev("Newchannel", "1.2", "PJSIP/agent1001-00000002", CallerIDNum="13800138000"),
+        ev("BridgeEnter", "1.1", "PJSIP/carrier-00000001", BridgeUniqueid="b1"),
+        ev("BridgeEnter", "1.2", "PJSIP/agent1001-00000002", BridgeUniqueid="b1"),
+    ):
+        calls.on_event(e)
+    submitted: list[Command] = []
+    recorder = MemoryRecorder()
+    transfers = TransferService(settings, calls, recorder, submitted.extend)
+    conferences = ConferenceService(settings, calls, recorder, submitted.extend)
+    app = make_app(settings, FakeAmi(), calls, transfers, conferences)  # type: ignore[arg-type]
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        yield Harness(client, submitted, recorder, calls)
+    finally:
+        await client.close()
+
+
+async def post(h: Harness, path: str, body: Any, headers: dict[str, str]) -> tuple[int, Any]:
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    resp = await h.client.post(
+        path, data=data, headers={**headers, "Content-Type": "application/json"}
+    )
+    return resp.status, await resp.json()
+
+
+async def test_carry_transfer_accepted(harness: Harness) -> None:
+    status, body = await post(
+        harness, "/v1/agents/1001/carry-transfer", {"target": "110"}, TOKEN_1001
+    )
+    assert status == 202, body
+    assert body["state"] == "requested" and body["call_id"] == "1.1"
+    assert body["handoff_id"] == "h-1" and body["transfer_id"].startswith("t-")
+    assert harness.submitted[-1].__class__.__name__ == "BlindTransfer"
+    # The record was opened before any command was handed over.
+    assert harness.recorder.opened == ["h-1"]
+    resp = await harness.client.get(f"/v1/transfers/{body['transfer_id']}", headers=TOKEN_1001)
+    view = await resp.json()
+    assert view["state"] == "requested" and view["citizen_number"] == "138****8000"
+
+
+async def test_by_call_id_needs_the_agent_on_that_call(harness: Harness) -> None:
+    status, body = await post(harness, "/v1/calls/1.1/three-way", {"target": "110"}, TOKEN_1002)
+    assert status == 403 and "another agent" in body["error"]["reason"]
+    status, body = await post(harness, "/v1/calls/1.1/three-way", {"target": "110"}, TOKEN_1001)
+    assert status == 202 and body["conference_id"].startswith("c-")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "status", "reason"),
+    [
+        ("/v1/agents/1001/carry-transfer", {"target": "119"}, TOKEN_1001, 422, "unknown target"),
+        ("/v1/agents/1001/carry-transfer", {"target": "1\r\n10"}, TOKEN_1001, 422, "invalid"),
+        ("/v1/agents/1001/carry-transfer", {"target": "110", "x": 1}, TOKEN_1001, 422, "invalid"),
+        ("/v1/agents/1001/carry-transfer", {}, TOKEN_1001, 422, "invalid"),
+        ("/v1/agents/1001/carry-transfer", "{not json", TOKEN_1001, 400, "malformed JSON"),
+        ("/v1/agents/1001/carry-transfer", {"target": "110"}, {}, 401, "bearer token"),
+        (
+            "/v1/agents/1001/carry-transfer",
+            {"target": "110"},
+            {"Authorization": "Bearer wrong-token-wrong-token"},
+            401,
+            "bearer token",
+        ),
+        ("/v1/agents/1001/carry-transfer", {"target": "110"}, TOKEN_1002, 403, "own calls"),
+        ("/v1/agents/1002/carry-transfer", {"target": "110"}, TOKEN_1002, 409, "not on a call"),
+        ("/v1/agents/1001/three-way", {"target": "110"}, SUPERVISOR, 403, "roles"),
+        ("/v1/calls/9.9/carry-transfer", {"target": "110"}, TOKEN_1001, 404, "no live call"),
+    ],
+)
+async def test_bad_requests_are_refused_before_any_pbx_command(
+    harness: Harness, path: str, body: Any, headers: dict[str, str], status: int, reason: str
+) -> None:
+    got, payload = await post(harness, path, body, headers)
+    assert got == status, payload
+    assert reason in payload["error"]["reason"]
+    assert harness.submitted == []
+    assert harness.recorder.opened == []
+
+
+async def test_invalid_fields_are_listed(harness: Harness) -> None:
+    status, body = await post(
+        harness, "/v1/agents/1001/carry-transfer", {"target": "1\n10"}, TOKEN_1001
+    )
+    assert status == 422
+    assert [d["field"] for d in body["error"]["details"]] == ["target"]
+
+
+async def test_oversized_body_is_413(harness: Harness) -> None:
+    big = {"target": "110", "handoff": {"narrative": "x" * 200_000}}
+    status, body = await post(harness, "/v1/agents/1001/carry-transfer", big, TOKEN_1001)
+    assert status == 413, body
+    assert harness.submitted == []
+
+
+async def test_second_press_conflicts_and_ten_concurrent_presses_make_one(
+    harness: Harness,
+) -> None:
+    presses = [
+        post(harness, "/v1/agents/1001/carry-transfer", {"target": "110"}, TOKEN_1001)
+        for _ in range(10)
+    ]
+    results = await asyncio.gather(*presses)
+    statuses = sorted(s for s, _ in results)
+    assert statuses == [202] + [409] * 9
+    assert len(harness.recorder.opened) == 1
+    assert sum(c.__class__.__name__ == "BlindTransfer" for c in harness.submitted) == 1
+    # A three-way press on the same call while the transfer runs is refused too.
+    status, _ = await post(harness, "/v1/agents/1001/three-way", {"target": "110"}, TOKEN_1001)
+    assert status == 409
+
+
+async def test_pbx_link_down_is_503_and_nothing_happens(harness: Harness) -> None:
+    harness.calls.pbx_ready = False
+    status, body = await post(
+        harness, "/v1/agents/1001/carry-transfer", {"target": "110"}, TOKEN_1001
+    )
+    assert status == 503 and "nothing was attempted" in body["error"]["reason"]
+    assert harness.submitted == []
+
+
+async def test_leave_before_partner_joined_is_409(harness: Harness) -> None:
+    _, body = await post(harness, "/v1/agents/1001/three-way", {"target": "110"}, TOKEN_1001)
+    conf = body["conference_id"]
+    status, body = await post(harness, f"/v1/conferences/{conf}/leave", {}, TOKEN_1001)
+    assert status == 409 and "partner" in body["error"]["reason"]
+    status, body = await post(harness, f"/v1/conferences/{conf}/cancel", {}, TOKEN_1002)
+    assert status == 403
+
+
+async def test_openapi_lists_every_served_route(harness: Harness) -> None:
+    resp = await harness.client.get("/v1/openapi.json")
+    doc = await resp.json()
+    served = {
+        (r.method.lower(), r.resource.canonical)
+        for r in harness.client.app.router.routes()  # type: ignore[union-attr]
+        if r.method != "HEAD" and r.resource is not None
+    }
+    documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
+    assert served == documented
+    body_ref = doc["paths"]["/v1/agents/{agent}/carry-transfer"]["post"]["requestBody"]
+    assert body_ref["content"]["application/json"]["schema"]["$ref"].endswith("HotkeyRequest")
+    assert "HotkeyRequest" in doc["components"]["schemas"]
+
+
+async def test_calls_list_is_scoped_to_the_agent(harness: Harness) -> None:
+    resp = await harness.client.get("/v1/calls", headers=TOKEN_1001)
+    assert [c["call_id"] for c in (await resp.json())["calls"]] == ["1.1"]
+    resp = await harness.client.get("/v1/calls", headers=TOKEN_1002)
+    assert (await resp.json())["calls"] == []
+    resp = await harness.client.get("/v1/calls")
+    assert resp.status == 401
