@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import __version__
 from .ami import AmiClient
@@ -26,6 +27,7 @@ from .conferences import api as conferences_api
 from .conferences.service import ConferenceService
 from .http import MAX_BODY, Principal, TokenAuth, json_ok, make_middlewares
 from .interpreter import Interpreter
+from .metrics import GaugeCollector, Metrics
 from .openapi import described, openapi_document
 from .recorder import HandoffRecorder
 from .settings import Settings
@@ -37,6 +39,7 @@ log = structlog.get_logger(__name__)
 
 AMI = web.AppKey("ami", AmiClient)
 SWITCHBOARD = web.AppKey("switchboard", Switchboard)
+METRICS = web.AppKey("metrics", Metrics)
 
 
 @dataclass
@@ -72,12 +75,31 @@ def build(settings: Settings, recorder: HandoffRecorder) -> Bridge:
         assert switchboard is not None
         switchboard.on_result(result)
 
-    interpreter = Interpreter(ami, on_result)
-    transfers = TransferService(settings, calls, recorder, interpreter.submit)
-    conferences = ConferenceService(settings, calls, recorder, interpreter.submit)
+    metrics = Metrics()
+    interpreter = Interpreter(ami, on_result, on_latency=metrics.observe_ami_action)
+    transfers = TransferService(
+        settings, calls, recorder, interpreter.submit, on_change=metrics.transfer_changed
+    )
+    conferences = ConferenceService(
+        settings, calls, recorder, interpreter.submit, on_change=metrics.conference_changed
+    )
     switchboard = Switchboard(calls, transfers, conferences)
+    metrics.add_collector(
+        GaugeCollector(
+            lambda: {
+                "ami_ready": float(ami.state == "ready"),
+                "ami_reconnects": ami.stats.reconnects,
+                "ami_events": ami.stats.events_received,
+                "ami_timeouts": ami.stats.actions_timed_out,
+                "live_calls": len(calls.model.live_calls()),
+                "live_transfers": sum(not t.done for t in transfers.transfers.values()),
+                "live_conferences": sum(not c.done for c in conferences.conferences.values()),
+            }
+        )
+    )
 
     ami.subscribe(switchboard.on_event)
+    ami.subscribe(metrics.on_pbx_event)
 
     async def resync() -> None:
         channels = await ami.send_list("CoreShowChannels")
@@ -88,6 +110,8 @@ def build(settings: Settings, recorder: HandoffRecorder) -> Bridge:
 
     app = make_app(settings, ami, calls, transfers, conferences)
     app[SWITCHBOARD] = switchboard
+    app[METRICS] = metrics
+    app.router.add_get("/metrics", serve_metrics)
     return Bridge(settings, ami, switchboard, interpreter, app)
 
 
@@ -134,6 +158,12 @@ async def healthz(request: web.Request) -> web.Response:
         "ami": {"state": ami.state, "reconnects": ami.stats.reconnects},
     }
     return json_ok(body, status=200 if ready else 503)
+
+
+@described("Prometheus metrics", public=True)
+async def serve_metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @described("This document", public=True)

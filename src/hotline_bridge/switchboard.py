@@ -35,6 +35,9 @@ EVENTS = frozenset(
         "ConfbridgeLeave",
         "OriginateResponse",
         "BlindTransfer",
+        "QueueCallerJoin",
+        "AgentConnect",
+        "QueueCallerAbandon",
     }
 )
 

@@ -40,14 +40,14 @@ class ConferenceService:
         recorder: HandoffRecorder,
         submit: Callable[[list[Command]], None],
         clock: Callable[[], float] = time.time,
-        on_finished: Callable[[Conference], None] | None = None,
+        on_change: Callable[[Conference, Conference], None] | None = None,
     ) -> None:
         self._settings = settings
         self._calls = calls
         self._recorder = recorder
         self._submit = submit
         self._clock = clock
-        self._on_finished = on_finished
+        self._on_change = on_change
         self.conferences: OrderedDict[str, Conference] = OrderedDict()
         self._active_by_uid: dict[str, str] = {}  # any party's Uniqueid -> conference id
 
@@ -188,8 +188,8 @@ class ConferenceService:
             for uid in (new.call_id, new.agent_uniqueid, new.partner_uniqueid):
                 self._active_by_uid.pop(uid, None)
             self._calls.release(new.call_id, new.id)
-            if self._on_finished is not None:
-                self._on_finished(new)
+        if self._on_change is not None:
+            self._on_change(conf, new)
         self._submit(commands)
         return new
 

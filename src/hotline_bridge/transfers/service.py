@@ -42,14 +42,14 @@ class TransferService:
         recorder: HandoffRecorder,
         submit: Callable[[list[Command]], None],
         clock: Callable[[], float] = time.time,
-        on_finished: Callable[[Transfer], None] | None = None,
+        on_change: Callable[[Transfer, Transfer], None] | None = None,
     ) -> None:
         self._settings = settings
         self._calls = calls
         self._recorder = recorder
         self._submit = submit
         self._clock = clock
-        self._on_finished = on_finished
+        self._on_change = on_change
         self.transfers: OrderedDict[str, Transfer] = OrderedDict()
         self._active_by_citizen: dict[str, str] = {}
 
@@ -184,8 +184,8 @@ class TransferService:
         if new.done:
             self._active_by_citizen.pop(new.call_id, None)
             self._calls.release(new.call_id, new.id)
-            if self._on_finished is not None:
-                self._on_finished(new)
+        if self._on_change is not None:
+            self._on_change(transfer, new)
         self._submit(commands)
 
     def _remember(self, transfer: Transfer) -> None:
