@@ -25,11 +25,12 @@ from .calls.model import CallModel
 from .calls.service import CallService
 from .conferences import api as conferences_api
 from .conferences.service import ConferenceService
+from .handoffs import api as handoffs_api
+from .handoffs.recorder import StoreRecorder
 from .http import MAX_BODY, Principal, TokenAuth, json_ok, make_middlewares
 from .interpreter import Interpreter
 from .metrics import GaugeCollector, Metrics
 from .openapi import described, openapi_document
-from .recorder import HandoffRecorder
 from .settings import Settings
 from .switchboard import EVENTS, Switchboard
 from .transfers import api as transfers_api
@@ -51,7 +52,7 @@ class Bridge:
     app: web.Application
 
 
-def build(settings: Settings, recorder: HandoffRecorder) -> Bridge:
+def build(settings: Settings, recorder: StoreRecorder) -> Bridge:
     ami = AmiClient(
         settings.ami.host,
         settings.ami.port,
@@ -109,6 +110,8 @@ def build(settings: Settings, recorder: HandoffRecorder) -> Bridge:
     ami.add_state_listener(lambda state: None if state == "ready" else switchboard.link_down())
 
     app = make_app(settings, ami, calls, transfers, conferences)
+    partner = "110" if settings.bridge.site == "12345" else "12345"
+    handoffs_api.install(app, recorder.service(partner))
     app[SWITCHBOARD] = switchboard
     app[METRICS] = metrics
     app.router.add_get("/metrics", serve_metrics)
@@ -171,7 +174,7 @@ async def openapi(request: web.Request) -> web.Response:
     return json_ok(openapi_document(request.app))
 
 
-async def serve(settings: Settings, recorder: HandoffRecorder) -> None:
+async def serve(settings: Settings, recorder: StoreRecorder) -> None:
     """Run until SIGINT/SIGTERM: connect AMI, serve HTTP, shut down cleanly."""
     bridge = build(settings, recorder)
     runner = web.AppRunner(bridge.app, access_log=None)

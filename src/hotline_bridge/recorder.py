@@ -7,10 +7,10 @@ the implementation over its store; tests may pass a simple in-memory one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from .calls.model import LiveCall
+from .handoffs.model import HandoffInput
 
 
 class HandoffRecorder(Protocol):
@@ -20,7 +20,7 @@ class HandoffRecorder(Protocol):
         kind: str,
         call: LiveCall,
         target: str,
-        handoff: Mapping[str, Any],
+        handoff: HandoffInput,
         now: float,
     ) -> str:
         """Create and durably store the record; return its id. Raises ``errors.Invalid``."""

@@ -111,6 +111,8 @@ class BridgeSettings(_Section):
     ring_timeout_s: int = Field(20, ge=1, le=120)
     return_timeout_s: int = Field(15, ge=1, le=120)
     store_path: Path = Path("hotline-bridge.sqlite3")
+    # The matter catalog (事项清单) to route by; None means the one shipped with the package.
+    catalog_path: Path | None = None
 
 
 class Settings(BaseSettings):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from hotline_bridge.calls.model import CallModel, LiveCall
 from hotline_bridge.calls.service import CallService
 from hotline_bridge.commands import Command
 from hotline_bridge.conferences.service import ConferenceService
+from hotline_bridge.handoffs.model import HandoffInput
 from hotline_bridge.settings import load_settings
 from hotline_bridge.transfers.service import TransferService
 
@@ -36,7 +37,7 @@ class MemoryRecorder:
     notes: list[tuple[str, str]] = field(default_factory=list)
 
     def open(
-        self, *, kind: str, call: LiveCall, target: str, handoff: Mapping[str, Any], now: float
+        self, *, kind: str, call: LiveCall, target: str, handoff: HandoffInput, now: float
     ) -> str:
         hid = f"h-{len(self.opened) + 1}"
         self.opened.append(hid)

@@ -8,6 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import Forbidden
+from ..handoffs.model import HandoffInput
 from ..http import Principal, json_ok, require
 from ..openapi import described
 from ..privacy import mask_number
@@ -24,7 +25,7 @@ class HotkeyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     target: Annotated[SafeLine, Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
-    handoff: dict[str, Any] = Field(default_factory=dict)
+    handoff: HandoffInput = Field(default_factory=HandoffInput)
 
 
 def resolve_call(request: web.Request) -> tuple[Principal, LiveCall]:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import structlog
 
@@ -21,6 +20,7 @@ from ..calls.service import CallService
 from ..commands import Command, CommandResult
 from ..errors import Conflict, Forbidden, Invalid, NotFound
 from ..events import PbxEvent
+from ..handoffs.model import HandoffInput
 from ..privacy import mask_number
 from ..recorder import HandoffRecorder
 from ..settings import Settings
@@ -51,7 +51,7 @@ class ConferenceService:
         self.conferences: OrderedDict[str, Conference] = OrderedDict()
         self._active_by_uid: dict[str, str] = {}  # any party's Uniqueid -> conference id
 
-    def three_way(self, call: LiveCall, target: str, handoff: Mapping[str, Any]) -> Conference:
+    def three_way(self, call: LiveCall, target: str, handoff: HandoffInput) -> Conference:
         tgt = self._settings.targets.get(target)
         if tgt is None:
             known = ", ".join(sorted(self._settings.targets)) or "none"

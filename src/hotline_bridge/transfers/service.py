@@ -12,8 +12,7 @@ import asyncio
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import structlog
 
@@ -22,6 +21,7 @@ from ..calls.service import CallService
 from ..commands import Command, CommandResult
 from ..errors import Invalid, NotFound
 from ..events import PbxEvent
+from ..handoffs.model import HandoffInput
 from ..privacy import mask_number
 from ..recorder import HandoffRecorder
 from ..settings import Settings
@@ -55,7 +55,7 @@ class TransferService:
 
     # -- the hotkey ------------------------------------------------------------------------
 
-    def carry_transfer(self, call: LiveCall, target: str, handoff: Mapping[str, Any]) -> Transfer:
+    def carry_transfer(self, call: LiveCall, target: str, handoff: HandoffInput) -> Transfer:
         tgt = self._settings.targets.get(target)
         if tgt is None:
             known = ", ".join(sorted(self._settings.targets)) or "none"

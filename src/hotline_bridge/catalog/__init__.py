@@ -1,0 +1,23 @@
+"""The matter catalog (事项清单): the plan's five classes of matters and their categories, loaded
+from an operator-edited TOML file, and the pure routing advisor that applies the annex's rules."""
+
+from .advisor import Action, Advice, AdviceError, Channel, advise
+from .loader import CatalogError, default_catalog_path, load_catalog
+from .model import Catalog, Category, MatterClass, MatterClassInfo, Platform, Via
+
+__all__ = [
+    "Action",
+    "Advice",
+    "AdviceError",
+    "Catalog",
+    "CatalogError",
+    "Category",
+    "Channel",
+    "MatterClass",
+    "MatterClassInfo",
+    "Platform",
+    "Via",
+    "advise",
+    "default_catalog_path",
+    "load_catalog",
+]

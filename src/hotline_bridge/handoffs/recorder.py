@@ -1,0 +1,167 @@
+"""The ``HandoffRecorder`` the transfer and three-way services write through, over the store.
+
+``open`` turns a hotkey press's ``handoff`` payload into a record and stores it durably before
+any AMI action; ``note`` appends the machines' timeline entries as events; ``url`` is what the
+partner fetches (Call-Info). ``open_recorder(settings)`` builds it from configuration and is
+where a broken catalog or store stops start-up with a ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import structlog
+from pydantic import ValidationError
+
+from ..calls.model import LiveCall
+from ..catalog import Catalog, CatalogError, Platform, load_catalog
+from ..errors import Invalid
+from ..http import field_errors
+from ..outcomes import outcome_of_dialstatus, outcome_of_originate_reason
+from ..settings import ConfigError, Settings
+from .ids import new_handoff_id
+from .model import (
+    Actor,
+    CallRef,
+    Direction,
+    EventKind,
+    HandoffEvent,
+    HandoffInput,
+    HandoffInputError,
+    HandoffKind,
+    new_handoff,
+)
+from .service import HandoffService
+from .store import HandoffStore, SqliteHandoffStore, StoreError
+
+log = structlog.get_logger(__name__)
+
+# The machines' timeline names (transfers.machine, conferences.machine) → record event kinds.
+# Anything not listed is kept as ``call_progress`` with the name in ``data.what``.
+_EVENT_OF: Mapping[str, EventKind] = {
+    "transfer_requested": EventKind.TRANSFER_REQUESTED,
+    "three_way_requested": EventKind.TRANSFER_REQUESTED,
+    "partner_ringing": EventKind.PARTNER_RINGING,
+    "partner_answered": EventKind.PARTNER_ANSWERED,
+    "partner_joined": EventKind.PARTNER_ANSWERED,  # a three-way partner answers by joining
+    "partner_failed": EventKind.PARTNER_FAILED,
+    "citizen_returned": EventKind.CITIZEN_RETURNED,
+    "three_way": EventKind.THREE_WAY_STARTED,
+    "agent_left": EventKind.AGENT_LEFT,
+    "agent_left_room": EventKind.AGENT_LEFT,
+    "ended": EventKind.THREE_WAY_ENDED,
+}
+
+
+def event_for(what: str, detail: str, at: datetime) -> HandoffEvent:
+    """The record event for one machine timeline entry. Pure."""
+    kind = _EVENT_OF.get(what, EventKind.CALL_PROGRESS)
+    data: dict[str, str] = {}
+    if kind is EventKind.CALL_PROGRESS:
+        data["what"] = what
+    if kind is EventKind.PARTNER_FAILED:
+        # Carry transfers report a DIALSTATUS, three-way calls an OriginateResponse reason.
+        code = detail.strip()
+        outcome = (
+            outcome_of_originate_reason(code) if code.isdigit() else outcome_of_dialstatus(code)
+        )
+        data["outcome"] = outcome.value
+    if kind is EventKind.CITIZEN_RETURNED and detail:
+        data["agent_id"] = detail
+    elif detail:
+        data["detail"] = detail[:2000]
+    return HandoffEvent(at=at, actor=Actor.system(), kind=kind, data=data)
+
+
+class StoreRecorder:
+    """Implements ``recorder.HandoffRecorder`` over a :class:`HandoffStore`."""
+
+    def __init__(
+        self, store: HandoffStore, catalog: Catalog, *, site: Platform, public_url: str
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.site = site
+        self._public_url = public_url.rstrip("/")
+
+    def service(self, target: str) -> HandoffService:
+        """The record API's service over the same store (``target``: the partner's key)."""
+        return HandoffService(self.store, self.catalog, site=self.site, target=target)
+
+    def open(
+        self, *, kind: str, call: LiveCall, target: str, handoff: HandoffInput, now: float
+    ) -> str:
+        try:
+            record = new_handoff(
+                handoff,
+                handoff_id=new_handoff_id(int(now * 1000)),
+                kind=HandoffKind(kind),
+                direction=Direction.from_site(self.site),
+                target=target,
+                citizen_number=_carried_number(call.citizen_number),
+                created_by=Actor.agent(call.agent_id),
+                catalog=self.catalog,
+                now=_at(now),
+                call=CallRef(
+                    call_id=call.call_id,
+                    linked_id=call.linkedid or None,
+                    answered_at=_at(call.since) if call.since else None,
+                ),
+            )
+        except ValidationError as exc:
+            raise Invalid("invalid handoff: " + _describe(field_errors(exc))) from None
+        except HandoffInputError as exc:
+            raise Invalid("invalid handoff: " + _describe(exc.problems)) from None
+        self.store.create(record, outbox=True)
+        return record.id
+
+    def note(self, handoff_id: str, what: str, detail: str, now: float) -> None:
+        # The call goes on whatever happens here: a note that cannot be written is logged loudly,
+        # never raised into the machine that is driving the live call.
+        try:
+            self.store.append(handoff_id, event_for(what, detail, _at(now)))
+        except (StoreError, ValidationError, OSError) as exc:
+            log.error(
+                "handoff event not recorded", handoff_id=handoff_id, what=what, error=str(exc)
+            )
+
+    def url(self, handoff_id: str) -> str:
+        return f"{self._public_url}/v1/handoffs/{handoff_id}"
+
+
+@contextmanager
+def open_recorder(settings: Settings) -> Iterator[StoreRecorder]:
+    """The recorder for this site's configuration; ``ConfigError`` if catalog or store is bad."""
+    try:
+        catalog = load_catalog(settings.bridge.catalog_path)
+    except CatalogError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        store = SqliteHandoffStore(settings.bridge.store_path)
+    except (StoreError, OSError) as exc:
+        raise ConfigError(f"handoff store {settings.bridge.store_path}: {exc}") from None
+    try:
+        yield StoreRecorder(
+            store,
+            catalog,
+            site=Platform(settings.bridge.site),
+            public_url=settings.http.public_url,
+        )
+    finally:
+        store.close()
+
+
+def _at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _carried_number(number: str) -> str | None:
+    # Caller IDs such as "anonymous" or "" carry no number; the record keeps none then.
+    n = number.strip()
+    return n if n.lstrip("+").isdigit() and 3 <= len(n.lstrip("+")) <= 20 else None
+
+
+def _describe(problems: list[dict[str, str]]) -> str:
+    return "; ".join(f"{p['field']}: {p['problem']}" for p in problems)

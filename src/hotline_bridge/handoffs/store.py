@@ -1,0 +1,484 @@
+"""Durable storage of handoff records: the ``HandoffStore`` interface and its SQLite implementation.
+
+The API is synchronous on purpose: it is called inline on the event loop, and each call is one
+short transaction (tens of microseconds on a local disk), which is cheaper and simpler than a
+thread hop. A PostgreSQL implementation would satisfy the same Protocol and be picked at start-up;
+callers never see SQL.
+
+Durability: the database runs in WAL mode with ``synchronous=NORMAL``. A commit appends the
+transaction to the WAL with ``write()`` before ``create``/``append`` return, so the data is in the
+kernel's page cache and survives the *process* dying at any instant (``kill -9``, a crash, an
+OOM kill); only losing the *machine* (power, kernel panic) before the next WAL checkpoint's fsync
+can lose the latest commits. Pass ``synchronous="FULL"`` to fsync every commit when the disk
+and the deployment call for that.
+
+Append-only is enforced by the database itself (triggers), not just by this module's API: an
+event row can never be updated or deleted, and a snapshot never rewritten.
+
+Outbox: ``create(..., outbox=True)`` writes an outbox row in the same transaction as the record,
+so a later partner link that drains the outbox can never miss a committed handoff, nor send one
+that was rolled back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import builtins
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+from ..catalog.model import MatterClass
+from .model import (
+    Direction,
+    EventKind,
+    HandoffEvent,
+    HandoffKind,
+    HandoffRecord,
+    HandoffSnapshot,
+    Jurisdiction,
+    Status,
+    next_status,
+)
+
+MAX_PAGE = 200
+_INSERT_EVENT = (
+    "INSERT INTO handoff_events (handoff_id, seq, at, kind, body) VALUES (?, ?, ?, ?, ?)"
+)
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (the message says why)."""
+
+
+class DuplicateHandoff(StoreError):
+    """A record with this id exists and its snapshot differs from the one offered."""
+
+
+class UnknownHandoff(StoreError):
+    """No record has this id."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffFilter:
+    since: datetime | None = None  # created at or after
+    until: datetime | None = None  # created before
+    matter_class: MatterClass | None = None
+    direction: Direction | None = None
+    status: Status | None = None
+    jurisdiction: Jurisdiction | None = None
+    kind: HandoffKind | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    limit: int = 50
+    cursor: str | None = None  # opaque; from the previous Page
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: tuple[HandoffRecord, ...]
+    next_cursor: str | None  # None on the last page
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    handoff_id: str
+    kind: str  # "handoff.created" | "handoff.event"
+    payload: str  # JSON
+    created_at: datetime
+    attempts: int
+    next_attempt_at: datetime
+    delivered_at: datetime | None
+
+
+class HandoffStore(Protocol):
+    """Where handoff records live. Every method is one short transaction."""
+
+    def create(self, record: HandoffRecord, *, outbox: bool = True) -> bool:
+        """Store a new record; durable on return. Returns False (and does nothing) if a record
+        with this id and an identical snapshot exists; raises DuplicateHandoff if it differs."""
+        ...
+
+    def get(self, handoff_id: str) -> HandoffRecord | None: ...
+
+    def append(self, handoff_id: str, event: HandoffEvent, *, outbox: bool = False) -> HandoffEvent:
+        """Append an event, numbering it atomically; returns it with its ``seq``."""
+        ...
+
+    def list(self, filters: HandoffFilter, page: PageRequest) -> Page:
+        """Records newest first, filtered, one page at a time."""
+        ...
+
+    def outbox_pending(
+        self, limit: int = 100, *, now: datetime | None = None
+    ) -> builtins.list[OutboxItem]: ...
+
+    def outbox_mark_delivered(self, item_id: int, *, now: datetime | None = None) -> None: ...
+
+    def outbox_mark_failed(self, item_id: int, next_attempt_at: datetime) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# -- migrations --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "handoffs, events, outbox",
+        (
+            """CREATE TABLE handoffs (
+                id TEXT PRIMARY KEY,
+                created_at TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                direction TEXT NOT NULL,
+                matter_class TEXT,
+                jurisdiction TEXT NOT NULL,
+                status TEXT NOT NULL,
+                last_seq INTEGER NOT NULL,
+                updated_at TEXT NOT NULL,
+                snapshot TEXT NOT NULL
+            ) WITHOUT ROWID""",
+            "CREATE INDEX handoffs_by_time ON handoffs (created_at DESC, id DESC)",
+            "CREATE INDEX handoffs_by_status ON handoffs (status, created_at DESC)",
+            "CREATE INDEX handoffs_by_class ON handoffs (matter_class, created_at DESC)",
+            """CREATE TABLE handoff_events (
+                handoff_id TEXT NOT NULL REFERENCES handoffs (id),
+                seq INTEGER NOT NULL,
+                at TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                body TEXT NOT NULL,
+                PRIMARY KEY (handoff_id, seq)
+            ) WITHOUT ROWID""",
+            """CREATE TABLE outbox (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                handoff_id TEXT NOT NULL REFERENCES handoffs (id),
+                kind TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at TEXT NOT NULL,
+                delivered_at TEXT
+            )""",
+            "CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE delivered_at IS NULL",
+        ),
+    ),
+    Migration(
+        2,
+        "append-only guards",
+        (
+            """CREATE TRIGGER handoff_events_no_update BEFORE UPDATE ON handoff_events
+               BEGIN SELECT RAISE(ABORT, 'handoff events are append-only'); END""",
+            """CREATE TRIGGER handoff_events_no_delete BEFORE DELETE ON handoff_events
+               BEGIN SELECT RAISE(ABORT, 'handoff events are append-only'); END""",
+            """CREATE TRIGGER handoffs_snapshot_frozen
+               BEFORE UPDATE OF id, created_at, kind, direction, matter_class, jurisdiction,
+                                snapshot ON handoffs
+               BEGIN SELECT RAISE(ABORT, 'a handoff snapshot is frozen'); END""",
+            """CREATE TRIGGER handoffs_no_delete BEFORE DELETE ON handoffs
+               BEGIN SELECT RAISE(ABORT, 'handoff records are kept'); END""",
+        ),
+    ),
+)
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
+    """Apply the migrations this database lacks, each in its own transaction. Idempotent.
+
+    Returns the versions applied. Refuses a database written by a newer version of the bridge.
+    """
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    known = max((m.version for m in migrations), default=0)
+    applied: list[int] = []
+    for migration in sorted(migrations, key=lambda m: m.version):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-read inside the write lock: another process may have migrated meanwhile.
+            done = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+            newest = max(done, default=0)
+            if newest > known:
+                raise StoreError(
+                    f"the store is at schema version {newest}; this bridge knows up to {known}"
+                )
+            if migration.version in done:
+                conn.execute("ROLLBACK")
+                continue
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, _ts(datetime.now(UTC))),
+            )
+            conn.execute("COMMIT")
+            applied.append(migration.version)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return applied
+
+
+def schema_versions(conn: sqlite3.Connection) -> list[int]:
+    return [v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+
+
+# -- SQLite ------------------------------------------------------------------------------------
+
+
+class SqliteHandoffStore:
+    """The default store: one SQLite file (created with its directory if missing)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> None:
+        self.path = path
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: no implicit transactions; every write below says BEGIN itself.
+        self._db = sqlite3.connect(path, isolation_level=None)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            migrate(self._db, migrations)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def close(self) -> None:
+        self._db.close()
+
+    def create(self, record: HandoffRecord, *, outbox: bool = True) -> bool:
+        snap = record.snapshot
+        snapshot_json = snap.model_dump_json()
+        last = record.events[-1]
+        state = Status.CREATED
+        for ev in record.events:
+            state = next_status(state, ev.kind, ev.data)
+        with _Tx(self._db):
+            row = self._db.execute(
+                "SELECT snapshot FROM handoffs WHERE id = ?", (record.id,)
+            ).fetchone()
+            if row is not None:
+                if HandoffSnapshot.model_validate_json(row[0]) == snap:
+                    return False
+                raise DuplicateHandoff(f"handoff {record.id} exists with a different snapshot")
+            self._db.execute(
+                "INSERT INTO handoffs (id, created_at, kind, direction, matter_class, "
+                "jurisdiction, status, last_seq, updated_at, snapshot) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    _ts(snap.created_at),
+                    snap.kind.value,
+                    snap.direction.value,
+                    snap.matter.matter_class.value if snap.matter.matter_class else None,
+                    snap.matter.jurisdiction.value,
+                    state.value,
+                    last.seq,
+                    _ts(last.at),
+                    snapshot_json,
+                ),
+            )
+            self._db.executemany(
+                _INSERT_EVENT,
+                [
+                    (record.id, e.seq, _ts(e.at), e.kind.value, e.model_dump_json())
+                    for e in record.events
+                ],
+            )
+            if outbox:
+                self._outbox(
+                    record.id, "handoff.created", record.model_dump_json(), snap.created_at
+                )
+        return True
+
+    def get(self, handoff_id: str) -> HandoffRecord | None:
+        row = self._db.execute(
+            "SELECT snapshot FROM handoffs WHERE id = ?", (handoff_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        bodies = self._db.execute(
+            "SELECT body FROM handoff_events WHERE handoff_id = ? ORDER BY seq", (handoff_id,)
+        ).fetchall()
+        return _record(handoff_id, row[0], [b for (b,) in bodies])
+
+    def append(self, handoff_id: str, event: HandoffEvent, *, outbox: bool = False) -> HandoffEvent:
+        if event.kind is EventKind.CREATED:
+            raise StoreError("a 'created' event is written by create() only")
+        with _Tx(self._db):
+            row = self._db.execute(
+                "SELECT status, last_seq FROM handoffs WHERE id = ?", (handoff_id,)
+            ).fetchone()
+            if row is None:
+                raise UnknownHandoff(f"no handoff {handoff_id}")
+            status, seq = next_status(Status(row[0]), event.kind, event.data), row[1] + 1
+            numbered = event.model_copy(update={"seq": seq})
+            body = numbered.model_dump_json()
+            self._db.execute(
+                _INSERT_EVENT,
+                (handoff_id, seq, _ts(event.at), event.kind.value, body),
+            )
+            self._db.execute(
+                "UPDATE handoffs SET status = ?, last_seq = ?, updated_at = ? WHERE id = ?",
+                (status.value, seq, _ts(event.at), handoff_id),
+            )
+            if outbox:
+                payload = json.dumps(
+                    {"handoff_id": handoff_id, "event": json.loads(body)}, ensure_ascii=False
+                )
+                self._outbox(handoff_id, "handoff.event", payload, event.at)
+        return numbered
+
+    def list(self, filters: HandoffFilter, page: PageRequest) -> Page:
+        where: list[str] = []
+        args: list[str | int] = []
+        for column, value in (
+            ("matter_class", filters.matter_class),
+            ("direction", filters.direction),
+            ("status", filters.status),
+            ("jurisdiction", filters.jurisdiction),
+            ("kind", filters.kind),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value.value)
+        if filters.since is not None:
+            where.append("created_at >= ?")
+            args.append(_ts(filters.since))
+        if filters.until is not None:
+            where.append("created_at < ?")
+            args.append(_ts(filters.until))
+        if page.cursor is not None:
+            where.append("(created_at, id) < (?, ?)")
+            args.extend(_decode_cursor(page.cursor))
+        sql = "SELECT id, created_at, snapshot FROM handoffs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)  # only fixed column names are interpolated
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        rows = self._db.execute(sql, (*args, page.limit + 1)).fetchall()
+        more = len(rows) > page.limit
+        rows = rows[: page.limit]
+        events: dict[str, list[str]] = {r[0]: [] for r in rows}
+        if rows:
+            marks = ",".join("?" * len(rows))
+            for handoff_id, body in self._db.execute(
+                f"SELECT handoff_id, body FROM handoff_events WHERE handoff_id IN ({marks}) "  # noqa: S608
+                "ORDER BY handoff_id, seq",
+                list(events),
+            ):
+                events[handoff_id].append(body)
+        items = tuple(_record(r[0], r[2], events[r[0]]) for r in rows)
+        cursor = _encode_cursor(rows[-1][1], rows[-1][0]) if more and rows else None
+        return Page(items, cursor)
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    def _outbox(self, handoff_id: str, kind: str, payload: str, at: datetime) -> None:
+        self._db.execute(
+            "INSERT INTO outbox (handoff_id, kind, payload, created_at, next_attempt_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (handoff_id, kind, payload, _ts(at), _ts(at)),
+        )
+
+    def outbox_pending(
+        self, limit: int = 100, *, now: datetime | None = None
+    ) -> builtins.list[OutboxItem]:
+        rows = self._db.execute(
+            "SELECT id, handoff_id, kind, payload, created_at, attempts, next_attempt_at, "
+            "delivered_at FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= ? "
+            "ORDER BY id LIMIT ?",
+            (_ts(now or datetime.now(UTC)), limit),
+        ).fetchall()
+        return [OutboxItem(r[0], r[1], r[2], r[3], _dt(r[4]), r[5], _dt(r[6]), None) for r in rows]
+
+    def outbox_mark_delivered(self, item_id: int, *, now: datetime | None = None) -> None:
+        self._db.execute(
+            "UPDATE outbox SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL",
+            (_ts(now or datetime.now(UTC)), item_id),
+        )
+
+    def outbox_mark_failed(self, item_id: int, next_attempt_at: datetime) -> None:
+        self._db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ? "
+            "WHERE id = ? AND delivered_at IS NULL",
+            (_ts(next_attempt_at), item_id),
+        )
+
+
+class _Tx:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (or ``ROLLBACK`` on any exception)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        # IMMEDIATE takes the write lock up front, so reading last_seq and inserting seq+1 is
+        # atomic even if another process shares the file.
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _record(handoff_id: str, snapshot: str, events: Sequence[str]) -> HandoffRecord:
+    return HandoffRecord(
+        id=handoff_id,
+        snapshot=HandoffSnapshot.model_validate_json(snapshot),
+        events=tuple(HandoffEvent.model_validate_json(b) for b in events),
+    )
+
+
+def _ts(value: datetime) -> str:
+    # Fixed width, UTC, so text order is time order (the list index relies on it).
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _dt(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _encode_cursor(created_at: str, handoff_id: str) -> str:
+    raw = json.dumps([created_at, handoff_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, handoff_id = json.loads(raw)
+        _dt(created_at)
+    except (ValueError, TypeError, binascii.Error):
+        raise ValueError("malformed cursor") from None
+    if not isinstance(handoff_id, str):
+        raise ValueError("malformed cursor")
+    return created_at, handoff_id
