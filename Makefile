@@ -14,12 +14,15 @@ help:
 setup: deps venv ## install everything: apt packages, Python venv, sandbox PBX (idempotent)
 	bash asterisk/provision.sh >/dev/null
 
-deps: ## apt: sip-tester (SIPp), debootstrap, iproute2 (needs root; skipped when present)
-	@missing=""; for b in sipp:sip-tester debootstrap:debootstrap ss:iproute2; do \
+deps: ## apt: sip-tester (SIPp), debootstrap, iproute2, promtool (needs root; skipped when present)
+	@missing=""; for b in sipp:sip-tester debootstrap:debootstrap ss:iproute2 promtool:prometheus; do \
 	  command -v $${b%%:*} >/dev/null || [ -x /usr/sbin/$${b%%:*} ] || missing="$$missing $${b#*:}"; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+	@# promtool is all we need from the prometheus package: never leave its server running.
+	@if command -v systemctl >/dev/null && systemctl is-active -q prometheus 2>/dev/null; then systemctl disable --now prometheus; fi
+	@if pgrep -x prometheus >/dev/null; then pkill -x prometheus || true; fi
 
 venv: $(BIN)/hotline-bridge ## the Python virtualenv with the package and dev tools
 

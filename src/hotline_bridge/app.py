@@ -76,7 +76,7 @@ def build(settings: Settings, recorder: StoreRecorder) -> Bridge:
         assert switchboard is not None
         switchboard.on_result(result)
 
-    metrics = Metrics()
+    metrics = Metrics(queues=[settings.bridge.return_queue])
     interpreter = Interpreter(ami, on_result, on_latency=metrics.observe_ami_action)
     transfers = TransferService(
         settings, calls, recorder, interpreter.submit, on_change=metrics.transfer_changed

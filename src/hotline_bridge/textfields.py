@@ -2,7 +2,8 @@
 
 ``SafeLine`` is for anything that may reach an AMI field or a SIP header: no control characters
 at all (AMI has no escaping; a CR/LF would start a new header or action). ``SafeText`` is for free
-narrative kept in the record: line breaks and tabs are allowed, other control characters are not.
+narrative kept in the record: LF and tab are allowed (CRLF is normalised to LF by the record
+model before this check), other control characters are not.
 """
 
 from __future__ import annotations
