@@ -19,10 +19,11 @@ deps: ## apt: sip-tester (SIPp), debootstrap, iproute2, promtool (needs root; sk
 	  command -v $${b%%:*} >/dev/null || [ -x /usr/sbin/$${b%%:*} ] || missing="$$missing $${b#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  case "$$missing" in *prometheus*) \
+	    # promtool is all we need from that package: never leave the server it ships running. \
+	    (systemctl disable --now prometheus || service prometheus stop) >/dev/null 2>&1 || true;; \
+	  esac; \
 	fi
-	@# promtool is all we need from the prometheus package: never leave its server running.
-	@if command -v systemctl >/dev/null && systemctl is-active -q prometheus 2>/dev/null; then systemctl disable --now prometheus; fi
-	@if pgrep -x prometheus >/dev/null; then pkill -x prometheus || true; fi
 
 venv: $(BIN)/hotline-bridge ## the Python virtualenv with the package and dev tools
 
