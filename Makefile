@@ -14,13 +14,13 @@ help:
 setup: deps venv ## install everything: apt packages, Python venv, sandbox PBX (idempotent)
 	bash asterisk/provision.sh >/dev/null
 
+# promtool is all we need from the prometheus package: never leave the server it ships running.
 deps: ## apt: sip-tester (SIPp), debootstrap, iproute2, promtool (needs root; skipped when present)
 	@missing=""; for b in sipp:sip-tester debootstrap:debootstrap ss:iproute2 promtool:prometheus; do \
 	  command -v $${b%%:*} >/dev/null || [ -x /usr/sbin/$${b%%:*} ] || missing="$$missing $${b#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  case "$$missing" in *prometheus*) \
-	    # promtool is all we need from that package: never leave the server it ships running. \
 	    (systemctl disable --now prometheus || service prometheus stop) >/dev/null 2>&1 || true;; \
 	  esac; \
 	fi
