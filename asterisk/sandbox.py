@@ -1,0 +1,869 @@
+#!/usr/bin/env python3
+"""The sandbox PBX: a real Asterisk 22 in a Debian sid chroot, configured from sandbox.toml.
+
+    python3 asterisk/sandbox.py [--topology asterisk/sandbox.toml] COMMAND
+
+    render [--out DIR]  render the site's Asterisk config set (default: into the chroot)
+    start               provision the root if missing, render, start Asterisk, wait until it is
+                        fully booted (AMI login + FullyBooted); a no-op if already running
+    stop                `core stop now`, wait for the process, kill it if it lingers
+    restart             `core restart now` and wait until fully booted again
+    reload              re-render the configs and `core reload` (dialplan, queues, confbridge;
+                        a changed SIP transport or AMI port needs `restart`)
+    status              what runs where: PID, ports, config dir, log file (exit 1 if not running)
+    rx "CLI command"    run an Asterisk CLI command and print its output
+    root                print the chroot path (provisioning it first if it is missing)
+
+Everything is keyed by the topology's [pbx].site, so several sites (the 12345 PBX here, a 110
+PBX from another topology file) can run from the same chroot side by side:
+
+    chroot:    /etc/hotline-sandbox/<site>/          rendered configs (asterisk.conf, ...)
+               /var/lib/hotline-sandbox/<site>/      run/ (CLI socket), log/, spool/, db/, ...
+    work tree: .sandbox/<site>/asterisk.pid          PID of the running Asterisk
+               .sandbox/<site>/asterisk.log          symlink to the chroot's log/messages.log
+               .sandbox/<site>/console.log           Asterisk's stdout/stderr
+
+The functions are importable (stdlib only, Python 3.11): load_topology, render_files, render,
+start, stop, restart, reload, status, rx, find_root, wait_fully_booted. The test suite drives
+this file as a subprocess (see tests/support/sandbox.py), so the Asterisk process never becomes a
+child of pytest.
+
+Environment: HOTLINE_SANDBOX_ROOT uses an existing chroot instead of provision.sh's;
+HOTLINE_SANDBOX_CACHE is passed on to provision.sh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DEFAULT_TOPOLOGY = HERE / "sandbox.toml"
+TEMPLATE_DIR = HERE / "etc"
+DIALPLAN_DIR = REPO / "dialplans"
+PROVISION = HERE / "provision.sh"
+STATE_BASE = REPO / ".sandbox"
+
+CHROOT_ETC_BASE = "/etc/hotline-sandbox"
+CHROOT_VAR_BASE = "/var/lib/hotline-sandbox"
+MIN_VERSION = (22, 9)
+BOOT_TIMEOUT = 30.0
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NUMBER_RE = re.compile(r"^[0-9+*#]+$")
+_SECRET_RE = re.compile(r"^[\x21-\x7e]+$")  # printable, no blanks: safe in an AMI/config line
+
+
+class SandboxError(RuntimeError):
+    """Anything that stops the sandbox from doing what was asked; the message says why."""
+
+
+# --------------------------------------------------------------------------------------------
+# topology
+# --------------------------------------------------------------------------------------------
+
+
+def load_topology(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Read and check the topology TOML (default asterisk/sandbox.toml)."""
+    p = Path(path) if path else DEFAULT_TOPOLOGY
+    try:
+        with p.open("rb") as f:
+            topo = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise SandboxError(f"cannot read topology {p}: {e}") from e
+    validate_topology(topo)
+    return topo
+
+
+def _need(topo: dict[str, Any], section: str, key: str) -> Any:
+    try:
+        return topo[section][key]
+    except KeyError:
+        raise SandboxError(f"topology lacks [{section}].{key}") from None
+
+
+def _loopback(value: Any, where: str) -> str:
+    try:
+        ip = ipaddress.ip_address(str(value))
+    except ValueError:
+        raise SandboxError(f"{where} = {value!r} is not an IP literal") from None
+    if ip.version != 4 or ip not in ipaddress.ip_network("127.0.0.0/8"):
+        raise SandboxError(
+            f"{where} = {value} is not in 127.0.0.0/8: the sandbox stays on loopback"
+        )
+    return str(ip)
+
+
+def _port(value: Any, where: str) -> int:
+    if not isinstance(value, int) or not 1 <= value <= 65535:
+        raise SandboxError(f"{where} = {value!r} is not a port number")
+    return value
+
+
+def _match(value: Any, regex: re.Pattern[str], where: str) -> str:
+    if not isinstance(value, str) or not regex.match(value):
+        raise SandboxError(f"{where} = {value!r} has characters a config file cannot take")
+    return value
+
+
+def validate_topology(topo: dict[str, Any]) -> None:
+    """Refuse anything that would leave loopback or break a config line."""
+    _match(str(_need(topo, "pbx", "site")), _NAME_RE, "[pbx].site")
+    _loopback(_need(topo, "pbx", "sip_host"), "[pbx].sip_host")
+    _port(_need(topo, "pbx", "sip_port"), "[pbx].sip_port")
+    start, end = (
+        _port(_need(topo, "pbx", "rtp_start"), "[pbx].rtp_start"),
+        _port(_need(topo, "pbx", "rtp_end"), "[pbx].rtp_end"),
+    )
+    if start >= end:
+        raise SandboxError("[pbx].rtp_start must be below [pbx].rtp_end")
+    _loopback(_need(topo, "ami", "host"), "[ami].host")
+    _port(_need(topo, "ami", "port"), "[ami].port")
+    for section in ("ami", "sandbox_admin"):
+        _match(_need(topo, section, "username"), _NAME_RE, f"[{section}].username")
+        _match(_need(topo, section, "secret"), _SECRET_RE, f"[{section}].secret")
+    _match(str(_need(topo, "citizens", "dial_number")), _NUMBER_RE, "[citizens].dial_number")
+    _match(_need(topo, "citizens", "endpoint"), _NAME_RE, "[citizens].endpoint")
+    _match(_need(topo, "citizens", "queue"), _NAME_RE, "[citizens].queue")
+    _loopback(_need(topo, "citizens", "sip_host"), "[citizens].sip_host")
+    _port(_need(topo, "citizens", "sip_port"), "[citizens].sip_port")
+    agents = topo.get("agents") or []
+    if not agents:
+        raise SandboxError("topology has no [[agents]]")
+    for i, a in enumerate(agents):
+        _match(a.get("endpoint"), _NAME_RE, f"[[agents]][{i}].endpoint")
+        _loopback(a.get("sip_host"), f"[[agents]][{i}].sip_host")
+        _port(a.get("sip_port"), f"[[agents]][{i}].sip_port")
+    for key, t in (topo.get("targets") or {}).items():
+        _match(t.get("endpoint"), _NAME_RE, f"[targets.{key}].endpoint")
+        _match(str(t.get("number")), _NUMBER_RE, f"[targets.{key}].number")
+        _loopback(t.get("sip_host"), f"[targets.{key}].sip_host")
+        _port(t.get("sip_port"), f"[targets.{key}].sip_port")
+    endpoints = (
+        [topo["citizens"]["endpoint"]]
+        + [a["endpoint"] for a in agents]
+        + [t["endpoint"] for t in (topo.get("targets") or {}).values()]
+    )
+    if len(set(endpoints)) != len(endpoints):
+        raise SandboxError(f"endpoint names must be unique: {endpoints}")
+
+
+def site_of(topo: dict[str, Any]) -> str:
+    return str(topo["pbx"]["site"])
+
+
+# --------------------------------------------------------------------------------------------
+# paths
+# --------------------------------------------------------------------------------------------
+
+
+def chroot_etc_dir(topo: dict[str, Any]) -> str:
+    """The site's config directory as Asterisk (inside the chroot) sees it."""
+    return f"{CHROOT_ETC_BASE}/{site_of(topo)}"
+
+
+def chroot_var_dir(topo: dict[str, Any]) -> str:
+    return f"{CHROOT_VAR_BASE}/{site_of(topo)}"
+
+
+def chroot_asterisk_conf(topo: dict[str, Any]) -> str:
+    return f"{chroot_etc_dir(topo)}/asterisk.conf"
+
+
+def chroot_log_file(topo: dict[str, Any]) -> str:
+    return f"{chroot_var_dir(topo)}/log/messages.log"
+
+
+def in_root(root: Path, chroot_path: str) -> Path:
+    return root / chroot_path.lstrip("/")
+
+
+def state_dir(topo: dict[str, Any]) -> Path:
+    return STATE_BASE / site_of(topo)
+
+
+def pid_file(topo: dict[str, Any]) -> Path:
+    return state_dir(topo) / "asterisk.pid"
+
+
+def host_log_file(topo: dict[str, Any], root: Path | None = None) -> Path:
+    """Host path of Asterisk's own log file (logger.conf messages.log)."""
+    root = root or site_root(topo)
+    if root is None:
+        raise SandboxError("the sandbox root is not provisioned yet")
+    return in_root(root, chroot_log_file(topo))
+
+
+# --------------------------------------------------------------------------------------------
+# the chroot
+# --------------------------------------------------------------------------------------------
+
+
+def find_root(provision: bool = False) -> Path | None:
+    """The provisioned chroot, or None. With provision=True, build it if missing."""
+    override = os.environ.get("HOTLINE_SANDBOX_ROOT")
+    if override:
+        root = Path(override)
+        if not (root / "usr/sbin/asterisk").exists():
+            raise SandboxError(f"HOTLINE_SANDBOX_ROOT={root} has no usr/sbin/asterisk")
+        return root
+    check = subprocess.run(
+        ["bash", str(PROVISION), "--check"], capture_output=True, text=True, check=False
+    )
+    if check.returncode == 0 and check.stdout.strip():
+        return Path(check.stdout.strip().splitlines()[-1])
+    if not provision:
+        return None
+    print(f"sandbox: provisioning the Asterisk root with {PROVISION} ...", file=sys.stderr)
+    # stderr (progress) passes through; stdout's last line is the root path.
+    proc = subprocess.run(["bash", str(PROVISION)], stdout=subprocess.PIPE, text=True, check=False)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise SandboxError(f"{PROVISION} failed (exit {proc.returncode}); see its messages above")
+    root = Path(lines[-1])
+    if not (root / "usr/sbin/asterisk").exists():
+        raise SandboxError(f"{PROVISION} printed {root}, which has no usr/sbin/asterisk")
+    return root
+
+
+def site_root(topo: dict[str, Any]) -> Path | None:
+    """The chroot this site's Asterisk runs from (recorded at start), else the provisioned one.
+
+    A running sandbox stays controllable after provision.sh changed (new hash, new root path)."""
+    recorded = state_dir(topo) / "root"
+    if running_pid(topo) is not None and recorded.exists():
+        root = Path(recorded.read_text().strip())
+        if (root / "usr/sbin/asterisk").exists():
+            return root
+    return find_root()
+
+
+def _proc_mounted(root: Path) -> bool:
+    target = str((root / "proc").resolve())
+    with open("/proc/mounts") as f:
+        return any(line.split()[1] == target for line in f)
+
+
+def mount_proc(root: Path) -> None:
+    if not _proc_mounted(root):
+        subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)
+
+
+def _processes_in(root: Path) -> list[int]:
+    """PIDs of processes whose root directory is `root` (i.e. running inside this chroot)."""
+    want = str(root.resolve())
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(d / "root") == want:
+                    pids.append(int(d.name))
+    return pids
+
+
+def umount_proc_if_unused(root: Path) -> None:
+    """Unmount the chroot's /proc unless something (another site's Asterisk) still runs there."""
+    if _proc_mounted(root) and not _processes_in(root):
+        subprocess.run(["umount", str(root / "proc")], check=False)
+
+
+def _chroot_asterisk(root: Path, topo: dict[str, Any], *args: str) -> list[str]:
+    return ["chroot", str(root), "/usr/sbin/asterisk", "-C", chroot_asterisk_conf(topo), *args]
+
+
+# --------------------------------------------------------------------------------------------
+# rendering
+# --------------------------------------------------------------------------------------------
+
+
+def _peer_sections(topo: dict[str, Any]) -> str:
+    """pjsip.conf sections for the carrier, every agent and every partner target."""
+    c = topo["citizens"]
+    out = [
+        "; ---- generated from the topology (asterisk/sandbox.py) ----",
+        "",
+        f"; Carrier trunk: citizens' calls (SIPp citizen_uac.xml sends from "
+        f"{c['sip_host']}:{c['sip_port']}).",
+        f"[{c['endpoint']}](hotline-endpoint)",
+        "context = hotline-citizens",
+        "; The carrier vouches for the caller's number; take it from P-Asserted-Identity if sent.",
+        "trust_id_inbound = yes",
+        "",
+        f"[{c['endpoint']}-identify]",
+        "type = identify",
+        f"endpoint = {c['endpoint']}",
+        f"match = {c['sip_host']}:{c['sip_port']}",
+        "",
+    ]
+    for a in topo["agents"]:
+        ep = a["endpoint"]
+        out += [
+            f"; Agent {a.get('id', ep)} (SIPp agent_uas.xml on {a['sip_host']}:{a['sip_port']}).",
+            f"[{ep}](hotline-endpoint)",
+            "context = hotline-agents",
+            f"aors = {ep}",
+            "; The agent's phone may transfer by itself (SIP REFER) as well as through the bridge.",
+            "allow_transfer = yes",
+            "",
+            f"[{ep}]",
+            "type = aor",
+            f"contact = sip:{ep}@{a['sip_host']}:{a['sip_port']}",
+            "",
+            f"[{ep}-identify]",
+            "type = identify",
+            f"endpoint = {ep}",
+            f"match = {a['sip_host']}:{a['sip_port']}",
+            "",
+        ]
+    for key, t in (topo.get("targets") or {}).items():
+        ep = t["endpoint"]
+        out += [
+            f"; Partner platform {key}: {t.get('label', '')} "
+            f"(SIPp partner_*.xml on {t['sip_host']}:{t['sip_port']}).",
+            f"[{ep}](hotline-endpoint)",
+            "context = hotline-from-partner",
+            f"aors = {ep}",
+            "; Carry-number transfer: the citizen's number in From AND P-Asserted-Identity, the",
+            "; forwarding platform in Diversion and History-Info (from REDIRECTING).",
+            "send_pai = yes",
+            "trust_id_outbound = yes",
+            "send_diversion = yes",
+            "send_history_info = yes",
+            "; Calls the partner hands to us assert the citizen's number the same way.",
+            "trust_id_inbound = yes",
+            "",
+            f"[{ep}]",
+            "type = aor",
+            f"contact = sip:{t['number']}@{t['sip_host']}:{t['sip_port']}",
+            "",
+            f"[{ep}-identify]",
+            "type = identify",
+            f"endpoint = {ep}",
+            f"match = {t['sip_host']}:{t['sip_port']}",
+            "",
+        ]
+    return "\n".join(out).rstrip("\n")
+
+
+def _queue_sections(topo: dict[str, Any]) -> str:
+    q = topo["citizens"]["queue"]
+    lines = [
+        "; ---- generated from the topology (asterisk/sandbox.py) ----",
+        "; Citizens wait here for the next free agent.",
+        f"[{q}]",
+        "; Spread calls over the agents, remembering where the last one went.",
+        "strategy = rrmemory",
+        "; Ring an agent 15 s, then try the next one after 1 s.",
+        "timeout = 15",
+        "retry = 1",
+        "; Never offer a second call to an agent who is on one.",
+        "ringinuse = no",
+        "; Citizens may queue while no agent is free, and are never thrown out for that.",
+        "joinempty = yes",
+        "leavewhenempty = no",
+        "autopause = no",
+        "maxlen = 0",
+        "wrapuptime = 0",
+        "; Nothing is ever played to the caller (no sound files needed; Queue option 'r' rings).",
+        "announce-frequency = 0",
+        "min-announce-frequency = 0",
+        "periodic-announce-frequency = 0",
+        "announce-holdtime = no",
+        "announce-position = no",
+        "reportholdtime = no",
+        "; MEMBERINTERFACE/MEMBERNAME and QEHOLDTIME/QEORIGINALPOS on the channels: the bridge",
+        "; and the logs can tell which agent took the call and how long the citizen waited.",
+        "setinterfacevar = yes",
+        "setqueueentryvar = yes",
+        "setqueuevar = yes",
+        "",
+    ]
+    for a in topo["agents"]:
+        lines.append(f"member => PJSIP/{a['endpoint']},0,{a['endpoint']}")
+    return "\n".join(lines)
+
+
+def _globals_conf(topo: dict[str, Any]) -> str:
+    c = topo["citizens"]
+    return "\n".join(
+        [
+            f"; hotline-globals.conf for site {site_of(topo)}: generated by asterisk/sandbox.py",
+            "; from the topology; dialplans/hotline.conf reads these globals.",
+            "[globals]",
+            f"HOTLINE_SITE = {site_of(topo)}",
+            f"HOTLINE_NUMBER = {c['dial_number']}",
+            f"HOTLINE_QUEUE = {c['queue']}",
+            "",
+        ]
+    )
+
+
+def template_values(topo: dict[str, Any]) -> dict[str, str]:
+    pbx, ami, admin = topo["pbx"], topo["ami"], topo["sandbox_admin"]
+    return {
+        "site": site_of(topo),
+        "etc_dir": chroot_etc_dir(topo),
+        "var_dir": chroot_var_dir(topo),
+        "log_file": chroot_log_file(topo),
+        "sip_host": str(pbx["sip_host"]),
+        "sip_port": str(pbx["sip_port"]),
+        "rtp_start": str(pbx["rtp_start"]),
+        "rtp_end": str(pbx["rtp_end"]),
+        "ami_host": str(ami["host"]),
+        "ami_port": str(ami["port"]),
+        "ami_user": ami["username"],
+        "ami_secret": ami["secret"],
+        "admin_user": admin["username"],
+        "admin_secret": admin["secret"],
+        "peer_sections": _peer_sections(topo),
+        "queue_sections": _queue_sections(topo),
+    }
+
+
+def render_files(topo: dict[str, Any]) -> dict[str, str]:
+    """The site's complete config set: {file name: content}. Pure and deterministic."""
+    values = template_values(topo)
+    files: dict[str, str] = {}
+    # Every asterisk/etc/*.conf is a template (string.Template: ${name}, $$ for a literal $).
+    for template in sorted(TEMPLATE_DIR.glob("*.conf")):
+        name = template.name
+        text = template.read_text()
+        try:
+            files[name] = string.Template(text).substitute(values)
+        except (KeyError, ValueError) as e:
+            raise SandboxError(f"template {template}: bad placeholder {e}") from e
+    files["hotline-globals.conf"] = _globals_conf(topo)
+    # The dialplans are copied verbatim (they are full of Asterisk's own ${...}).
+    for dp in sorted(DIALPLAN_DIR.glob("*.conf")):
+        files[dp.name] = dp.read_text()
+    return files
+
+
+def render(topo: dict[str, Any], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write the config set into out_dir, replacing what was there. Returns the files written."""
+    out = Path(out_dir)
+    files = render_files(topo)
+    tmp = out.with_name(out.name + ".new")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for name, text in files.items():
+        (tmp / name).write_text(text)
+    if out.exists():
+        old = out.with_name(out.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out)
+    return [out / name for name in files]
+
+
+# --------------------------------------------------------------------------------------------
+# AMI readiness (raw socket, no dependencies)
+# --------------------------------------------------------------------------------------------
+
+
+def _read_message(sock: socket.socket, buf: bytearray, deadline: float) -> dict[str, str]:
+    while b"\r\n\r\n" not in buf:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("AMI read timed out")
+        sock.settimeout(remaining)
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("AMI closed the connection")
+        buf += chunk
+    raw, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    buf[:] = rest
+    msg: dict[str, str] = {}
+    for line in raw.decode("utf-8", "replace").split("\r\n"):
+        key, sep, value = line.partition(":")
+        if sep:
+            msg.setdefault(key.strip(), value.strip())
+    return msg
+
+
+def ami_fully_booted(
+    host: str, port: int, username: str, secret: str, timeout: float = 5.0
+) -> bool:
+    """Log in and wait for Event: FullyBooted (sent at login once Asterisk is up)."""
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        buf = bytearray()
+        while b"\r\n" not in buf:  # banner: "Asterisk Call Manager/x.y.z"
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("AMI closed the connection before its banner")
+            buf += chunk
+        _, _, rest = bytes(buf).partition(b"\r\n")
+        buf[:] = rest
+        sock.sendall(
+            (
+                "Action: Login\r\nActionID: sandbox-login\r\n"
+                f"Username: {username}\r\nSecret: {secret}\r\nEvents: system\r\n\r\n"
+            ).encode()
+        )
+        while True:
+            msg = _read_message(sock, buf, deadline)
+            if msg.get("Response") == "Error":
+                raise SandboxError(f"AMI login as {username} refused: {msg.get('Message')}")
+            if msg.get("Event") == "FullyBooted":
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"Action: Logoff\r\n\r\n")
+                return True
+
+
+def wait_fully_booted(
+    topo: dict[str, Any], timeout: float = BOOT_TIMEOUT, pid: int | None = None
+) -> float:
+    """Block until AMI accepts the bridge user and reports FullyBooted; returns seconds waited."""
+    ami = topo["ami"]
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if pid is not None and not pid_alive(pid):
+            raise SandboxError(f"Asterisk (PID {pid}) exited while starting{_log_tails(topo)}")
+        try:
+            left = max(0.5, deadline - time.monotonic())
+            if ami_fully_booted(ami["host"], ami["port"], ami["username"], ami["secret"], left):
+                return time.monotonic() - t0
+        except SandboxError:
+            raise
+        except (OSError, TimeoutError, ConnectionError) as e:
+            last = e
+        time.sleep(0.1)
+    raise SandboxError(
+        f"Asterisk of site {site_of(topo)} not fully booted within {timeout:.0f} s "
+        f"(AMI {ami['host']}:{ami['port']}: {last}){_log_tails(topo)}"
+    )
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(unreadable)"
+
+
+def _log_tails(topo: dict[str, Any]) -> str:
+    parts = []
+    root = site_root(topo)
+    if root is not None:
+        log = host_log_file(topo, root)
+        parts.append(f"\n--- last lines of {log} ---\n{_tail(log)}")
+    console = state_dir(topo) / "console.log"
+    parts.append(f"\n--- last lines of {console} ---\n{_tail(console, 15)}")
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# process control
+# --------------------------------------------------------------------------------------------
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def running_pid(topo: dict[str, Any]) -> int | None:
+    """PID of this site's Asterisk if the PID file names a live asterisk process."""
+    try:
+        pid = int(pid_file(topo).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if not pid_alive(pid):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    if not any(part.endswith(b"asterisk") for part in cmdline[:2]):
+        return None  # PID reused by something else
+    if chroot_asterisk_conf(topo).encode() not in cmdline:
+        return None
+    return pid
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def start(topo: dict[str, Any], timeout: float = BOOT_TIMEOUT) -> dict[str, Any]:
+    """Start the site's Asterisk (provisioning and rendering first); idempotent."""
+    pid = running_pid(topo)
+    if pid is not None:
+        wait_fully_booted(topo, timeout=timeout, pid=pid)
+        info = status(topo)
+        info["started"] = False
+        return info
+    if os.geteuid() != 0:
+        raise SandboxError("starting the sandbox needs root (mount, chroot)")
+    ami = topo["ami"]
+    if _port_in_use(ami["host"], ami["port"]):
+        raise SandboxError(
+            f"AMI port {ami['host']}:{ami['port']} is already in use by another process; "
+            "is another Asterisk running without this sandbox's PID file?"
+        )
+    root = find_root(provision=True)
+    assert root is not None
+    render(topo, in_root(root, chroot_etc_dir(topo)))
+    var_dir = in_root(root, chroot_var_dir(topo))
+    for sub in ("lib", "db", "keys", "spool", "run", "log", "cache"):
+        (var_dir / sub).mkdir(parents=True, exist_ok=True)
+    mount_proc(root)
+    sdir = state_dir(topo)
+    sdir.mkdir(parents=True, exist_ok=True)
+    link = sdir / "asterisk.log"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(host_log_file(topo, root))
+    (sdir / "root").write_text(f"{root}\n")
+    console = (sdir / "console.log").open("ab")
+    # -f: no fork (the PID is ours to watch); -n: no colour; -g: core dump on crash.
+    # Never -c: with stdin closed the console spins printing blanks (gigabytes of output).
+    # chroot execs asterisk, so the PID of this process is Asterisk's.
+    proc = subprocess.Popen(
+        _chroot_asterisk(root, topo, "-f", "-n", "-g"),
+        stdin=subprocess.DEVNULL,
+        stdout=console,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # not killed with the shell/pytest that started it
+        close_fds=True,
+    )
+    console.close()
+    pid_file(topo).write_text(f"{proc.pid}\n")
+    try:
+        waited = wait_fully_booted(topo, timeout=timeout, pid=proc.pid)
+    except SandboxError:
+        _kill(proc.pid)
+        pid_file(topo).unlink(missing_ok=True)
+        raise
+    # Do not leave a Popen behind that would warn (ResourceWarning) when collected; the process
+    # is meant to outlive us.
+    proc.returncode = 0
+    info = status(topo)
+    info["started"] = True
+    info["boot_seconds"] = round(waited, 3)
+    return info
+
+
+def _kill(pid: int, grace: float = 5.0) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not pid_alive(pid):
+                return
+            time.sleep(0.05)
+
+
+def stop(topo: dict[str, Any], timeout: float = 15.0) -> bool:
+    """Stop the site's Asterisk. Returns False if it was not running."""
+    pid = running_pid(topo)
+    root = site_root(topo)
+    if pid is None:
+        pid_file(topo).unlink(missing_ok=True)
+        return False
+    assert root is not None
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        subprocess.run(
+            _chroot_asterisk(root, topo, "-rx", "core stop now"),
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.05)
+    if pid_alive(pid):
+        _kill(pid)
+    pid_file(topo).unlink(missing_ok=True)
+    umount_proc_if_unused(root)
+    return True
+
+
+def rx(topo: dict[str, Any], command: str, timeout: float = 15.0) -> str:
+    """Run one Asterisk CLI command on the running site (asterisk -rx) and return its output."""
+    root = site_root(topo)
+    if root is None or running_pid(topo) is None:
+        raise SandboxError(f"the sandbox PBX of site {site_of(topo)} is not running")
+    proc = subprocess.run(
+        _chroot_asterisk(root, topo, "-rx", command),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise SandboxError(f"asterisk -rx {command!r} failed: {proc.stderr.strip() or proc.stdout}")
+    return proc.stdout
+
+
+def restart(topo: dict[str, Any], timeout: float = BOOT_TIMEOUT) -> float:
+    """`core restart now` (Asterisk re-execs in place: same PID) and wait until fully booted."""
+    pid = running_pid(topo)
+    if pid is None:
+        raise SandboxError(f"the sandbox PBX of site {site_of(topo)} is not running")
+    t0 = time.monotonic()
+    root = site_root(topo)
+    assert root is not None
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        subprocess.run(
+            _chroot_asterisk(root, topo, "-rx", "core restart now"),
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    # The old instance must go away first, or we would see its FullyBooted.
+    ami = topo["ami"]
+    deadline = t0 + timeout
+    while time.monotonic() < deadline and _port_in_use(ami["host"], ami["port"]):
+        time.sleep(0.02)
+    wait_fully_booted(topo, timeout=max(1.0, deadline - time.monotonic()), pid=pid)
+    return time.monotonic() - t0
+
+
+def reload(topo: dict[str, Any]) -> str:
+    """Re-render the site's configs into the chroot and `core reload`."""
+    root = site_root(topo)
+    if root is None or running_pid(topo) is None:
+        raise SandboxError(f"the sandbox PBX of site {site_of(topo)} is not running")
+    render(topo, in_root(root, chroot_etc_dir(topo)))
+    return rx(topo, "core reload")
+
+
+def asterisk_version(topo: dict[str, Any]) -> str:
+    return rx(topo, "core show version").strip()
+
+
+def status(topo: dict[str, Any]) -> dict[str, Any]:
+    root = site_root(topo)
+    pid = running_pid(topo)
+    info: dict[str, Any] = {
+        "site": site_of(topo),
+        "running": pid is not None,
+        "pid": pid,
+        "root": str(root) if root else None,
+        "config_dir": str(in_root(root, chroot_etc_dir(topo))) if root else None,
+        "log_file": str(host_log_file(topo, root)) if root else None,
+        "log_link": str(state_dir(topo) / "asterisk.log"),
+        "console_log": str(state_dir(topo) / "console.log"),
+        "pid_file": str(pid_file(topo)),
+        "ami": f"{topo['ami']['host']}:{topo['ami']['port']}",
+        "sip": f"udp {topo['pbx']['sip_host']}:{topo['pbx']['sip_port']}",
+    }
+    if pid is not None:
+        with contextlib.suppress(SandboxError, subprocess.TimeoutExpired):
+            info["version"] = asterisk_version(topo)
+    return info
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def _print_info(info: dict[str, Any]) -> None:
+    for key, value in info.items():
+        print(f"{key:12} {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--topology", default=argparse.SUPPRESS, help=f"topology TOML (default {DEFAULT_TOPOLOGY})"
+    )
+    parser = argparse.ArgumentParser(
+        prog="sandbox.py", description=__doc__.split("\n\n")[0], parents=[common]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_render = sub.add_parser("render", parents=[common], help="render the config set")
+    p_render.add_argument("--out", help="directory to render into (default: into the chroot)")
+    p_start = sub.add_parser("start", parents=[common], help="start (and provision) the PBX")
+    p_start.add_argument("--timeout", type=float, default=BOOT_TIMEOUT)
+    sub.add_parser("stop", parents=[common], help="stop the PBX")
+    sub.add_parser("restart", parents=[common], help="core restart now, wait until booted")
+    sub.add_parser("reload", parents=[common], help="re-render configs and core reload")
+    sub.add_parser("status", parents=[common], help="show PID, ports, paths")
+    p_rx = sub.add_parser("rx", parents=[common], help="run an Asterisk CLI command")
+    p_rx.add_argument("cli", help='e.g. "pjsip show endpoints"')
+    sub.add_parser("root", parents=[common], help="print the chroot path (provision if missing)")
+    args = parser.parse_args(argv)
+
+    try:
+        topo = load_topology(getattr(args, "topology", None))
+        if args.command == "render":
+            if args.out:
+                out = Path(args.out)
+            else:
+                root = find_root()
+                if root is None:
+                    raise SandboxError(
+                        "no provisioned root yet: use --out DIR, or run `root` first"
+                    )
+                out = in_root(root, chroot_etc_dir(topo))
+            for path in render(topo, out):
+                print(path)
+        elif args.command == "start":
+            info = start(topo, timeout=args.timeout)
+            if info.pop("started"):
+                print(f"sandbox: site {info['site']} started (PID {info['pid']})", file=sys.stderr)
+            else:
+                print(f"sandbox: site {info['site']} already running and healthy", file=sys.stderr)
+            _print_info(info)
+        elif args.command == "stop":
+            if stop(topo):
+                print(f"sandbox: site {site_of(topo)} stopped", file=sys.stderr)
+            else:
+                print(f"sandbox: site {site_of(topo)} was not running", file=sys.stderr)
+        elif args.command == "restart":
+            took = restart(topo)
+            print(f"sandbox: site {site_of(topo)} restarted, fully booted after {took:.2f} s")
+        elif args.command == "reload":
+            sys.stdout.write(reload(topo))
+            print(
+                f"sandbox: site {site_of(topo)} configs re-rendered and reloaded", file=sys.stderr
+            )
+        elif args.command == "status":
+            info = status(topo)
+            _print_info(info)
+            return 0 if info["running"] else 1
+        elif args.command == "rx":
+            sys.stdout.write(rx(topo, args.cli))
+        elif args.command == "root":
+            print(find_root(provision=True))
+    except SandboxError as e:
+        print(f"sandbox: ERROR: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
