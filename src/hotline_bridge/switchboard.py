@@ -30,6 +30,7 @@ EVENTS = frozenset(
         "BridgeEnter",
         "BridgeLeave",
         "DialState",
+        "DialEnd",
         "UserEvent",
         "ConfbridgeJoin",
         "ConfbridgeLeave",

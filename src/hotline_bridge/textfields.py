@@ -13,8 +13,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-_ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
-_CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
+_ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _no_control(value: str) -> str:

@@ -376,12 +376,16 @@ async def test_carry_transfer_presents_the_citizen_to_the_partner(
             f"\nBlindTransfer -> citizen bridged with the partner: {(joined.at - t0) * 1000:.1f} ms"
         )
         answered = await admin_ami.wait_event(
-            is_user_event("HandoffAnswered", HandoffId="h-carry-1"), since=mark, timeout=10
+            lambda ev: (
+                ev.get("Event") == "DialEnd"
+                and ev.get("Channel") == pair.citizen
+                and ev.get("DialStatus") == "ANSWER"
+            ),
+            since=mark,
+            timeout=10,
         )
-        # Sent at the answer, by the partner's channel, naming the citizen's.
-        assert answered["Channel"].startswith("PJSIP/partner-110-")
-        assert answered["CitizenChannel"] == pair.citizen
-        assert answered["CitizenUniqueid"] == answered["Linkedid"]
+        # The answer is seen on the citizen's own channel, dialling the partner.
+        assert answered["DestChannel"].startswith("PJSIP/partner-110-")
         # The partner holds the call 1 s; then Dial returns: HandoffResult ANSWER, HandoffEnd.
         result = await admin_ami.wait_event(
             is_user_event("HandoffResult", HandoffId="h-carry-1"), since=mark, timeout=10

@@ -138,6 +138,10 @@ class TransferService:
                 domain_event = machine.PartnerResult(event.get("DialStatus", ""))
         elif name == "DialState" and event.get("DialStatus") == "RINGING":
             domain_event = machine.PartnerRinging()
+        elif name == "DialEnd" and event.get("DialStatus") == "ANSWER":
+            # The partner answered: Dial's own HandoffResult comes only when that call is over.
+            # (A DialEnd in the return path arrives in RETURNING, where the machine ignores it.)
+            domain_event = machine.PartnerResult("ANSWER")
         elif name == "Hangup":
             domain_event = machine.CitizenHungUp()
         if domain_event is not None:
