@@ -44,8 +44,8 @@ run: sandbox ## run the bridge against the sandbox PBX (Ctrl-C to stop)
 demo: setup ## place a citizen call, carry-transfer it to 110, then a three-way call; explain
 	$(BIN)/python -m hotline_bridge.lab.demo --topology $(TOPOLOGY)
 
-test: setup ## the whole suite, real PBX and SIPp included
-	$(BIN)/pytest -q
+test: setup ## the whole suite, real PBX and SIPp included (a PBX test never silently skips)
+	HOTLINE_REQUIRE_PBX=1 $(BIN)/pytest -q
 
 test-unit: venv ## pure-logic tests only (no PBX)
 	$(BIN)/pytest -q tests/unit

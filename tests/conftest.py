@@ -1,20 +1,16 @@
-"""Shared fixtures: the topology and the sandbox PBX (see tests/support/__init__.py)."""
+"""Shared fixtures: the topology and the sandbox PBX (see hotline_bridge.lab)."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from support.ami import AmiSession
-from support.sandbox import Sandbox, load_topology
+from hotline_bridge.lab.ami import AmiSession
+from hotline_bridge.lab.sandbox import Sandbox, load_topology
 
 
 def _pbx_unavailable() -> str | None:

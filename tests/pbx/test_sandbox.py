@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from support.ami import AmiSession, is_event
-from support.calls import (
+from hotline_bridge.lab.ami import AmiSession, is_event
+from hotline_bridge.lab.calls import (
     FIRST_CITIZEN,
     agent_uas,
     citizen_uac,
@@ -27,8 +27,8 @@ from support.calls import (
     partner_uas,
     wait_bridged,
 )
-from support.sandbox import Sandbox, sandbox_module
-from support.sipp import SippProcess, stop_all
+from hotline_bridge.lab.sandbox import Sandbox, sandbox_module
+from hotline_bridge.lab.sipp import SippProcess, stop_all
 
 pbx = pytest.mark.pbx
 

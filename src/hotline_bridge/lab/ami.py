@@ -74,7 +74,7 @@ class AmiSession:
         username: str,
         secret: str,
         events: str = "on",
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> AmiSession:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
         self = cls(reader, writer)
@@ -164,7 +164,7 @@ class AmiSession:
                 lines.append(f"{key}: {text}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
-    async def action(self, name: str, timeout: float = 10.0, **fields: Any) -> Message:  # noqa: ASYNC109
+    async def action(self, name: str, timeout: float = 10.0, **fields: Any) -> Message:
         """Send an action; return its Response message (Success or Error)."""
         if self.closed:
             raise AmiError("AMI connection closed")
@@ -178,13 +178,13 @@ class AmiSession:
         finally:
             self._pending.pop(action_id, None)
 
-    async def action_ok(self, name: str, timeout: float = 10.0, **fields: Any) -> Message:  # noqa: ASYNC109
+    async def action_ok(self, name: str, timeout: float = 10.0, **fields: Any) -> Message:
         resp = await self.action(name, timeout=timeout, **fields)
         if resp.get("Response") != "Success":
             raise AmiError(f"{name} {fields} -> {resp}")
         return resp
 
-    async def action_list(self, name: str, timeout: float = 10.0, **fields: Any) -> list[Message]:  # noqa: ASYNC109
+    async def action_list(self, name: str, timeout: float = 10.0, **fields: Any) -> list[Message]:
         """An action answered by a list of events (CoreShowChannels, ConfbridgeList, ...).
 
         Returns the list's events ([] when Asterisk answers with an Error such as "No active
@@ -222,7 +222,7 @@ class AmiSession:
     async def wait_event(
         self,
         pred: Callable[[Message], bool],
-        timeout: float = 10.0,  # noqa: ASYNC109
+        timeout: float = 10.0,
         since: int = 0,
     ) -> Message:
         """The first event at or after `since` for which pred is true (waiting for it)."""

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from support.ami import AmiSession, Message
-from support.sipp import CITIZENS_CSV, SippProcess
+from .ami import AmiSession, Message
+from .sipp import CITIZENS_CSV, SippProcess
 
 # The first line of sipp_scenarios/citizens.csv: the number a fresh citizen_uac presents first.
 FIRST_CITIZEN = "13800138000"
@@ -41,20 +41,30 @@ def agent_uas(topology: dict[str, Any], workdir: Path, **kw: Any) -> list[SippPr
 
 
 def citizen_uac(
-    topology: dict[str, Any], workdir: Path, hold: float = 30, calls: int = 1, **kw: Any
+    topology: dict[str, Any],
+    workdir: Path,
+    hold: float = 30,
+    calls: int = 1,
+    number: str | None = None,
+    **kw: Any,
 ) -> SippProcess:
-    """The citizen side (citizen_uac.xml): calls the hotline number from the carrier's address."""
+    """The citizen side (citizen_uac.xml): calls the hotline number from the carrier's address,
+    presenting ``number`` (default: the numbers of sipp_scenarios/citizens.csv in turn)."""
     c, pbx = topology["citizens"], topology["pbx"]
+    inf = CITIZENS_CSV
+    if number is not None:
+        inf = workdir / f"citizen-{number}.csv"
+        inf.write_text(f"SEQUENTIAL\n{number};\n")
     return SippProcess(
         "citizen_uac.xml",
         port=c["sip_port"],
         local_ip=c["sip_host"],
         workdir=workdir,
-        name="citizen",
+        name=f"citizen-{number}" if number else "citizen",
         remote=f"{pbx['sip_host']}:{pbx['sip_port']}",
         service=c["dial_number"],
         calls=calls,
-        inf=CITIZENS_CSV,
+        inf=inf,
         hold=hold,
         **kw,
     )
@@ -90,7 +100,7 @@ class Bridged:
 async def wait_bridged(
     ami: AmiSession,
     since: int = 0,
-    timeout: float = 15.0,  # noqa: ASYNC109
+    timeout: float = 15.0,
     citizen_prefix: str = "PJSIP/carrier-",
     other_prefix: str = "PJSIP/agent",
 ) -> Bridged:

@@ -26,7 +26,7 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SCENARIOS = REPO / "sipp_scenarios"
 CITIZENS_CSV = SCENARIOS / "citizens.csv"
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
@@ -269,7 +269,7 @@ class SippProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
-    async def wait(self, timeout: float) -> SippResult:  # noqa: ASYNC109
+    async def wait(self, timeout: float) -> SippResult:
         """Wait for SIPp to exit by itself (a UAC after its calls, a UAS after -m calls)."""
         assert self.proc is not None, "not started"
         try:
@@ -282,7 +282,7 @@ class SippProcess:
             ) from None
         return self._collect(rc)
 
-    async def stop(self, timeout: float = 5.0) -> SippResult:  # noqa: ASYNC109
+    async def stop(self, timeout: float = 5.0) -> SippResult:
         """Stop a SIPp that serves calls: SIGUSR1 (stop gracefully, finish current calls), then
         SIGTERM, then SIGKILL."""
         assert self.proc is not None, "not started"

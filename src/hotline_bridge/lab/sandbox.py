@@ -27,9 +27,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from support.ami import AmiSession
+from .ami import AmiSession
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SANDBOX_PY = REPO / "asterisk" / "sandbox.py"
 # HOTLINE_SANDBOX_TOPOLOGY points the whole test session at another site's topology file.
 DEFAULT_TOPOLOGY = Path(
