@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -242,24 +241,6 @@ async def test_the_scrape_exposes_every_bridge_family_with_samples(scrape: str) 
 @needs_promtool
 async def test_the_scrape_passes_promtool_check_metrics(scrape: str) -> None:
     check_metrics_text(scrape)
-
-
-@pytest.mark.pbx
-async def test_a_running_bridge_scrape_passes_promtool_check_metrics(
-    request: pytest.FixtureRequest,
-) -> None:
-    """Against the live bridge of the PBX suite (fixture ``bridge`` with ``.base_url``)."""
-    if PROMTOOL is None:
-        pytest.skip("promtool not installed (Debian package 'prometheus')")
-    try:
-        bridge = request.getfixturevalue("bridge")
-    except pytest.FixtureLookupError:
-        pytest.skip("no `bridge` fixture (a running bridge) in this test session yet")
-    async with ClientSession() as http, http.get(f"{bridge.base_url}/metrics") as resp:
-        assert resp.status == 200
-        text = await resp.text()
-    check_metrics_text(text)
-    assert "hotline_ami_connected 1.0" in text
 
 
 # -- the dashboard -------------------------------------------------------------------------------
