@@ -158,6 +158,7 @@ def test_citizen_hangup_ends_room_and_hangs_up_ringing_partner() -> None:
     assert cmds == [Hangup("c-1", c.partner_uniqueid)]
     c, cmds = run(active(), m.MemberLeft(Role.CITIZEN))
     assert c.state is S.ENDED and cmds == []  # the profiles end the room
+    assert c.members == frozenset()
 
 
 def test_partner_hangs_up_while_agent_present_keeps_citizen_with_agent() -> None:

@@ -295,6 +295,7 @@ def _left(c: Conference, role: Role, now: float, gone: bool) -> tuple[Conference
         ):
             cmds.append(Hangup(c.id, c.partner_uniqueid))
             c = replace(c, outcome=Outcome.ABANDONED)
+        c = replace(c, members=frozenset())  # the profiles end the room for everyone
         return _to(c, ConferenceState.ENDED, now, "ended", "citizen hung up"), cmds
     if role is Role.AGENT:
         if s is ConferenceState.ACTIVE:
@@ -348,6 +349,7 @@ def _end_with_citizen(c: Conference, now: float, why: str) -> tuple[Conference, 
     cmds: list[Command] = []
     if Role.CITIZEN in c.members:
         cmds.append(Hangup(c.id, c.call_id))
+    c = replace(c, members=frozenset())  # the citizen's hang-up ends the room for everyone
     return _to(c, ConferenceState.ENDED, now, "ended", why), cmds
 
 
