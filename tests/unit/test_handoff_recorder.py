@@ -146,8 +146,18 @@ def test_notes_become_events_and_move_status(recorder: StoreRecorder) -> None:
 
 def test_three_way_notes(recorder: StoreRecorder) -> None:
     hid = recorder.open(kind="three_way", call=CALL, target="110", handoff=EMPTY, now=T)
+    # The conference machine's timeline names, in the order a leave produces them.
     for i, what in enumerate(
-        ["three_way_requested", "moved_to_room", "partner_joined", "three_way", "agent_left"]
+        [
+            "three_way_requested",
+            "moved_to_room",
+            "citizen_joined",
+            "agent_joined",
+            "partner_joined",
+            "three_way",
+            "agent_left",  # the agent's channel left the room...
+            "agent_left_room",  # ...so the conference is now citizen + partner
+        ]
     ):
         recorder.note(hid, what, "", T + i)
     recorder.note(hid, "ended", "citizen hung up", T + 10)
@@ -157,6 +167,7 @@ def test_three_way_notes(recorder: StoreRecorder) -> None:
     assert state.status is Status.PUSHED and state.call_outcome == "answered"
     tl = state.timeline
     assert tl.three_way_started and tl.agent_left and tl.three_way_ended and tl.partner_answered
+    assert [e.kind for e in record.events].count(EventKind.AGENT_LEFT) == 1
 
 
 def test_note_on_unknown_handoff_does_not_raise(recorder: StoreRecorder) -> None:

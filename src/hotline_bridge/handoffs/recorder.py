@@ -49,7 +49,6 @@ _EVENT_OF: Mapping[str, EventKind] = {
     "partner_failed": EventKind.PARTNER_FAILED,
     "citizen_returned": EventKind.CITIZEN_RETURNED,
     "three_way": EventKind.THREE_WAY_STARTED,
-    "agent_left": EventKind.AGENT_LEFT,
     "agent_left_room": EventKind.AGENT_LEFT,
     "ended": EventKind.THREE_WAY_ENDED,
 }
