@@ -7,12 +7,14 @@ against the citizen's number (it refuses the call otherwise) and we read the INV
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hotline_bridge.lab.ami import AmiSession
-from hotline_bridge.lab.bridge import RunningBridge
+from hotline_bridge.lab.bridge import RunningBridge, start_bridge
+from hotline_bridge.lab.sandbox import DEFAULT_TOPOLOGY
 from hotline_bridge.lab.sipp import SippProcess
 
 from .conftest import Parties
@@ -189,3 +191,56 @@ def _raw_post(bridge: RunningBridge, path: str, body: str, token: str | None) ->
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
+
+
+async def test_ten_concurrent_presses_make_exactly_one_transfer(
+    bridge: RunningBridge, parties: Parties
+) -> None:
+    number = "18600186000"
+    await parties.agents()
+    partner = await parties.partner(citizen=number)
+    await parties.citizen(number)
+    agent_id, _call = await bridge.wait_for_call()
+    token = bridge.token(agent_id)
+    presses = [
+        bridge.request("POST", f"/v1/agents/{agent_id}/carry-transfer", {"target": "110"}, token)
+        for _ in range(10)
+    ]
+    answers = await asyncio.gather(*presses)
+    statuses = sorted(status for status, _ in answers)
+    # The first press wins; the rest find the call busy (409) or already gone from the agent.
+    assert statuses.count(202) == 1, answers
+    assert all(s == 409 for s in statuses if s != 202), answers
+    (won,) = [body for status, body in answers if status == 202]
+    await bridge.wait_state(f"/v1/transfers/{won['transfer_id']}", token, {"answered"})
+    await asyncio.sleep(0.5)
+    assert len(invites(partner)) == 1
+
+
+async def test_a_bridge_started_mid_call_rebuilds_its_calls_from_asterisk(
+    bridge: RunningBridge, parties: Parties, tmp_path: Path
+) -> None:
+    """Channel names restart after an Asterisk restart and events are lost while the AMI link
+    is down, so after every (re)connect the call model is rebuilt from CoreShowChannels."""
+    number = "13800138000"
+    await parties.agents()
+    await parties.partner(citizen=number)
+    await parties.citizen(number)
+    agent_id, call = await bridge.wait_for_call()
+    late = await asyncio.to_thread(
+        start_bridge, DEFAULT_TOPOLOGY, bridge.topology, tmp_path / "late", port=18399
+    )
+    try:
+        token = late.token(agent_id)
+        status, body = await late.request("GET", "/v1/calls", token=token)
+        assert status == 200
+        assert [c["call_id"] for c in body["calls"]] == [call["call_id"]]
+        assert body["calls"][0]["citizen_number"] == number
+        # ...and it can act on that call straight away.
+        status, body = await late.request(
+            "POST", f"/v1/agents/{agent_id}/carry-transfer", {"target": "110"}, token
+        )
+        assert status == 202, body
+        await late.wait_state(f"/v1/transfers/{body['transfer_id']}", token, {"answered"})
+    finally:
+        await asyncio.to_thread(late.stop)
