@@ -12,6 +12,7 @@ import contextlib
 import signal
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -27,10 +28,14 @@ from .conferences import api as conferences_api
 from .conferences.service import ConferenceService
 from .handoffs import api as handoffs_api
 from .handoffs.recorder import StoreRecorder
+from .handoffs.store import HandoffStore
 from .http import MAX_BODY, Principal, TokenAuth, json_ok, make_middlewares
 from .interpreter import Interpreter
-from .metrics import GaugeCollector, Metrics
+from .metrics import GaugeCollector, Metrics, OutboxStats
 from .openapi import described, openapi_document
+from .partners import api as partners_api
+from .partners.api import Receiver
+from .partners.link import PartnerLink
 from .settings import Settings
 from .switchboard import EVENTS, Switchboard
 from .transfers import api as transfers_api
@@ -50,6 +55,7 @@ class Bridge:
     switchboard: Switchboard
     interpreter: Interpreter
     app: web.Application
+    partner_link: PartnerLink | None = None
 
 
 def build(settings: Settings, recorder: StoreRecorder) -> Bridge:
@@ -115,7 +121,19 @@ def build(settings: Settings, recorder: StoreRecorder) -> Bridge:
     app[SWITCHBOARD] = switchboard
     app[METRICS] = metrics
     app.router.add_get("/metrics", serve_metrics)
-    return Bridge(settings, ami, switchboard, interpreter, app)
+    link = None
+    if settings.partner is not None:
+        store = recorder.store
+        partners_api.install(app, Receiver(settings.partner, store))
+        link = PartnerLink(settings.partner, store, on_push=metrics.handoff_pushed)
+        metrics.watch_outbox(lambda: _outbox_stats(store))
+    return Bridge(settings, ami, switchboard, interpreter, app, link)
+
+
+def _outbox_stats(store: HandoffStore) -> OutboxStats:
+    depth, oldest = store.outbox_backlog()
+    age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
+    return OutboxStats(depth, max(age, 0.0))
 
 
 def make_app(
@@ -182,6 +200,8 @@ async def serve(settings: Settings, recorder: StoreRecorder) -> None:
     site = web.TCPSite(runner, settings.http.host, settings.http.port)
     await site.start()
     await bridge.ami.start()
+    if bridge.partner_link is not None:
+        await bridge.partner_link.start()
     log.info(
         "hotline-bridge serving",
         http=f"{settings.http.host}:{settings.http.port}",
@@ -197,5 +217,7 @@ async def serve(settings: Settings, recorder: StoreRecorder) -> None:
     await stop.wait()
     log.info("hotline-bridge stopping", uptime_s=round(time.monotonic() - started, 1))
     await bridge.interpreter.drain()
+    if bridge.partner_link is not None:
+        await bridge.partner_link.close()
     await bridge.ami.close()
     await runner.cleanup()

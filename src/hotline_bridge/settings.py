@@ -105,6 +105,40 @@ class TargetSettings(_Section):
         return rest.rpartition("@")[2]
 
 
+class PartnerSettings(_Section):
+    """The other platform's bridge: where handoffs are pushed, and the keys both sides sign with.
+
+    Each direction has its own key: we sign with ``key_id``/``secret`` (the partner lists them in
+    its ``accept_keys``), and accept what the partner signs with the keys in ``accept_keys``.
+    """
+
+    site: Annotated[str, Field(pattern=r"^(12345|110)$")]
+    base_url: str
+    key_id: Identifier
+    secret: SecretStr = Field(min_length=32)
+    accept_keys: dict[Identifier, SecretStr] = Field(default_factory=dict)
+    replay_window_s: int = Field(300, ge=5, le=3600)
+    retry_initial_s: float = Field(0.5, gt=0, le=60)
+    retry_max_s: float = Field(60.0, gt=0, le=3600)
+    push_timeout_s: float = Field(5.0, gt=0, le=60)
+    poll_interval_s: float = Field(0.05, gt=0, le=10)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\-:\[\]]+", value.rstrip("/")):
+            raise ValueError("must be an http(s) base URL without a path")
+        return value.rstrip("/")
+
+    @field_validator("accept_keys")
+    @classmethod
+    def _strong_keys(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        weak = sorted(k for k, v in keys.items() if len(v.get_secret_value()) < 32)
+        if weak:
+            raise ValueError(f"accept_keys shorter than 32 characters: {', '.join(weak)}")
+        return keys
+
+
 class BridgeSettings(_Section):
     site: Annotated[str, Field(pattern=r"^(12345|110)$")] = "12345"
     return_queue: Identifier
@@ -129,6 +163,7 @@ class Settings(BaseSettings):
     bridge: BridgeSettings
     agents: list[AgentSettings] = Field(default_factory=list)
     api_clients: list[ApiClientSettings] = Field(default_factory=list)
+    partner: PartnerSettings | None = None
     targets: dict[Identifier, TargetSettings] = Field(default_factory=dict)
     log_format: Annotated[str, Field(pattern=r"^(json|console|auto)$")] = "auto"
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"

@@ -129,6 +129,10 @@ class HandoffStore(Protocol):
 
     def outbox_mark_failed(self, item_id: int, next_attempt_at: datetime) -> None: ...
 
+    def outbox_backlog(self) -> tuple[int, datetime | None]:
+        """Undelivered outbox rows and when the oldest was written (for metrics and alerts)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -426,6 +430,12 @@ class SqliteHandoffStore:
             "UPDATE outbox SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL",
             (_ts(now or datetime.now(UTC)), item_id),
         )
+
+    def outbox_backlog(self) -> tuple[int, datetime | None]:
+        count, oldest = self._db.execute(
+            "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE delivered_at IS NULL"
+        ).fetchone()
+        return int(count), _dt(oldest) if oldest is not None else None
 
     def outbox_mark_failed(self, item_id: int, next_attempt_at: datetime) -> None:
         self._db.execute(

@@ -1,0 +1,145 @@
+"""Receives the partner site's pushes: new handoffs and their handling events, signed.
+
+The same push twice is one record (``create`` of an identical snapshot is a no-op; an event is
+recognised by the partner's sequence number), so the sender may retry freely. Refusals are
+logged (who, why) and answered with a reason; nothing the partner sends is pushed back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..handoffs.model import Actor, ActorKind, HandoffEvent, HandoffRecord
+from ..handoffs.store import DuplicateHandoff, HandoffStore, UnknownHandoff
+from ..http import MAX_BODY, error_response, field_errors, json_ok
+from ..openapi import described
+from ..settings import PartnerSettings
+from .link import PUSH_PATH
+from .signing import NonceCache, SignatureError, verify
+
+log = structlog.get_logger(__name__)
+
+
+class PartnerPush(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["handoff.created", "handoff.event"]
+    handoff_id: str
+    payload: dict[str, Any]
+
+
+class Receiver:
+    def __init__(
+        self,
+        settings: PartnerSettings,
+        store: HandoffStore,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._s = settings
+        self._store = store
+        self._clock = clock
+        self._keys = {k: v.get_secret_value() for k, v in settings.accept_keys.items()}
+        self._nonces = NonceCache()
+        self.accepted = 0
+
+    def receive(self, raw: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """``(status, body)`` for one push. Pure but for the store and the nonce cache."""
+        try:
+            verify(
+                "POST",
+                PUSH_PATH,
+                raw,
+                headers,
+                keys=self._keys,
+                now=self._clock(),
+                window_s=self._s.replay_window_s,
+                nonces=self._nonces,
+            )
+        except SignatureError as exc:
+            log.warning(
+                "partner push refused", reason=str(exc), key_id=headers.get("X-Hotline-Key-Id", "")
+            )
+            return 401, {"reason": f"refused: {exc}"}
+        try:
+            push = PartnerPush.model_validate_json(raw)
+            if push.kind == "handoff.created":
+                return self._created(push)
+            return self._event(push)
+        except ValidationError as exc:
+            log.warning("partner push invalid", errors=len(exc.errors()))
+            return 422, {"reason": "invalid push", "details": field_errors(exc)}
+
+    def _created(self, push: PartnerPush) -> tuple[int, dict[str, Any]]:
+        record = HandoffRecord.model_validate(push.payload)
+        if record.id != push.handoff_id:
+            return 422, {"reason": "handoff_id does not match the record"}
+        if record.snapshot.target != self._own_site():
+            return 422, {"reason": f"record is addressed to {record.snapshot.target}"}
+        try:
+            created = self._store.create(record, outbox=False)  # never bounce it back
+        except DuplicateHandoff:
+            return 409, {"reason": "a different record with this id exists"}
+        if created:
+            self.accepted += 1
+            log.info("partner handoff received", handoff_id=record.id)
+        return (201 if created else 200), {"handoff_id": record.id, "duplicate": not created}
+
+    def _event(self, push: PartnerPush) -> tuple[int, dict[str, Any]]:
+        if push.payload.get("handoff_id") != push.handoff_id:
+            return 422, {"reason": "handoff_id does not match the event's"}
+        sent = HandoffEvent.model_validate(push.payload.get("event"))
+        ref = str(sent.seq)
+        record = self._store.get(push.handoff_id)
+        if record is None:
+            # Its handoff.created push has not landed yet: the sender retries.
+            return 409, {"reason": f"unknown handoff {push.handoff_id}; retry later"}
+        if any(e.data.get("partner_seq") == ref for e in record.events):
+            return 200, {"handoff_id": record.id, "duplicate": True}
+        actor_id = f"{self._s.site}:{sent.actor.kind.value}:{sent.actor.id}"[:64]
+        event = sent.model_copy(
+            update={
+                "seq": 0,
+                "actor": Actor(kind=ActorKind.PARTNER, id=actor_id),
+                "data": {**sent.data, "partner_seq": ref},
+            }
+        )
+        try:
+            self._store.append(record.id, HandoffEvent.model_validate(event.model_dump()))
+        except UnknownHandoff:
+            return 409, {"reason": f"unknown handoff {push.handoff_id}; retry later"}
+        log.info("partner event received", handoff_id=record.id, kind=sent.kind.value)
+        return 201, {"handoff_id": record.id, "duplicate": False}
+
+    def _own_site(self) -> str:
+        return "110" if self._s.site == "12345" else "12345"
+
+
+RECEIVER = web.AppKey("partner_receiver", Receiver)
+
+
+@described(
+    "Push from the partner site (HMAC-signed): a new handoff or one of its events",
+    ok=201,
+    errors=(401, 409, 413, 422),
+    public=True,
+)
+async def receive_push(request: web.Request) -> web.Response:
+    limit = request.app[MAX_BODY]
+    if request.content_length is not None and request.content_length > limit:
+        return error_response(413, f"request body larger than {limit} bytes")
+    raw = await request.read()
+    status, body = request.app[RECEIVER].receive(raw, dict(request.headers))
+    if status >= 400:
+        return error_response(status, body["reason"], body.get("details"))
+    return json_ok(body, status=status)
+
+
+def install(app: web.Application, receiver: Receiver) -> None:
+    app[RECEIVER] = receiver
+    app.router.add_post(PUSH_PATH, receive_push)
