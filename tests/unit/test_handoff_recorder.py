@@ -119,7 +119,7 @@ def test_notes_become_events_and_move_status(recorder: StoreRecorder) -> None:
     )
     for i, (what, detail) in enumerate(
         [
-            ("transfer_requested", "target 110"),
+            ("carry_transfer_requested", "target 110"),
             ("pbx_accepted", ""),
             ("partner_ringing", ""),
             ("partner_failed", "BUSY"),

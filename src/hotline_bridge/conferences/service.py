@@ -1,7 +1,7 @@
 """Where a three-way call happens: checks, the record, the machine, the PBX commands.
 
-Same discipline as carry transfers: everything decided and recorded before the first command
-leaves; ConfBridge join/leave, OriginateResponse and hang-up events are translated into machine
+Same discipline as carry transfers (``calls.book``): everything decided and recorded before the
+first command leaves. ConfBridge join/leave, OriginateResponse and hang-up events become machine
 events by who the channel is (citizen, agent, partner: known by Uniqueid, the partner's because
 we chose it with Originate ``ChannelId``).
 """
@@ -9,27 +9,19 @@ we chose it with Originate ``ChannelId``).
 from __future__ import annotations
 
 import time
-import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 
-import structlog
-
+from ..calls.book import HandoffBook, resolve_target
 from ..calls.model import LiveCall
 from ..calls.service import CallService
 from ..commands import Command, CommandResult
-from ..errors import Conflict, Forbidden, Invalid, NotFound
+from ..errors import Conflict, Forbidden
 from ..events import PbxEvent
 from ..handoffs.model import HandoffInput
-from ..privacy import mask_number
 from ..recorder import HandoffRecorder
 from ..settings import Settings
 from . import machine
 from .machine import Conference, Role
-
-log = structlog.get_logger(__name__)
-
-_KEEP_FINISHED = 10_000
 
 
 class ConferenceService:
@@ -43,59 +35,50 @@ class ConferenceService:
         on_change: Callable[[Conference, Conference], None] | None = None,
     ) -> None:
         self._settings = settings
-        self._calls = calls
-        self._recorder = recorder
-        self._submit = submit
-        self._clock = clock
-        self._on_change = on_change
-        self.conferences: OrderedDict[str, Conference] = OrderedDict()
+        self.book: HandoffBook[Conference] = HandoffBook(
+            "three_way",
+            "three-way",
+            "conference_id",
+            "c",
+            calls,
+            recorder,
+            submit,
+            clock,
+            on_change,
+        )
         self._active_by_uid: dict[str, str] = {}  # any party's Uniqueid -> conference id
 
+    @property
+    def conferences(self) -> dict[str, Conference]:
+        return self.book.items
+
     def three_way(self, call: LiveCall, target: str, handoff: HandoffInput) -> Conference:
-        tgt = self._settings.targets.get(target)
-        if tgt is None:
-            known = ", ".join(sorted(self._settings.targets)) or "none"
-            raise Invalid(f"unknown target {target!r}; known targets: {known}")
-        conference_id = f"c-{uuid.uuid4().hex[:20]}"
-        self._calls.claim(call.call_id, conference_id)
-        now = self._clock()
-        try:
-            handoff_id = self._recorder.open(
-                kind="three_way", call=call, target=target, handoff=handoff, now=now
+        tgt = resolve_target(self._settings, target)
+        ring_timeout_s = tgt.ring_timeout_s or self._settings.bridge.ring_timeout_s
+
+        def start(
+            ref: str, handoff_id: str, url: str, now: float
+        ) -> tuple[Conference, list[Command]]:
+            plan = machine.ThreeWayPlan(
+                conference_id=ref,
+                handoff_id=handoff_id,
+                handoff_url=url,
+                call_id=call.call_id,
+                citizen_channel=call.citizen_channel,
+                citizen_number=call.citizen_number,
+                agent_id=call.agent_id,
+                agent_channel=call.agent_channel,
+                agent_uniqueid=call.agent_uniqueid,
+                target=target,
+                target_dial=tgt.dial,
+                forwarding_number=tgt.forwarding_number,
+                ring_timeout_s=ring_timeout_s,
             )
-        except Exception:
-            self._calls.release(call.call_id, conference_id)
-            raise
-        plan = machine.ThreeWayPlan(
-            conference_id=conference_id,
-            handoff_id=handoff_id,
-            handoff_url=self._recorder.url(handoff_id),
-            call_id=call.call_id,
-            citizen_channel=call.citizen_channel,
-            citizen_number=call.citizen_number,
-            agent_id=call.agent_id,
-            agent_channel=call.agent_channel,
-            agent_uniqueid=call.agent_uniqueid,
-            target=target,
-            target_dial=tgt.dial,
-            forwarding_number=tgt.forwarding_number,
-            ring_timeout_s=tgt.ring_timeout_s or self._settings.bridge.ring_timeout_s,
-        )
-        conf, commands = machine.start(plan, now)
-        self._remember(conf)
+            return machine.start(plan, now)
+
+        conf = self.book.open(call, target, handoff, start)
         for uid in (conf.call_id, conf.agent_uniqueid, conf.partner_uniqueid):
-            self._active_by_uid[uid] = conference_id
-        self._recorder.note(handoff_id, "three_way_requested", f"target {target}", now)
-        log.info(
-            "three-way requested",
-            conference_id=conference_id,
-            handoff_id=handoff_id,
-            call_id=call.call_id,
-            agent=call.agent_id,
-            target=target,
-            citizen=mask_number(call.citizen_number),
-        )
-        self._submit(commands)
+            self._active_by_uid[uid] = conf.id
         return conf
 
     def leave(self, conference_id: str, agent_id: str | None) -> Conference:
@@ -111,10 +94,7 @@ class ConferenceService:
         return self._step(conf, machine.CancelRequested())
 
     def get(self, conference_id: str) -> Conference:
-        conf = self.conferences.get(conference_id)
-        if conf is None:
-            raise NotFound(f"no conference {conference_id}")
-        return conf
+        return self.book.get(conference_id)
 
     def _owned(self, conference_id: str, agent_id: str | None) -> Conference:
         conf = self.get(conference_id)
@@ -159,7 +139,7 @@ class ConferenceService:
 
     def reconcile(self, live_uniqueids: set[str]) -> None:
         """After a reconnect: parties whose channels vanished while the link was down are gone."""
-        for conf in list(self.conferences.values()):
+        for conf in self.book.live():
             for uid in (conf.call_id, conf.agent_uniqueid, conf.partner_uniqueid):
                 role = conf.role_of(uid)
                 if role is not None and uid not in live_uniqueids and not conf.done:
@@ -168,38 +148,12 @@ class ConferenceService:
     # -- plumbing ----------------------------------------------------------------------------
 
     def _step(self, conf: Conference, event: machine.Event) -> Conference:
-        now = self._clock()
-        new, commands = machine.step(conf, event, now)
-        if new is conf:
-            return conf
-        self.conferences[new.id] = new
-        for entry in new.timeline[len(conf.timeline) :]:
-            self._recorder.note(new.handoff_id, entry.what, entry.detail, entry.at)
-        if new.state is not conf.state:
-            log.info(
-                "three-way state",
-                conference_id=new.id,
-                handoff_id=new.handoff_id,
-                call_id=new.call_id,
-                state=new.state.value,
-                members=sorted(r.value for r in new.members),
-            )
+        new, commands = machine.step(conf, event, self.book.clock())
+        self.book.advance(conf, new, commands)
         if new.done:
             for uid in (new.call_id, new.agent_uniqueid, new.partner_uniqueid):
                 self._active_by_uid.pop(uid, None)
-            self._calls.release(new.call_id, new.id)
-        if self._on_change is not None:
-            self._on_change(conf, new)
-        self._submit(commands)
         return new
-
-    def _remember(self, conf: Conference) -> None:
-        self.conferences[conf.id] = conf
-        while len(self.conferences) > _KEEP_FINISHED:
-            oldest_id, oldest = next(iter(self.conferences.items()))
-            if not oldest.done:
-                break
-            del self.conferences[oldest_id]
 
 
 __all__ = ["ConferenceService", "Role"]

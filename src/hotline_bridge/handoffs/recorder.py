@@ -41,7 +41,7 @@ log = structlog.get_logger(__name__)
 # The machines' timeline names (transfers.machine, conferences.machine) → record event kinds.
 # Anything not listed is kept as ``call_progress`` with the name in ``data.what``.
 _EVENT_OF: Mapping[str, EventKind] = {
-    "transfer_requested": EventKind.TRANSFER_REQUESTED,
+    "carry_transfer_requested": EventKind.TRANSFER_REQUESTED,
     "three_way_requested": EventKind.TRANSFER_REQUESTED,
     "partner_ringing": EventKind.PARTNER_RINGING,
     "partner_answered": EventKind.PARTNER_ANSWERED,

@@ -1,0 +1,162 @@
+"""The book of handoffs in flight on live calls: one per call, recorded before the PBX acts.
+
+Carry transfers and three-way calls differ in their machines, not in what happens around them:
+a press claims the call (so a second press gets 409), opens the handoff record durably, starts
+the machine and only then hands its commands to the interpreter; every later move of the machine
+is recorded, logged, reported, and releases the call when the handoff is done. That shared
+discipline lives here once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+import structlog
+
+from ..commands import Command
+from ..errors import Invalid, NotFound
+from ..handoffs.model import HandoffInput
+from ..outcomes import Outcome, TimelineEntry
+from ..privacy import mask_number
+from ..recorder import HandoffRecorder
+from ..settings import Settings, TargetSettings
+from .model import LiveCall
+from .service import CallService
+
+log = structlog.get_logger(__name__)
+
+_KEEP_FINISHED = 10_000  # finished handoffs kept in memory for GET; the record keeps the rest
+
+
+class Tracked(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def handoff_id(self) -> str: ...
+    @property
+    def call_id(self) -> str: ...
+    @property
+    def timeline(self) -> tuple[TimelineEntry, ...]: ...
+    @property
+    def outcome(self) -> Outcome | None: ...
+    @property
+    def done(self) -> bool: ...
+    @property
+    def state(self) -> str: ...
+
+
+T = TypeVar("T", bound=Tracked)
+
+
+def resolve_target(settings: Settings, target: str) -> TargetSettings:
+    """The target directory entry, or 422 naming the targets that exist."""
+    tgt = settings.targets.get(target)
+    if tgt is None:
+        known = ", ".join(sorted(settings.targets)) or "none"
+        raise Invalid(f"unknown target {target!r}; known targets: {known}")
+    return tgt
+
+
+class HandoffBook(Generic[T]):
+    def __init__(
+        self,
+        kind: str,
+        label: str,
+        id_key: str,
+        id_prefix: str,
+        calls: CallService,
+        recorder: HandoffRecorder,
+        submit: Callable[[list[Command]], None],
+        clock: Callable[[], float] = time.time,
+        on_change: Callable[[T, T], None] | None = None,
+    ) -> None:
+        self.kind = kind  # "carry_transfer" | "three_way": the record's kind
+        self.label = label  # "carry transfer" | "three-way": how logs and errors name it
+        self._id_key = id_key  # "transfer_id" | "conference_id" in log lines
+        self._prefix = id_prefix
+        self.calls = calls
+        self.recorder = recorder
+        self._submit = submit
+        self.clock = clock
+        self._on_change = on_change
+        self.items: OrderedDict[str, T] = OrderedDict()
+
+    def open(
+        self,
+        call: LiveCall,
+        target: str,
+        handoff: HandoffInput,
+        start: Callable[[str, str, str, float], tuple[T, list[Command]]],
+    ) -> T:
+        """Claim the call, write the record, start the machine, then send its commands.
+
+        ``start(ref, handoff_id, handoff_url, now)`` builds the machine's first state.
+        """
+        ref = f"{self._prefix}-{uuid.uuid4().hex[:20]}"
+        self.calls.claim(call.call_id, ref)
+        now = self.clock()
+        try:
+            handoff_id = self.recorder.open(
+                kind=self.kind, call=call, target=target, handoff=handoff, now=now
+            )
+        except Exception:
+            self.calls.release(call.call_id, ref)
+            raise
+        item, commands = start(ref, handoff_id, self.recorder.url(handoff_id), now)
+        self._remember(item)
+        self.recorder.note(handoff_id, f"{self.kind}_requested", f"target {target}", now)
+        log.info(
+            f"{self.label} requested",
+            **{self._id_key: ref},
+            handoff_id=handoff_id,
+            call_id=call.call_id,
+            agent=call.agent_id,
+            target=target,
+            citizen=mask_number(call.citizen_number),
+        )
+        self._submit(commands)
+        return item
+
+    def get(self, ref: str) -> T:
+        item = self.items.get(ref)
+        if item is None:
+            raise NotFound(f"no {self.label} {ref}")
+        return item
+
+    def advance(self, old: T, new: T, commands: list[Command]) -> T:
+        """Record, log and report one move of a machine, then send what it asked for."""
+        if new is old:
+            return old
+        self.items[new.id] = new
+        for entry in new.timeline[len(old.timeline) :]:
+            self.recorder.note(new.handoff_id, entry.what, entry.detail, entry.at)
+        if new.state != old.state:
+            log.info(
+                f"{self.label} state",
+                **{self._id_key: new.id},
+                handoff_id=new.handoff_id,
+                call_id=new.call_id,
+                state=str(new.state),
+                outcome=new.outcome.value if new.outcome else None,
+            )
+        if new.done:
+            self.calls.release(new.call_id, new.id)
+        if self._on_change is not None:
+            self._on_change(old, new)
+        self._submit(commands)
+        return new
+
+    def live(self) -> list[T]:
+        return [item for item in self.items.values() if not item.done]
+
+    def _remember(self, item: T) -> None:
+        self.items[item.id] = item
+        while len(self.items) > _KEEP_FINISHED:
+            oldest_id, oldest = next(iter(self.items.items()))
+            if not oldest.done:
+                break
+            del self.items[oldest_id]
