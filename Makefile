@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TOPOLOGY ?= asterisk/sandbox.toml
 SANDBOX := $(PY) asterisk/sandbox.py --topology $(TOPOLOGY)
 
-.PHONY: help setup deps venv sandbox sandbox-stop run demo test test-unit lint fmt clean
+.PHONY: help setup deps venv sandbox sandbox-stop run demo drill bench lab test test-unit lint fmt clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 16
@@ -43,6 +43,22 @@ run: sandbox ## run the bridge against the sandbox PBX (Ctrl-C to stop)
 
 demo: setup ## place a citizen call, carry-transfer it to 110, then a three-way call; explain
 	$(BIN)/python -m hotline_bridge.lab.demo --topology $(TOPOLOGY)
+
+# Load drill knobs: make drill RATE=20 DURATION=60 MIX=0.1 (MIX = share of three-way calls).
+RATE ?= 20
+DURATION ?= 60
+MIX ?= 0
+HOLD ?= 8
+
+drill: sandbox lab ## load drill: RATE calls/s for DURATION s, MIX three-way; verifies every call
+	$(BIN)/python -m hotline_bridge.lab.drill --topology $(TOPOLOGY) --rate $(RATE) --duration $(DURATION) --mix $(MIX) --hold $(HOLD)
+
+bench: sandbox lab ## bridge vs raw AMI vs SIP REFER, same load; micro-benchmarks -> bench/results/
+	$(BIN)/python -m hotline_bridge.lab.bench --topology $(TOPOLOGY)
+
+# The drill's and bench's extras (matplotlib for the latency plots, py-spy for profiles).
+lab: venv
+	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q --disable-pip-version-check -e '.[dev,lab]'
 
 test: setup ## the whole suite, real PBX and SIPp included (a PBX test never silently skips)
 	HOTLINE_REQUIRE_PBX=1 $(BIN)/pytest -q

@@ -134,6 +134,9 @@ def validate_topology(topo: dict[str, Any]) -> None:
         raise SandboxError("[pbx].rtp_start must be below [pbx].rtp_end")
     _loopback(_need(topo, "ami", "host"), "[ami].host")
     _port(_need(topo, "ami", "port"), "[ami].port")
+    if "agi" in topo:  # the bridge's FastAGI hooks, called by the dialplan (HOTLINE_AGI)
+        _loopback(_need(topo, "agi", "host"), "[agi].host")
+        _port(_need(topo, "agi", "port"), "[agi].port")
     for section in ("ami", "sandbox_admin"):
         _match(_need(topo, section, "username"), _NAME_RE, f"[{section}].username")
         _match(_need(topo, section, "secret"), _SECRET_RE, f"[{section}].secret")
@@ -158,9 +161,61 @@ def validate_topology(topo: dict[str, Any]) -> None:
         [topo["citizens"]["endpoint"]]
         + [a["endpoint"] for a in agents]
         + [t["endpoint"] for t in (topo.get("targets") or {}).values()]
+        + _validate_drill(topo)
     )
     if len(set(endpoints)) != len(endpoints):
         raise SandboxError(f"endpoint names must be unique: {endpoints}")
+
+
+def _validate_drill(topo: dict[str, Any]) -> list[str]:
+    """Check the optional [agent_pool] and [drill] sections; return their endpoint names."""
+    pool, drill = topo.get("agent_pool"), topo.get("drill")
+    if pool is None and drill is None:
+        return []
+    if pool is None or drill is None:
+        raise SandboxError("[agent_pool] and [drill] go together (the drill's peers)")
+    count, first = pool.get("count"), pool.get("first_id")
+    if not isinstance(count, int) or not 1 <= count <= 1000:
+        raise SandboxError(f"[agent_pool].count = {count!r} must be 1..1000")
+    if not isinstance(first, int) or not 1 <= first <= 10**8:
+        raise SandboxError(f"[agent_pool].first_id = {first!r} must be a positive number")
+    _match(pool.get("endpoint_prefix"), _NAME_RE, "[agent_pool].endpoint_prefix")
+    _match(pool.get("token_prefix"), _SECRET_RE, "[agent_pool].token_prefix")
+    _match(pool.get("queue"), _NAME_RE, "[agent_pool].queue")
+    if pool["queue"] == topo["citizens"]["queue"]:
+        raise SandboxError("[agent_pool].queue must not be the tests' queue [citizens].queue")
+    _loopback(pool.get("sip_host"), "[agent_pool].sip_host")
+    _port(pool.get("sip_port"), "[agent_pool].sip_port")
+    for key in ("carrier_endpoint", "partner_endpoint"):
+        _match(drill.get(key), _NAME_RE, f"[drill].{key}")
+    _match(str(drill.get("partner_number")), _NUMBER_RE, "[drill].partner_number")
+    _loopback(drill.get("sip_host"), "[drill].sip_host")
+    for key in ("citizen_sip_port", "partner_sip_port"):
+        _port(drill.get(key), f"[drill].{key}")
+    return [drill["carrier_endpoint"], drill["partner_endpoint"], *pool_endpoints(topo)]
+
+
+def pool_agents(topo: dict[str, Any]) -> list[dict[str, Any]]:
+    """The [agent_pool] expanded: id, endpoint, token per agent (as the bridge expands it)."""
+    pool = topo.get("agent_pool")
+    if not pool:
+        return []
+    out = []
+    for n in range(pool["first_id"], pool["first_id"] + pool["count"]):
+        out.append(
+            {
+                "id": str(n),
+                "endpoint": f"{pool['endpoint_prefix']}{n}",
+                "token": f"{pool['token_prefix']}{n}",
+                "sip_host": pool["sip_host"],
+                "sip_port": pool["sip_port"],
+            }
+        )
+    return out
+
+
+def pool_endpoints(topo: dict[str, Any]) -> list[str]:
+    return [a["endpoint"] for a in pool_agents(topo)]
 
 
 def site_of(topo: dict[str, Any]) -> str:
@@ -408,6 +463,129 @@ def _globals_conf(topo: dict[str, Any]) -> str:
             f"HOTLINE_SITE = {site_of(topo)}",
             f"HOTLINE_NUMBER = {c['dial_number']}",
             f"HOTLINE_QUEUE = {c['queue']}",
+            "; The bridge's FastAGI hooks ([agi]); empty: the dialplan skips them.",
+            "HOTLINE_AGI = "
+            + (f"agi://{topo['agi']['host']}:{topo['agi']['port']}" if "agi" in topo else ""),
+            "",
+        ]
+    )
+
+
+def _drill_peer_sections(topo: dict[str, Any]) -> str:
+    """pjsip.conf sections of the load drill ([agent_pool], [drill]); "" without them.
+
+    The pool's agents are all served by ONE SIPp UAS: Asterisk calls each at its own contact user
+    (sip:pool2001@host:port), so they need no `identify` (nothing matches them by address, and
+    one address:port could not tell 200 endpoints apart anyway). Requests the pool sends inside
+    a call (the bench's SIP REFER, BYE) belong to that call's dialog, whose endpoint PJSIP
+    already knows. The drill's citizens and 110 desk have their own ports, so a drill never
+    competes with the tests' SIPp peers for a port."""
+    pool, drill = topo.get("agent_pool"), topo.get("drill")
+    if not pool or not drill:
+        return ""
+    host = drill["sip_host"]
+    out = [
+        "",
+        "",
+        "; ---- load drill and benchmark peers ([agent_pool], [drill]; asterisk/sandbox.py) ----",
+        "",
+        f"; The drill's carrier trunk (SIPp citizen_drill_uac.xml from {host}:"
+        f"{drill['citizen_sip_port']}): its citizens wait in the pool's queue {pool['queue']}.",
+        f"[{drill['carrier_endpoint']}](hotline-endpoint)",
+        "context = hotline-drill-citizens",
+        "allow = !all,alaw",
+        "trust_id_inbound = yes",
+        "",
+        f"[{drill['carrier_endpoint']}-identify]",
+        "type = identify",
+        f"endpoint = {drill['carrier_endpoint']}",
+        f"match = {host}:{drill['citizen_sip_port']}",
+        "",
+        f"; The drill's 110 desk (SIPp partner_drill_uas.xml on {host}:"
+        f"{drill['partner_sip_port']}); the drill's bridge dials "
+        f"PJSIP/{drill['partner_number']}@{drill['partner_endpoint']}.",
+        f"[{drill['partner_endpoint']}](hotline-endpoint)",
+        "context = hotline-from-partner",
+        f"aors = {drill['partner_endpoint']}",
+        "allow = !all,alaw",
+        "send_pai = yes",
+        "trust_id_outbound = yes",
+        "send_diversion = yes",
+        "send_history_info = yes",
+        "trust_id_inbound = yes",
+        "",
+        f"[{drill['partner_endpoint']}]",
+        "type = aor",
+        f"contact = sip:{drill['partner_number']}@{host}:{drill['partner_sip_port']}",
+        "",
+        f"[{drill['partner_endpoint']}-identify]",
+        "type = identify",
+        f"endpoint = {drill['partner_endpoint']}",
+        f"match = {host}:{drill['partner_sip_port']}",
+        "",
+        f"; {pool['count']} pool agents, one SIPp UAS on {pool['sip_host']}:{pool['sip_port']}.",
+        "; hotline-drill-agents: the phones' own SIP REFER to 110 (the bench's native way).",
+        "; A-law only, like the drill's citizens: no transcoding in the measured path.",
+        "[pool-agent](!,hotline-endpoint)",
+        "context = hotline-drill-agents",
+        "allow = !all,alaw",
+        "allow_transfer = yes",
+        "",
+    ]
+    for a in pool_agents(topo):
+        ep = a["endpoint"]
+        out += [
+            f"[{ep}](pool-agent)",
+            f"aors = {ep}",
+            f"[{ep}]",
+            "type = aor",
+            f"contact = sip:{ep}@{a['sip_host']}:{a['sip_port']}",
+        ]
+    return "\n".join(out).rstrip("\n")
+
+
+def _drill_queue_sections(topo: dict[str, Any]) -> str:
+    """The pool's queue: the tests' queue settings, the pool's members ("" without a pool)."""
+    pool = topo.get("agent_pool")
+    if not pool:
+        return ""
+    shadow = {
+        **topo,
+        "citizens": {**topo["citizens"], "queue": pool["queue"]},
+        "agents": pool_agents(topo),
+    }
+    return "\n\n" + _queue_sections(shadow)
+
+
+def _drill_dialplan(topo: dict[str, Any]) -> str:
+    """hotline-drill.conf: the drill's two sandbox-only contexts (comments only without it)."""
+    head = [
+        f"; hotline-drill.conf for site {site_of(topo)}: generated by asterisk/sandbox.py from",
+        "; [agent_pool] and [drill] of the topology. SANDBOX ONLY: the load drill's entry points.",
+    ]
+    pool, drill = topo.get("agent_pool"), topo.get("drill")
+    if not pool or not drill:
+        return "\n".join([*head, ""])
+    partner = f"PJSIP/{drill['partner_number']}@{drill['partner_endpoint']}"
+    return "\n".join(
+        [
+            *head,
+            "",
+            "; Drill citizens take the product's own entry (hotline-citizens, hooks included), but",
+            "; wait in the pool's queue: a channel variable shadows the global of the same name.",
+            "[hotline-drill-citizens]",
+            f"exten => _[0-9+*#].,1,Set(HOTLINE_QUEUE={pool['queue']})",
+            " same => n,Goto(hotline-citizens,${EXTEN},1)",
+            "",
+            "; Pool agents' phones. The bench's softphone-native transfer: a SIP REFER with",
+            f"; Refer-To {drill['partner_number']} runs this on the citizen's channel (chan_pjsip",
+            "; blind transfer into the transferer's context), carrying the citizen's number; the",
+            "; handoff header names the citizen's number, as a phone knows no handoff record.",
+            "[hotline-drill-agents]",
+            f"exten => {drill['partner_number']},1,Dial({partner},20,"
+            "b(hotline-handoff-headers^s^1(refer-${CALLERID(num)},)))",
+            " same => n,Hangup()",
+            "include => hotline-agents",
             "",
         ]
     )
@@ -430,8 +608,8 @@ def template_values(topo: dict[str, Any]) -> dict[str, str]:
         "ami_secret": ami["secret"],
         "admin_user": admin["username"],
         "admin_secret": admin["secret"],
-        "peer_sections": _peer_sections(topo),
-        "queue_sections": _queue_sections(topo),
+        "peer_sections": _peer_sections(topo) + _drill_peer_sections(topo),
+        "queue_sections": _queue_sections(topo) + _drill_queue_sections(topo),
     }
 
 
@@ -448,6 +626,7 @@ def render_files(topo: dict[str, Any]) -> dict[str, str]:
         except (KeyError, ValueError) as e:
             raise SandboxError(f"template {template}: bad placeholder {e}") from e
     files["hotline-globals.conf"] = _globals_conf(topo)
+    files["hotline-drill.conf"] = _drill_dialplan(topo)
     # The dialplans are copied verbatim (they are full of Asterisk's own ${...}).
     for dp in sorted(DIALPLAN_DIR.glob("*.conf")):
         files[dp.name] = dp.read_text()
@@ -756,7 +935,10 @@ def reload(topo: dict[str, Any]) -> str:
     if root is None or running_pid(topo) is None:
         raise SandboxError(f"the sandbox PBX of site {site_of(topo)} is not running")
     render(topo, in_root(root, chroot_etc_dir(topo)))
-    return rx(topo, "core reload")
+    out = rx(topo, "core reload")
+    # Asterisk 22: an endpoint that a reload ADDS stays "Unavailable" (device state; a queue
+    # then never rings it) until res_pjsip is reloaded once more (verified with the agent pool).
+    return out + rx(topo, "module reload res_pjsip.so")
 
 
 def asterisk_version(topo: dict[str, Any]) -> str:

@@ -20,6 +20,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import __version__
+from .agi.hooks import AgiHooks
+from .agi.server import AgiServer
 from .ami import AmiClient
 from .calls import api as calls_api
 from .calls.model import CallModel
@@ -46,6 +48,7 @@ log = structlog.get_logger(__name__)
 AMI = web.AppKey("ami", AmiClient)
 SWITCHBOARD = web.AppKey("switchboard", Switchboard)
 METRICS = web.AppKey("metrics", Metrics)
+AGI = web.AppKey("agi", AgiServer)
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Bridge:
     interpreter: Interpreter
     app: web.Application
     partner_link: PartnerLink | None = None
+    agi: AgiServer | None = None  # the dialplan's FastAGI hooks (hotline_bridge.agi)
 
 
 def build(settings: Settings, recorder: StoreRecorder) -> Bridge:
@@ -127,7 +131,18 @@ def build(settings: Settings, recorder: StoreRecorder) -> Bridge:
         partners_api.install(app, Receiver(settings.partner, store))
         link = PartnerLink(settings.partner, store, on_push=metrics.handoff_pushed)
         metrics.watch_outbox(lambda: _outbox_stats(store))
-    return Bridge(settings, ami, switchboard, interpreter, app, link)
+    agi = None
+    if settings.agi.enabled:
+        hooks = AgiHooks(settings.agi, recorder.store, recorder.catalog)
+        timeout = settings.agi.request_timeout_s
+        agi = app[AGI] = AgiServer(
+            settings.agi.host,
+            settings.agi.port,
+            hooks.routes(),
+            command_timeout_s=timeout,
+            env_timeout_s=timeout,
+        )
+    return Bridge(settings, ami, switchboard, interpreter, app, link, agi)
 
 
 def _outbox_stats(store: HandoffStore) -> OutboxStats:
@@ -178,6 +193,8 @@ async def healthz(request: web.Request) -> web.Response:
         "version": __version__,
         "ami": {"state": ami.state, "reconnects": ami.stats.reconnects},
     }
+    # The hooks are advisory (the dialplan goes on without them): reported, not a 503.
+    body["agi"] = agi.health() if (agi := request.app.get(AGI)) else {"state": "disabled"}
     return json_ok(body, status=200 if ready else 503)
 
 
@@ -199,6 +216,12 @@ async def serve(settings: Settings, recorder: StoreRecorder) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.http.host, settings.http.port)
     await site.start()
+    if bridge.agi is not None:
+        try:
+            await bridge.agi.start()
+        except OSError as exc:
+            # The dialplan goes on without its hooks (AGISTATUS=FAILURE); everything else works.
+            log.error("AGI hooks not listening", error=str(exc))
     await bridge.ami.start()
     if bridge.partner_link is not None:
         await bridge.partner_link.start()
@@ -216,6 +239,8 @@ async def serve(settings: Settings, recorder: StoreRecorder) -> None:
     started = time.monotonic()
     await stop.wait()
     log.info("hotline-bridge stopping", uptime_s=round(time.monotonic() - started, 1))
+    if bridge.agi is not None:
+        await bridge.agi.close()
     await bridge.interpreter.drain()
     if bridge.partner_link is not None:
         await bridge.partner_link.close()

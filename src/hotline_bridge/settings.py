@@ -8,6 +8,7 @@ environment with ``__`` between levels, e.g. ``HOTLINE_BRIDGE_AMI__SECRET``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -28,6 +29,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from .catalog.loader import CategoryCode
+from .handoffs.model import Jurisdiction
 
 CONFIG_ENV = "HOTLINE_BRIDGE_CONFIG"
 
@@ -65,8 +69,41 @@ class HttpSettings(_Section):
 
 
 class AgiSettings(_Section):
+    """The FastAGI server of the dialplan's hooks (``hotline_bridge.agi``, dialplans/README.md).
+
+    FastAGI has no authentication: whoever connects can ask about numbers and handoff ids, so the
+    server listens on loopback only (Asterisk on the same host). Port 0 picks a free port.
+    """
+
+    enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(4573, ge=0, le=65535)
+    # Longest time for one request apart from the receiving hook's wait: reading Asterisk's
+    # environment, deciding, setting the variables. The dialplan waits this long at most.
+    request_timeout_s: float = Field(0.5, gt=0, le=5)
+    # The receiving hook waits this long for a record whose push is still in flight, polling.
+    receive_wait_s: float = Field(1.5, ge=0, le=5)
+    receive_poll_s: float = Field(0.05, gt=0, le=1)
+    # Jurisdiction (属地) of a citizen's call: by the number dialled, else by the trunk (PJSIP
+    # endpoint) it arrived on, else "unknown".
+    jurisdiction_by_number: dict[DialNumber, Jurisdiction] = Field(default_factory=dict)
+    jurisdiction_by_endpoint: dict[Identifier, Jurisdiction] = Field(default_factory=dict)
+    # Nuisance flag (滋扰治理): at least `nuisance_threshold` records of these categories for the
+    # caller's number within `nuisance_window_days`.
+    nuisance_categories: tuple[CategoryCode, ...] = ("police.harassment",)
+    nuisance_threshold: int = Field(3, ge=1, le=1000)
+    nuisance_window_days: int = Field(90, ge=1, le=3650)
+
+    @field_validator("host")
+    @classmethod
+    def _loopback(cls, value: str) -> str:
+        try:
+            loopback = ipaddress.ip_address(value).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError("must be a loopback IP literal (FastAGI has no authentication)")
+        return value
 
 
 class AgentSettings(_Section):
@@ -75,6 +112,31 @@ class AgentSettings(_Section):
     id: Identifier
     endpoint: Identifier
     token: SecretStr = Field(min_length=16)
+
+
+class AgentPoolSettings(_Section):
+    """A pool of lab agents for load drills, expanded into ``agents``. SANDBOX ONLY.
+
+    Agent ``id`` (``first_id`` .. ``first_id + count - 1``) sits on the PJSIP endpoint
+    ``endpoint_prefix + id`` with the API token ``token_prefix + id``. Whoever knows the prefix
+    knows every token, so a pool is refused unless AMI is on loopback (the sandbox PBX).
+    """
+
+    count: int = Field(ge=1, le=5000)
+    first_id: int = Field(ge=1, le=10**8)
+    endpoint_prefix: Identifier
+    token_prefix: str = Field(min_length=8, max_length=64, pattern=r"^[\x21-\x7e]+$")
+
+    def expand(self) -> list[dict[str, str]]:
+        ids = range(self.first_id, self.first_id + self.count)
+        return [
+            {
+                "id": str(n),
+                "endpoint": f"{self.endpoint_prefix}{n}",
+                "token": f"{self.token_prefix}{n}",
+            }
+            for n in ids
+        ]
 
 
 class ApiClientSettings(_Section):
@@ -162,11 +224,29 @@ class Settings(BaseSettings):
     agi: AgiSettings = AgiSettings()
     bridge: BridgeSettings
     agents: list[AgentSettings] = Field(default_factory=list)
+    # Expanded into ``agents`` before validation (see AgentPoolSettings; sandbox only).
+    agent_pool: AgentPoolSettings | None = None
     api_clients: list[ApiClientSettings] = Field(default_factory=list)
     partner: PartnerSettings | None = None
     targets: dict[Identifier, TargetSettings] = Field(default_factory=dict)
     log_format: Annotated[str, Field(pattern=r"^(json|console|auto)$")] = "auto"
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_agent_pool(cls, data: Any) -> Any:
+        """Append the pool's agents to ``agents``, so every agent rule applies to them too."""
+        if not isinstance(data, dict) or not data.get("agent_pool"):
+            return data
+        pool = AgentPoolSettings.model_validate(data["agent_pool"])
+        ami = data.get("ami")
+        host = ami.get("host", "") if isinstance(ami, dict) else getattr(ami, "host", "")
+        if not _is_loopback(str(host or "127.0.0.1")):
+            raise ValueError(
+                "agent_pool derives every agent's API token from token_prefix: it is for the "
+                "sandbox only and refused unless ami.host is a loopback address"
+            )
+        return {**data, "agents": [*(data.get("agents") or []), *pool.expand()]}
 
     @field_validator("agents")
     @classmethod
@@ -203,6 +283,15 @@ class Settings(BaseSettings):
 
     def agent(self, agent_id: str) -> AgentSettings | None:
         return next((a for a in self.agents if a.id == agent_id), None)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class ConfigError(Exception):

@@ -11,7 +11,13 @@ import pytest
 
 from hotline_bridge.lab.ami import AmiSession
 from hotline_bridge.lab.bridge import RunningBridge, start_bridge
-from hotline_bridge.lab.calls import agent_uas, citizen_uac, hang_up_leftovers, partner_uas
+from hotline_bridge.lab.calls import (
+    agent_uas,
+    citizen_uac,
+    hang_up_leftovers,
+    partner_uac,
+    partner_uas,
+)
 from hotline_bridge.lab.sandbox import Sandbox
 from hotline_bridge.lab.sipp import SippProcess, stop_all
 
@@ -62,6 +68,15 @@ class Parties:
 
     async def citizen(self, number: str, hold: float = 30) -> SippProcess:
         proc = citizen_uac(self.topology, self.workdir, hold=hold, number=number)
+        self.procs.append(await proc.start(settle=0))
+        return proc
+
+    async def handed_over(
+        self, handoffs: list[tuple[str, str]], hold: float = 30, rate: float | None = None
+    ) -> SippProcess:
+        """The partner platform handing calls TO this PBX: one per (citizen number,
+        X-Handoff-Id), in order (partner_uac.xml, from the partner endpoint's address)."""
+        proc = partner_uac(self.topology, self.workdir, handoffs, hold=hold, rate=rate)
         self.procs.append(await proc.start(settle=0))
         return proc
 

@@ -806,3 +806,90 @@ async def test_ingestion_rate_micro_benchmark(wanted: frozenset[bytes] | None) -
     rate = n / elapsed
     print(f"ingestion wanted={wanted}: {rate:,.0f} events/s")
     assert rate > 20_000
+
+
+# -- batches (the interpreter's pipelined Setvar x N + BlindTransfer) --------------------------
+
+
+async def test_send_batch_writes_every_action_at_once_in_order(
+    fake: FakeAmi, client: AmiClient
+) -> None:
+    fake.handlers["blindtransfer"] = lambda conn, msg: conn.respond(msg, "Error", Message="No")
+    conn = client._conn
+    assert conn is not None and conn._transport is not None
+    writes: list[bytes] = []
+    real_write = conn._transport.write
+
+    def counting_write(data: bytes | bytearray | memoryview) -> None:
+        writes.append(bytes(data))
+        real_write(data)
+
+    conn._transport.write = counting_write  # type: ignore[method-assign]
+    sent_before = client.stats.actions_sent
+    replies = client.send_batch(
+        [
+            ("Setvar", {"Channel": "PJSIP/c-1", "Variable": "A", "Value": "1"}),
+            ("Setvar", {"Channel": "PJSIP/c-1", "Variable": "B", "Value": "x\r\nAction: Hangup"}),
+            ("Setvar", {"Channel": "PJSIP/c-1", "Variable": "C", "Value": "3"}),
+            ("BlindTransfer", {"Channel": "PJSIP/a-1", "Context": "x", "Exten": "carry"}),
+        ]
+    )
+    # Written before anything was awaited, with one write, the refused action left out.
+    assert len(writes) == 1 and writes[0].count(b"Action: ") == 3
+    assert client.stats.actions_sent == sent_before + 3
+    outcomes = await asyncio.gather(*replies, return_exceptions=True)
+    assert outcomes[0].success and outcomes[2].success  # type: ignore[union-attr]
+    assert isinstance(outcomes[1], AmiFieldError)
+    assert isinstance(outcomes[3], AmiActionFailed) and outcomes[3].message == "No"
+    await until(lambda: len(fake.actions("BlindTransfer")) == 1)
+    assert [m.get("Variable") or m.action for m in fake.received[1:]] == [
+        "A",
+        "C",
+        "BlindTransfer",
+    ]
+    assert conn.pending_count == 0
+
+
+async def test_send_batch_when_not_ready_or_unanswered(fake: FakeAmi) -> None:
+    c = make_client(fake, action_timeout=0.2)
+    replies = c.send_batch([("Ping", None), ("Ping", None)])
+    assert all(
+        isinstance(r, AmiDisconnected)
+        for r in await asyncio.gather(*replies, return_exceptions=True)
+    )
+    await c.start()
+    await c.wait_ready(2)
+    fake.handlers["redirect"] = lambda conn, msg: None  # never answered
+    (reply,) = c.send_batch([("Redirect", {"Channel": "PJSIP/a-1", "Exten": "110"})])
+    with pytest.raises(AmiTimeout, match=r"within 0\.2s"):
+        await reply
+    assert c._conn is not None and c._conn.pending_count == 0
+    await c.close()
+
+
+async def test_interpreter_writes_a_batch_before_returning_and_reports_in_order(
+    fake: FakeAmi, client: AmiClient
+) -> None:
+    from hotline_bridge.commands import BlindTransfer, CommandResult, SetVar
+    from hotline_bridge.interpreter import Interpreter
+
+    results: list[CommandResult] = []
+    latencies: list[str] = []
+    interp = Interpreter(client, results.append, on_latency=lambda a, s: latencies.append(a))
+    sent_before = client.stats.actions_sent
+    interp.submit(
+        [
+            SetVar("t-1", "PJSIP/c-1", "HANDOFF_ID", "h-1"),
+            SetVar("t-1", "PJSIP/c-1", "HANDOFF_URL", "bad\nvalue"),
+            BlindTransfer("t-1", "PJSIP/a-1", "hotline-handoff", "carry"),
+        ]
+    )
+    assert client.stats.actions_sent == sent_before + 2  # on the wire already
+    await interp.drain()
+    assert [(type(r.command).__name__, r.ok) for r in results] == [
+        ("SetVar", True),
+        ("SetVar", False),
+        ("BlindTransfer", True),
+    ]
+    assert results[1].reason.startswith("refused before sending")
+    assert latencies == ["Setvar", "Setvar", "BlindTransfer"]

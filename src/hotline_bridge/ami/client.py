@@ -24,10 +24,11 @@ import asyncio
 import math
 import random
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import structlog
 
@@ -245,6 +246,57 @@ class AmiClient:
         assert isinstance(result, AmiResponse)
         if not result.success:
             raise AmiActionFailed(action, result)
+        return result
+
+    def send_batch(
+        self,
+        batch: Sequence[tuple[str, Fields | None]],
+        *,
+        timeout: float | None = None,
+    ) -> list[Coroutine[Any, Any, AmiResponse]]:
+        """Write every action of ``batch`` NOW, in order, with one write; then await each.
+
+        For pipelined batches (the interpreter's Setvar x N + BlindTransfer): the bytes leave
+        before this returns, not an event-loop turn (or a reply) later. Returns one awaitable
+        per action, in order; each gives what :meth:`send` would: the response, or
+        AmiFieldError (that action is not written; the others are), AmiDisconnected,
+        AmiTimeout (``timeout`` counts from the write) or AmiActionFailed. Await every one.
+        """
+        seconds = self._action_timeout if timeout is None else _positive("timeout", timeout)
+        built: list[EdgeAction | AmiError] = []
+        for name, fields in batch:
+            try:
+                built.append(build_action(name, fields))
+            except AmiFieldError as exc:
+                built.append(exc)
+        conn = self._conn
+        failure: AmiError | None = None
+        deadline = asyncio.get_running_loop().time() + seconds
+        if conn is None or self._state is not AmiState.READY or conn.closed:
+            failure = AmiDisconnected(f"AMI not ready (state {self._state})")
+        else:
+            try:
+                conn.write_now([a for a in built if isinstance(a, EdgeAction)])
+            except AmiDisconnected as exc:
+                failure = exc
+        return [self._outcome(item, conn, deadline, seconds, failure) for item in built]
+
+    async def _outcome(
+        self,
+        item: EdgeAction | AmiError,
+        conn: AmiConnection | None,
+        deadline: float,
+        limit: float,
+        failure: AmiError | None,
+    ) -> AmiResponse:
+        if isinstance(item, AmiError):
+            raise item
+        if failure is not None or conn is None:
+            raise failure or AmiDisconnected("AMI not ready")
+        result = await conn.wait(item, deadline, limit)
+        assert isinstance(result, AmiResponse)
+        if not result.success:
+            raise AmiActionFailed(item.name, result)
         return result
 
     async def send_list(

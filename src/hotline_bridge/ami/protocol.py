@@ -17,6 +17,7 @@ conflicts with what the bridge needs:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
@@ -189,18 +190,36 @@ class AmiConnection(asyncio.Protocol):
 
     async def request(self, action: EdgeAction, limit: float) -> ActionResult:
         """Write ``action`` and wait for its completion, at most ``limit`` seconds."""
+        self.write_now([action])
+        return await self.wait(action, asyncio.get_running_loop().time() + limit, limit)
+
+    def write_now(self, actions: Sequence[EdgeAction]) -> None:
+        """Register ``actions`` and write them in order with ONE ``write()``, synchronously.
+
+        Asterisk runs one session's actions in the order received, so a batch (Setvar x N then
+        BlindTransfer) keeps its order; one write means one send() and one wake-up of the
+        session's thread instead of N. Every action written must then be awaited with
+        :meth:`wait`, which also forgets it.
+        """
         if self._closed or self._transport is None:
             raise AmiDisconnected("AMI connection is closed")
-        action_id = action.action_id
-        self._pending[action_id] = action
-        if action.multi:
-            self._list_ids.add(action_id)
-        try:
-            self._transport.write(action.encode())
-            self._stats.actions_sent += 1
+        for action in actions:
+            self._pending[action.action_id] = action
+            if action.multi:
+                self._list_ids.add(action.action_id)
+        self._transport.write(b"".join(action.encode() for action in actions))
+        self._stats.actions_sent += len(actions)
+        for action in actions:
             # Action name and ActionID only: field values may hold citizens' numbers.
-            log.debug("ami.action.sent", action=action.name, action_id=action_id)
-            async with asyncio.timeout(limit):
+            log.debug("ami.action.sent", action=action.name, action_id=action.action_id)
+
+    async def wait(self, action: EdgeAction, deadline: float, limit: float) -> ActionResult:
+        """The completion of an action written by :meth:`write_now`, until ``deadline``
+        (event-loop time, = write time + ``limit``); AmiTimeout after it, AmiDisconnected if
+        the link drops."""
+        action_id = action.action_id
+        try:
+            async with asyncio.timeout_at(deadline):
                 result: ActionResult = await action.future
             return result
         except TimeoutError:

@@ -92,7 +92,7 @@ class HandoffBook(Generic[T]):
         handoff: HandoffInput,
         start: Callable[[str, str, str, float], tuple[T, list[Command]]],
     ) -> T:
-        """Claim the call, write the record, start the machine, then send its commands.
+        """Claim the call, write the record, start the machine, send its commands, note it.
 
         ``start(ref, handoff_id, handoff_url, now)`` builds the machine's first state.
         """
@@ -108,6 +108,11 @@ class HandoffBook(Generic[T]):
             raise
         item, commands = start(ref, handoff_id, self.recorder.url(handoff_id), now)
         self._remember(item)
+        # The record is durable and the machine started: the commands leave now (the
+        # interpreter writes them at once), ahead of the note and the log line, which are not
+        # needed by the PBX. Their replies are handled on later loop turns, so the record's
+        # events keep this order: requested, then what the PBX said.
+        self._submit(commands)
         self.recorder.note(handoff_id, f"{self.kind}_requested", f"target {target}", now)
         log.info(
             f"{self.label} requested",
@@ -118,7 +123,6 @@ class HandoffBook(Generic[T]):
             target=target,
             citizen=mask_number(call.citizen_number),
         )
-        self._submit(commands)
         return item
 
     def get(self, ref: str) -> T:

@@ -18,6 +18,14 @@ event row can never be updated or deleted, and a snapshot never rewritten.
 Outbox: ``create(..., outbox=True)`` writes an outbox row in the same transaction as the record,
 so a later partner link that drains the outbox can never miss a committed handoff, nor send one
 that was rolled back.
+
+Call log (migration 3): ``open_call`` writes one row per call that reached the dialplan's AGI
+hooks (``hotline_bridge.agi``): when it arrived, from which number and trunk, its jurisdiction
+and nuisance flag, and for a call handed over by the partner the handoff id and urgency. It is
+keyed by the Asterisk Uniqueid of the citizen's channel, the same id a handoff record keeps in
+``refs.call_id``, so a call's timeline is its call row plus the records that point at it.
+``count_citizen_records`` counts a number's records by category through an expression index on
+the snapshot's citizen number (no second copy of the number is kept for it).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import binascii
 import builtins
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,6 +100,22 @@ class Page:
 
 
 @dataclass(frozen=True, slots=True)
+class CallEntry:
+    """One row of the call log: a call as the dialplan's AGI hooks saw it arrive."""
+
+    call_id: str  # Asterisk Uniqueid of the citizen's channel
+    arrived_at: datetime
+    kind: Literal["citizen", "from_partner"]
+    jurisdiction: Jurisdiction = Jurisdiction.UNKNOWN
+    caller: str | None = None  # the number as carried (caller ID), if it is one
+    dialled: str | None = None
+    endpoint: str | None = None  # the PJSIP endpoint (trunk) it arrived on
+    nuisance: bool = False
+    handoff_id: str | None = None  # from_partner: the X-Handoff-Id it carried
+    urgency: str | None = None  # from_partner: urgent / normal / unknown
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxItem:
     id: int
     handoff_id: str
@@ -132,6 +156,18 @@ class HandoffStore(Protocol):
     def outbox_backlog(self) -> tuple[int, datetime | None]:
         """Undelivered outbox rows and when the oldest was written (for metrics and alerts)."""
         ...
+
+    def count_citizen_records(
+        self, number: str, *, categories: Collection[str], since: datetime
+    ) -> int:
+        """Records for this citizen number, of one of ``categories``, created at/after ``since``."""
+        ...
+
+    def open_call(self, entry: CallEntry) -> bool:
+        """Log a call's arrival; False (nothing written) if its call id is logged already."""
+        ...
+
+    def get_call(self, call_id: str) -> CallEntry | None: ...
 
     def close(self) -> None: ...
 
@@ -203,7 +239,32 @@ MIGRATIONS: tuple[Migration, ...] = (
                BEGIN SELECT RAISE(ABORT, 'handoff records are kept'); END""",
         ),
     ),
+    Migration(
+        3,
+        "call log, records by citizen number",
+        (
+            """CREATE TABLE calls (
+                call_id TEXT PRIMARY KEY,
+                arrived_at TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                jurisdiction TEXT NOT NULL,
+                caller TEXT,
+                dialled TEXT,
+                endpoint TEXT,
+                nuisance INTEGER NOT NULL DEFAULT 0,
+                handoff_id TEXT,
+                urgency TEXT
+            ) WITHOUT ROWID""",
+            "CREATE INDEX calls_by_time ON calls (arrived_at)",
+            # The nuisance rule asks "how many records of these categories has this number had
+            # lately": an expression index answers it without a second copy of the number.
+            # A query uses it only if it spells the expression exactly so (_CITIZEN_NUMBER).
+            "CREATE INDEX handoffs_by_citizen ON handoffs "
+            "(json_extract(snapshot, '$.citizen.number'), created_at)",
+        ),
+    ),
 )
+_CITIZEN_NUMBER = "json_extract(snapshot, '$.citizen.number')"
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
@@ -442,6 +503,63 @@ class SqliteHandoffStore:
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ? "
             "WHERE id = ? AND delivered_at IS NULL",
             (_ts(next_attempt_at), item_id),
+        )
+
+    # -- citizens and the call log ---------------------------------------------------------
+
+    def count_citizen_records(
+        self, number: str, *, categories: Collection[str], since: datetime
+    ) -> int:
+        wanted = sorted(set(categories))
+        if not number or not wanted:
+            return 0
+        marks = ",".join("?" * len(wanted))
+        (count,) = self._db.execute(
+            f"SELECT COUNT(*) FROM handoffs WHERE {_CITIZEN_NUMBER} = ? AND created_at >= ? "  # noqa: S608
+            f"AND json_extract(snapshot, '$.matter.category') IN ({marks})",
+            (number, _ts(since), *wanted),
+        ).fetchone()
+        return int(count)
+
+    def open_call(self, entry: CallEntry) -> bool:
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO calls (call_id, arrived_at, kind, jurisdiction, caller, "
+            "dialled, endpoint, nuisance, handoff_id, urgency) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.call_id,
+                _ts(entry.arrived_at),
+                entry.kind,
+                entry.jurisdiction.value,
+                entry.caller,
+                entry.dialled,
+                entry.endpoint,
+                int(entry.nuisance),
+                entry.handoff_id,
+                entry.urgency,
+            ),
+        )
+        return cursor.rowcount == 1
+
+    def get_call(self, call_id: str) -> CallEntry | None:
+        row = self._db.execute(
+            "SELECT call_id, arrived_at, kind, jurisdiction, caller, dialled, endpoint, nuisance, "
+            "handoff_id, urgency FROM calls WHERE call_id = ?",
+            (call_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return CallEntry(
+            call_id=row[0],
+            arrived_at=_dt(row[1]),
+            kind=row[2],
+            jurisdiction=Jurisdiction(row[3]),
+            caller=row[4],
+            dialled=row[5],
+            endpoint=row[6],
+            nuisance=bool(row[7]),
+            handoff_id=row[8],
+            urgency=row[9],
         )
 
 

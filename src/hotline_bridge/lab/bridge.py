@@ -26,6 +26,7 @@ class RunningBridge:
     topology: dict[str, Any]
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    argv: list[str] = field(default_factory=list)  # the command line, for restart()
 
     def token(self, agent_id: str) -> str:
         return str(next(a["token"] for a in self.topology["agents"] if a["id"] == agent_id))
@@ -94,6 +95,12 @@ class RunningBridge:
             self.proc.kill()
             self.proc.wait(5)
 
+    def restart(self, ready_within: float = 20.0) -> None:
+        """Stop the bridge and start it again: same command, environment, ports and store."""
+        self.stop()
+        self.proc = _spawn(self.argv, self.env, self.log_path)
+        _wait_healthy(self, ready_within)
+
 
 def start_bridge(
     topology_path: Path,
@@ -118,22 +125,31 @@ def start_bridge(
         **(overrides or {}),
     }
     log_path = workdir / "bridge.log"
+    argv = [sys.executable, "-m", "hotline_bridge", "serve", "--config", str(topology_path)]
+    proc = _spawn(argv, env, log_path)
+    bridge = RunningBridge(base_url, log_path, topology, proc, env, argv)
+    _wait_healthy(bridge, ready_within)
+    return bridge
+
+
+def _spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hotline_bridge", "serve", "--config", str(topology_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
+        return subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
-    bridge = RunningBridge(base_url, log_path, topology, proc, env)
+
+
+def _wait_healthy(bridge: RunningBridge, ready_within: float) -> None:
+    """Until ``/healthz`` answers 200; BridgeError (and the bridge stopped) otherwise."""
+    proc, log_path = bridge.proc, bridge.log_path
+    assert proc is not None
     deadline = time.monotonic() + ready_within
     while True:
         if proc.poll() is not None:
             raise BridgeError(f"bridge exited at start:\n{log_path.read_text()[-3000:]}")
         try:
             if bridge.request_sync("GET", "/healthz")[0] == 200:
-                return bridge
+                return
         except OSError:
             pass
         if time.monotonic() > deadline:

@@ -89,6 +89,36 @@ def partner_uas(
     )
 
 
+def partner_uac(
+    topology: dict[str, Any],
+    workdir: Path,
+    handoffs: list[tuple[str, str]],
+    target: str = "110",
+    hold: float = 30,
+    **kw: Any,
+) -> SippProcess:
+    """The partner platform of [targets.<target>] handing calls TO this PBX (partner_uac.xml):
+    one call per ``(citizen number, X-Handoff-Id)``, in order, from the partner endpoint's
+    address, to the hotline number. Use an id such as ``"none"`` for a call without a record."""
+    t, pbx, c = topology["targets"][target], topology["pbx"], topology["citizens"]
+    inf = workdir / f"partner-uac-{t['sip_port']}.csv"
+    inf.write_text("SEQUENTIAL\n" + "".join(f"{n};{h};\n" for n, h in handoffs))
+    return SippProcess(
+        "partner_uac.xml",
+        port=t["sip_port"],
+        local_ip=t["sip_host"],
+        workdir=workdir,
+        name="partner-uac",
+        remote=f"{pbx['sip_host']}:{pbx['sip_port']}",
+        service=c["dial_number"],
+        calls=len(handoffs),
+        inf=inf,
+        hold=hold,
+        variables={"forwarder": t["number"], **kw.pop("variables", {})},
+        **kw,
+    )
+
+
 @dataclass
 class Bridged:
     citizen: str  # channel names

@@ -167,6 +167,7 @@ class SippProcess:
         hold: float | None = None,
         local_ip: str = LOOPBACK,
         extra_args: list[str] | None = None,
+        trace_messages: bool = True,
     ) -> None:
         path = Path(scenario)
         self.scenario = path if path.is_absolute() else SCENARIOS / path
@@ -184,6 +185,8 @@ class SippProcess:
         self.hold = hold
         self.local_ip = local_ip
         self.extra_args = extra_args or []
+        # False: no -trace_msg (a load drill's thousands of messages cost SIPp CPU and disk).
+        self.trace_messages = trace_messages
         self.proc: asyncio.subprocess.Process | None = None
         self.message_file = self.workdir / f"{self.name}_messages.log"
         self.log_file = self.workdir / f"{self.name}_logs.log"
@@ -208,9 +211,11 @@ class SippProcess:
             "-ci",
             LOOPBACK,
             "-nostdin",
-            "-trace_msg",
-            "-message_file",
-            str(self.message_file),
+            *(
+                ["-trace_msg", "-message_file", str(self.message_file)]
+                if self.trace_messages
+                else []
+            ),
             "-trace_logs",
             "-log_file",
             str(self.log_file),

@@ -1,0 +1,148 @@
+"""The two hooks, thin I/O around :mod:`.decisions`: ask the store, set the variables, log the call.
+
+Order matters for the citizen: the store is *read* (one indexed query, or a few polls of
+``get``) before answering, and the call log row is *written* after the connection is closed
+(:meth:`AgiCall.after`), so the write never delays the dialplan. A store that fails is logged and
+read as "unknown": the variables are still set and the call still goes to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from pydantic import ValidationError
+
+from ..catalog.model import Catalog
+from ..handoffs.model import HandoffRecord
+from ..handoffs.store import CallEntry, HandoffStore, StoreError
+from ..privacy import mask_number
+from ..settings import AgiSettings, ConfigError
+from .decisions import (
+    NuisanceRule,
+    call_facts,
+    entry_decision,
+    handoff_id_of,
+    jurisdiction_for,
+    receive_decision,
+)
+from .server import AgiCall, Route
+
+log = structlog.get_logger(__name__)
+
+_STORE_ERRORS = (StoreError, sqlite3.Error, ValidationError, ValueError, OSError)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AgiHooks:
+    def __init__(
+        self,
+        settings: AgiSettings,
+        store: HandoffStore,
+        catalog: Catalog,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        unknown = [c for c in settings.nuisance_categories if catalog.category(c) is None]
+        if unknown:
+            raise ConfigError(
+                f"agi.nuisance_categories: not in the matter catalog: {', '.join(unknown)}"
+            )
+        self._settings = settings
+        self._store = store
+        self._rule = NuisanceRule(
+            tuple(settings.nuisance_categories),
+            settings.nuisance_threshold,
+            timedelta(days=settings.nuisance_window_days),
+        )
+        self._clock = clock
+        self._monotonic = monotonic
+        self._sleep = sleep
+
+    def routes(self) -> dict[str, Route]:
+        s = self._settings
+        return {
+            "entry": Route(self.entry, s.request_timeout_s),
+            "receive": Route(self.receive, s.request_timeout_s + s.receive_wait_s),
+        }
+
+    # -- entry: a citizen calls the hotline ------------------------------------------------
+
+    async def entry(self, call: AgiCall) -> None:
+        facts = call_facts(call.env)
+        jurisdiction = jurisdiction_for(
+            facts.dialled,
+            facts.endpoint,
+            by_number=self._settings.jurisdiction_by_number,
+            by_endpoint=self._settings.jurisdiction_by_endpoint,
+        )
+        now = self._clock()
+        nuisance = self._rule.verdict(self._nuisance_count(facts.caller, now))
+        decision = entry_decision(facts, jurisdiction, nuisance, now)
+        await call.set_variables(decision.variables)
+        if decision.call is not None:
+            entry = decision.call
+            call.after(lambda: self._log_call(entry))
+        if nuisance == "yes":
+            log.info("nuisance caller", caller=mask_number(facts.caller), call_id=facts.call_id)
+
+    def _nuisance_count(self, number: str | None, now: datetime) -> int | None:
+        if number is None:
+            return None
+        try:
+            return self._store.count_citizen_records(
+                number, categories=self._rule.categories, since=self._rule.since(now)
+            )
+        except _STORE_ERRORS as exc:
+            log.error("nuisance lookup failed", caller=mask_number(number), error=str(exc))
+            return None
+
+    # -- receive: the partner hands a call over with X-Handoff-Id --------------------------
+
+    async def receive(self, call: AgiCall) -> None:
+        facts = call_facts(call.env)
+        handoff_id = handoff_id_of(call.args[0]) if call.args else None
+        record = await self._find(handoff_id) if handoff_id is not None else None
+        if record is None:
+            log.warning(
+                "handed-over call without a known record; routed as normal",
+                handoff_id=handoff_id or "",
+                given=bool(call.args and call.args[0]),
+                call_id=facts.call_id,
+            )
+        decision = receive_decision(facts, handoff_id, record, self._clock())
+        await call.set_variables(decision.variables)
+        if decision.call is not None:
+            entry = decision.call
+            call.after(lambda: self._log_call(entry))
+
+    async def _find(self, handoff_id: str) -> HandoffRecord | None:
+        """The record, polling until ``receive_wait_s`` has passed: its push may be in flight."""
+        deadline = self._monotonic() + self._settings.receive_wait_s
+        while True:
+            try:
+                record = self._store.get(handoff_id)
+            except _STORE_ERRORS as exc:
+                log.error("handoff lookup failed", handoff_id=handoff_id, error=str(exc))
+                return None
+            left = deadline - self._monotonic()
+            if record is not None or left <= 0:
+                return record
+            await self._sleep(min(self._settings.receive_poll_s, left))
+
+    # -- after the answer --------------------------------------------------------------------
+
+    def _log_call(self, entry: CallEntry) -> None:
+        try:
+            self._store.open_call(entry)
+        except _STORE_ERRORS as exc:
+            log.error("call log not written", call_id=entry.call_id, error=str(exc))

@@ -1,0 +1,121 @@
+"""The store's side of the hooks: counting a number's records by category, and the call log."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from hotline_bridge.catalog import load_catalog
+from hotline_bridge.handoffs.ids import new_handoff_id
+from hotline_bridge.handoffs.model import (
+    Actor,
+    Direction,
+    HandoffInput,
+    HandoffKind,
+    HandoffRecord,
+    Jurisdiction,
+    new_handoff,
+)
+from hotline_bridge.handoffs.store import MIGRATIONS, CallEntry, SqliteHandoffStore, migrate
+
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+CATALOG = load_catalog()
+HARASSMENT = ("police.harassment",)
+
+
+def make(number: str | None, category: str | None, days: int = 0) -> HandoffRecord:
+    now = T0 + timedelta(days=days)
+    return new_handoff(
+        HandoffInput(category=category),
+        handoff_id=new_handoff_id(int(now.timestamp() * 1000)),
+        kind=HandoffKind.WORK_ORDER,
+        direction=Direction.TO_110,
+        target="110",
+        citizen_number=number,
+        created_by=Actor.agent("1001"),
+        catalog=CATALOG,
+        now=now,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteHandoffStore]:
+    s = SqliteHandoffStore(tmp_path / "h.sqlite3")
+    yield s
+    s.close()
+
+
+def test_count_citizen_records_by_number_category_and_time(store: SqliteHandoffStore) -> None:
+    for days in (0, 10, 20):
+        store.create(make("13700137000", "police.harassment", days))
+    store.create(make("13700137000", "police.criminal", 5))  # another category
+    store.create(make("13800138000", "police.harassment", 5))  # another number
+    store.create(make(None, "police.harassment", 5))  # no number
+
+    def count(number: str, since_days: int, categories: tuple[str, ...] = HARASSMENT) -> int:
+        since = T0 + timedelta(days=since_days)
+        return store.count_citizen_records(number, categories=categories, since=since)
+
+    assert count("13700137000", 0) == 3
+    assert count("13700137000", 1) == 2  # created at or after `since`
+    assert count("13700137000", 21) == 0
+    assert count("13700137000", 0, ("police.harassment", "police.criminal")) == 4
+    assert count("13800138000", 0) == 1
+    assert count("13900139000", 0) == 0
+    assert count("13700137000", 0, ()) == 0
+    assert count("", 0) == 0
+
+
+def test_the_count_uses_the_citizen_index(store: SqliteHandoffStore) -> None:
+    db = store._db
+    plan = db.execute(
+        "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM handoffs "
+        "WHERE json_extract(snapshot, '$.citizen.number') = ? AND created_at >= ?",
+        ("1", "2026"),
+    ).fetchall()
+    assert "handoffs_by_citizen" in str(plan), plan
+
+
+def test_open_call_once_per_call_id(store: SqliteHandoffStore) -> None:
+    entry = CallEntry(
+        call_id="1764432000.42",
+        arrived_at=T0,
+        kind="citizen",
+        jurisdiction=Jurisdiction.YULONG,
+        caller="13800138000",
+        dialled="12345",
+        endpoint="carrier",
+        nuisance=True,
+    )
+    assert store.open_call(entry) is True
+    assert store.open_call(entry) is False  # a retried hook does not log the call twice
+    assert store.get_call("1764432000.42") == entry
+    assert store.get_call("nope") is None
+    partner = CallEntry(
+        call_id="1764432000.43",
+        arrived_at=T0,
+        kind="from_partner",
+        handoff_id="h-01m8m3h46eseknac2jvyq5j6te",
+        urgency="urgent",
+    )
+    store.open_call(partner)
+    assert store.get_call("1764432000.43") == partner
+
+
+def test_an_older_store_gains_the_call_log_and_the_index(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    old = SqliteHandoffStore(path, migrations=MIGRATIONS[:2])
+    old.create(make("13700137000", "police.harassment"))
+    old.close()
+    with sqlite3.connect(path, isolation_level=None) as db:
+        assert migrate(db) == [3]
+    s = SqliteHandoffStore(path)
+    try:
+        assert s.count_citizen_records("13700137000", categories=HARASSMENT, since=T0) == 1
+        assert s.open_call(CallEntry(call_id="1.1", arrived_at=T0, kind="citizen"))
+    finally:
+        s.close()
