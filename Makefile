@@ -38,6 +38,19 @@ sandbox: setup ## start the sandbox PBX and wait until AMI says FullyBooted
 sandbox-stop: ## stop the sandbox PBX
 	$(SANDBOX) stop
 
+# Issue 5: a 12345 PBX and a 110 PBX side by side (asterisk/two-site/), on their own ports.
+TWO_SITE := asterisk/two-site
+.PHONY: sandbox-two-site sandbox-two-site-stop two-site
+sandbox-two-site: setup ## start the two-site pair: 12345 PBX (SIP 5260) and 110 PBX (SIP 5160)
+	$(PY) asterisk/sandbox.py --topology $(TWO_SITE)/12345.toml start
+	$(PY) asterisk/sandbox.py --topology $(TWO_SITE)/110.toml start
+
+two-site: sandbox-two-site
+
+sandbox-two-site-stop: ## stop the two-site pair
+	-$(PY) asterisk/sandbox.py --topology $(TWO_SITE)/110.toml stop
+	-$(PY) asterisk/sandbox.py --topology $(TWO_SITE)/12345.toml stop
+
 run: sandbox ## run the bridge against the sandbox PBX (Ctrl-C to stop)
 	$(BIN)/hotline-bridge serve --config $(TOPOLOGY)
 

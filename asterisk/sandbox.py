@@ -124,6 +124,8 @@ def _match(value: Any, regex: re.Pattern[str], where: str) -> str:
 def validate_topology(topo: dict[str, Any]) -> None:
     """Refuse anything that would leave loopback or break a config line."""
     _match(str(_need(topo, "pbx", "site")), _NAME_RE, "[pbx].site")
+    if "instance" in topo["pbx"]:
+        _match(topo["pbx"]["instance"], _NAME_RE, "[pbx].instance")
     _loopback(_need(topo, "pbx", "sip_host"), "[pbx].sip_host")
     _port(_need(topo, "pbx", "sip_port"), "[pbx].sip_port")
     start, end = (
@@ -222,6 +224,12 @@ def site_of(topo: dict[str, Any]) -> str:
     return str(topo["pbx"]["site"])
 
 
+def instance_of(topo: dict[str, Any]) -> str:
+    """What keys this PBX's directories: [pbx].instance if set, else the site. A second PBX of
+    the same site (the two-site pair's 12345 beside the single-site sandbox) sets its own."""
+    return str(topo["pbx"].get("instance") or site_of(topo))
+
+
 # --------------------------------------------------------------------------------------------
 # paths
 # --------------------------------------------------------------------------------------------
@@ -229,11 +237,11 @@ def site_of(topo: dict[str, Any]) -> str:
 
 def chroot_etc_dir(topo: dict[str, Any]) -> str:
     """The site's config directory as Asterisk (inside the chroot) sees it."""
-    return f"{CHROOT_ETC_BASE}/{site_of(topo)}"
+    return f"{CHROOT_ETC_BASE}/{instance_of(topo)}"
 
 
 def chroot_var_dir(topo: dict[str, Any]) -> str:
-    return f"{CHROOT_VAR_BASE}/{site_of(topo)}"
+    return f"{CHROOT_VAR_BASE}/{instance_of(topo)}"
 
 
 def chroot_asterisk_conf(topo: dict[str, Any]) -> str:
@@ -249,7 +257,7 @@ def in_root(root: Path, chroot_path: str) -> Path:
 
 
 def state_dir(topo: dict[str, Any]) -> Path:
-    return STATE_BASE / site_of(topo)
+    return STATE_BASE / instance_of(topo)
 
 
 def pid_file(topo: dict[str, Any]) -> Path:

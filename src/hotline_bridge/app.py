@@ -26,9 +26,11 @@ from .ami import AmiClient
 from .calls import api as calls_api
 from .calls.model import CallModel
 from .calls.service import CallService
+from .catalog.model import Platform
 from .conferences import api as conferences_api
 from .conferences.service import ConferenceService
 from .handoffs import api as handoffs_api
+from .handoffs import screen as handoffs_screen
 from .handoffs.recorder import StoreRecorder
 from .handoffs.store import HandoffStore
 from .http import MAX_BODY, Principal, TokenAuth, json_ok, make_middlewares
@@ -42,6 +44,8 @@ from .settings import Settings
 from .switchboard import EVENTS, Switchboard
 from .transfers import api as transfers_api
 from .transfers.service import TransferService
+from .workorders import api as workorders_api
+from .workorders.service import ReminderService, WorkOrderService
 
 log = structlog.get_logger(__name__)
 
@@ -94,7 +98,14 @@ def build(settings: Settings, recorder: StoreRecorder) -> Bridge:
     conferences = ConferenceService(
         settings, calls, recorder, interpreter.submit, on_change=metrics.conference_changed
     )
-    switchboard = Switchboard(calls, transfers, conferences)
+    reminders = ReminderService(
+        settings.duty_lines,
+        caller_id=settings.bridge.site,
+        store=recorder.store,
+        record_url=recorder.url,
+        submit=interpreter.submit,
+    )
+    switchboard = Switchboard(calls, transfers, conferences, reminders)
     metrics.add_collector(
         GaugeCollector(
             lambda: {
@@ -121,7 +132,12 @@ def build(settings: Settings, recorder: StoreRecorder) -> Bridge:
 
     app = make_app(settings, ami, calls, transfers, conferences)
     partner = "110" if settings.bridge.site == "12345" else "12345"
-    handoffs_api.install(app, recorder.service(partner))
+    handoffs = recorder.service(partner)
+    handoffs_api.install(app, handoffs)
+    site = Platform(settings.bridge.site)
+    work_orders = WorkOrderService(handoffs, reminders, recorder.catalog, site=site)
+    workorders_api.install(app, work_orders)
+    app.router.add_routes(handoffs_screen.routes())  # GET /v1/agents/{agent}/current-handoff
     app[SWITCHBOARD] = switchboard
     app[METRICS] = metrics
     app.router.add_get("/metrics", serve_metrics)

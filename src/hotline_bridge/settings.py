@@ -38,6 +38,8 @@ CONFIG_ENV = "HOTLINE_BRIDGE_CONFIG"
 # Identifiers that end up inside AMI fields, dial strings and URLs: keep them boring.
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 DialNumber = Annotated[str, Field(pattern=r"^[0-9*#+]{1,32}$")]
+# A single PJSIP or Local dial string (targets, duty lines): never arbitrary Dial() options.
+DialString = Annotated[str, Field(pattern=r"^(PJSIP|Local)/[A-Za-z0-9_.@+*#-]{1,80}$")]
 
 
 class _Section(BaseModel):
@@ -154,7 +156,7 @@ class TargetSettings(_Section):
     number: DialNumber
     # What Asterisk dials, e.g. PJSIP/110@partner-110. Checked to be a single PJSIP or Local dial
     # string so a config typo cannot turn into an arbitrary Dial().
-    dial: Annotated[str, Field(pattern=r"^(PJSIP|Local)/[A-Za-z0-9_.@+*#-]{1,80}$")]
+    dial: DialString
     forwarding_number: DialNumber
     ring_timeout_s: int | None = Field(None, ge=1, le=120)
 
@@ -165,6 +167,38 @@ class TargetSettings(_Section):
         if tech != "PJSIP":
             return ""
         return rest.rpartition("@")[2]
+
+
+class DutyLineSettings(_Section):
+    """The 110 duty lines (辖区110值班电话) rung when a police matter arrives online.
+
+    One optional dial string per jurisdiction, else ``default``; none at all means no reminder
+    call (the work order is still filed). ``caller_id`` is the platform number the duty desk sees
+    (default: this site's number); ``notice`` the prompts played once it answers. An attempt that
+    is not answered is retried ``retry_after_s`` later, ``attempts`` times in all.
+    """
+
+    default: DialString | None = None
+    gucheng: DialString | None = None
+    yulong: DialString | None = None
+    yongsheng: DialString | None = None
+    huaping: DialString | None = None
+    ninglang: DialString | None = None
+    attempts: int = Field(3, ge=1, le=10)
+    retry_after_s: float = Field(30.0, ge=0.5, le=3600)
+    ring_timeout_s: int = Field(20, ge=1, le=120)
+    caller_id: DialNumber | None = None
+    notice: Annotated[str, Field(pattern=r"^[a-z0-9_/-]{1,40}(&[a-z0-9_/-]{1,40}){0,7}$")] = (
+        "vm-youhave&digits/1&vm-message"
+    )
+
+    def dial_for(self, jurisdiction: str) -> str | None:
+        """The duty line of ``jurisdiction``, else the default (None: no duty line)."""
+        line = getattr(self, jurisdiction, None) if jurisdiction in _JURISDICTIONS else None
+        return line or self.default
+
+
+_JURISDICTIONS = frozenset(j.value for j in Jurisdiction) - {"unknown"}
 
 
 class PartnerSettings(_Section):
@@ -229,6 +263,7 @@ class Settings(BaseSettings):
     api_clients: list[ApiClientSettings] = Field(default_factory=list)
     partner: PartnerSettings | None = None
     targets: dict[Identifier, TargetSettings] = Field(default_factory=dict)
+    duty_lines: DutyLineSettings = DutyLineSettings()
     log_format: Annotated[str, Field(pattern=r"^(json|console|auto)$")] = "auto"
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
 

@@ -16,6 +16,7 @@ from .commands import CommandResult
 from .conferences.service import ConferenceService
 from .events import PbxEvent
 from .transfers.service import TransferService
+from .workorders.service import ReminderService
 
 log = structlog.get_logger(__name__)
 
@@ -49,10 +50,12 @@ class Switchboard:
         calls: CallService,
         transfers: TransferService,
         conferences: ConferenceService,
+        reminders: ReminderService | None = None,
     ) -> None:
         self.calls = calls
         self.transfers = transfers
         self.conferences = conferences
+        self.reminders = reminders  # 110 duty-line reminders of work orders (ref "r-")
         self.events_handled = 0
 
     def on_event(self, event: PbxEvent) -> None:
@@ -61,6 +64,8 @@ class Switchboard:
             self.calls.on_event(event)
             self.transfers.on_event(event)
             self.conferences.on_event(event)
+            if self.reminders is not None:
+                self.reminders.on_event(event)
         except Exception:
             # One bad event must not stop the stream for every other call.
             log.exception("event handling failed", ami_event=event.get("Event", ""))
@@ -71,6 +76,8 @@ class Switchboard:
             self.transfers.on_result(result)
         elif ref.startswith("c-"):
             self.conferences.on_result(result)
+        elif ref.startswith("r-") and self.reminders is not None:
+            self.reminders.on_result(result)
 
     def link_down(self) -> None:
         self.calls.pbx_ready = False
@@ -81,4 +88,6 @@ class Switchboard:
         live = set(self.calls.model.channels)
         self.transfers.reconcile(live)
         self.conferences.reconcile(live)
+        if self.reminders is not None:
+            self.reminders.reconcile(live)
         self.calls.pbx_ready = True

@@ -66,6 +66,22 @@ class Parties:
         self.procs.append(await proc.start())
         return proc
 
+    async def duty_line(
+        self, scenario: str = "partner_uas.xml", target: str = "duty-110", **variables: object
+    ) -> SippProcess:
+        """The 110 duty line of [targets.<target>] (its own port), under its own file names."""
+        t = self.topology["targets"][target]
+        proc = SippProcess(
+            scenario,
+            port=t["sip_port"],
+            local_ip=t["sip_host"],
+            workdir=self.workdir,
+            name=f"{target}-{Path(scenario).stem}",
+            variables=variables or None,
+        )
+        self.procs.append(await proc.start())
+        return proc
+
     async def citizen(self, number: str, hold: float = 30) -> SippProcess:
         proc = citizen_uac(self.topology, self.workdir, hold=hold, number=number)
         self.procs.append(await proc.start(settle=0))

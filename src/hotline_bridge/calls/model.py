@@ -166,6 +166,21 @@ class CallModel:
                     return call
         return None
 
+    def peers_of_agent(self, agent_id: str) -> list[Channel]:
+        """The channels bridged with the agent's channel (any role): e.g. the partner platform's
+        leg of a call it handed to us, which is no ``LiveCall`` (no citizen channel here)."""
+        endpoint = self._endpoint_by_agent.get(agent_id)
+        if endpoint is None:
+            return []
+        for chan in self.channels.values():
+            if chan.endpoint == endpoint and chan.bridge_id:
+                members = self.bridge_members(chan.bridge_id)
+                return sorted(
+                    (c for c in members if c.uniqueid != chan.uniqueid),
+                    key=lambda c: c.created_at,
+                )
+        return []
+
     def call(self, call_id: str) -> LiveCall | None:
         chan = self.channels.get(call_id)
         if chan is None or not chan.bridge_id:

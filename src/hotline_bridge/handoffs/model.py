@@ -87,6 +87,17 @@ class HandoffKind(StrEnum):
     WORK_ORDER = "work_order"  # 工单: the record travels without a live call
 
 
+class IntakeChannel(StrEnum):
+    """How the matter reached the first receiver (受理渠道); live-call handoffs leave it unset."""
+
+    PHONE = "phone"
+    WECHAT = "wechat"  # 微信
+    SMS = "sms"  # 短信
+    WEB = "web"  # 网站
+    APP = "app"  # 客户端
+    EMAIL = "email"  # 电子邮件
+
+
 class Jurisdiction(StrEnum):
     """Lijiang's counties and district (属地), for routing by territory."""
 
@@ -264,6 +275,8 @@ class HandoffSnapshot(_Frozen):
     call_started_at: UtcDatetime | None = None
     call_answered_at: UtcDatetime | None = None
     deadline: UtcDatetime | None = None
+    # How the matter arrived (WeChat, SMS, ...); None on records that did not say (older ones).
+    channel: IntakeChannel | None = None
 
     @property
     def source(self) -> Platform:
@@ -410,6 +423,7 @@ def new_handoff(
     now: datetime,
     call: CallRef | None = None,
     first_receiver: Platform | None = None,
+    channel: IntakeChannel | None = None,
 ) -> HandoffRecord:
     """A new record with its ``created`` event. Pure; raises HandoffInputError, ValidationError."""
     snapshot = HandoffSnapshot(
@@ -445,6 +459,7 @@ def new_handoff(
         call_started_at=call.started_at if call else None,
         call_answered_at=call.answered_at if call else None,
         deadline=data.deadline,
+        channel=channel,
     )
     created = HandoffEvent(seq=1, at=now, actor=created_by, kind=EventKind.CREATED)
     return HandoffRecord(id=handoff_id, snapshot=snapshot, events=(created,))

@@ -30,6 +30,7 @@ from .model import (
     HandoffInputError,
     HandoffKind,
     HandoffRecord,
+    IntakeChannel,
     Jurisdiction,
     Satisfaction,
     ShortText,
@@ -146,7 +147,9 @@ class HandoffService:
         self._clock = clock
         self._new_id = new_id
 
-    def create_work_order(self, principal: Principal, body: WorkOrderInput) -> dict[str, Any]:
+    def create_work_order(
+        self, principal: Principal, body: WorkOrderInput, *, channel: IntakeChannel | None = None
+    ) -> dict[str, Any]:
         if (refusal := views.may_create(principal)) is not None:
             raise ApiError(403, refusal)
         data = HandoffInput.model_validate(body.model_dump(exclude={"citizen_number"}))
@@ -161,6 +164,7 @@ class HandoffService:
                 created_by=views.actor_of(principal),
                 catalog=self.catalog,
                 now=self._clock(),
+                channel=channel,
             )
         except HandoffInputError as exc:
             raise ApiError(422, "invalid request body", exc.problems) from None

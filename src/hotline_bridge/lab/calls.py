@@ -168,7 +168,7 @@ def is_user_event(name: str, **fields: str) -> Any:
     return pred
 
 
-SANDBOX_PREFIXES = ("PJSIP/carrier-", "PJSIP/agent", "PJSIP/partner-")
+SANDBOX_PREFIXES = ("PJSIP/carrier-", "PJSIP/agent", "PJSIP/partner-", "PJSIP/duty-")
 
 
 async def hang_up_leftovers(ami: AmiSession) -> list[str]:

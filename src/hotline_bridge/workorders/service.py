@@ -1,0 +1,310 @@
+"""Work orders that arrived by WeChat, SMS, web, app or email, and ringing the 110 duty line.
+
+``WorkOrderService.file`` stores the record (a handoff of kind ``work_order`` with its intake
+``channel``, in the outbox like any handoff, so the partner link pushes it) and asks the routing
+advisor what the matter needs. When the advice says to phone the jurisdiction's 110
+(``alert_110_by_phone``: a police matter received online at 12345), ``ReminderService`` rings the
+duty line of ``[duty_lines]`` through the PBX, retries it when unanswered, and writes every step
+into the record as ``call_progress`` events (``what`` = ``duty_reminder_<step>``).
+
+The reminder runs ``workorders.machine``; its commands go through the interpreter and the PBX's
+answers come back through the switchboard (ref prefix ``r-``). Reminders live in memory: a bridge
+restart forgets a retry still waiting (the record keeps every attempt made so far).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from ..catalog.advisor import Advice, AdviceError, Channel, advise
+from ..catalog.model import Catalog, Platform
+from ..commands import Command, CommandResult
+from ..events import PbxEvent
+from ..handoffs.model import Actor, EventKind, HandoffEvent, IntakeChannel
+from ..handoffs.service import HandoffService, WorkOrderInput
+from ..handoffs.store import HandoffStore, StoreError
+from ..http import ApiError, Principal
+from ..settings import DutyLineSettings
+from . import machine
+from .machine import Reminder, ReminderPlan
+
+log = structlog.get_logger(__name__)
+
+REF_PREFIX = "r-"
+
+
+class NonVoiceChannel(StrEnum):
+    """The channels a work order of ``POST /v1/work-orders`` may have arrived by."""
+
+    WECHAT = "wechat"
+    SMS = "sms"
+    WEB = "web"
+    APP = "app"
+    EMAIL = "email"
+
+
+class NonVoiceWorkOrderInput(WorkOrderInput):
+    """A matter received without a call: the handoff fields plus the channel it came by."""
+
+    channel: NonVoiceChannel
+
+
+def reminder_id_for(handoff_id: str) -> str:
+    """One reminder per work order: its id is derived from the record's (``h-x`` → ``r-x``)."""
+    return REF_PREFIX + handoff_id.removeprefix("h-")
+
+
+def reminder_view(r: Reminder) -> dict[str, Any]:
+    return {
+        "reminder_id": r.id,
+        "handoff_id": r.plan.handoff_id,
+        "state": r.state.value,
+        "outcome": r.outcome.value if r.outcome else None,
+        "attempt": r.attempt,
+        "attempts": r.plan.attempts,
+        "jurisdiction": r.plan.jurisdiction,
+        "dial": r.plan.dial,
+        "caller_id": r.plan.caller_id,
+        "due_at": r.due_at,
+        "timeline": [
+            {"at": s.at, "what": s.what, "attempt": s.attempt, "outcome": s.outcome or None}
+            for s in r.timeline
+        ],
+    }
+
+
+def step_event(step: machine.Step, attempts: int) -> HandoffEvent:
+    """The record event for one reminder timeline step. Pure."""
+    data = {
+        "what": f"duty_reminder_{step.what}",
+        "attempt": str(step.attempt),
+        "attempts": str(attempts),
+    }
+    if step.outcome:
+        data["outcome"] = step.outcome
+    if step.detail:
+        data["detail"] = step.detail[:2000]
+    return HandoffEvent(
+        at=datetime.fromtimestamp(step.at, UTC),
+        actor=Actor.system(),
+        kind=EventKind.CALL_PROGRESS,
+        data=data,
+    )
+
+
+class ReminderService:
+    def __init__(
+        self,
+        settings: DutyLineSettings,
+        *,
+        caller_id: str,
+        store: HandoffStore,
+        record_url: Callable[[str], str],
+        submit: Callable[[list[Command]], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._caller_id = settings.caller_id or caller_id
+        self._store = store
+        self._record_url = record_url
+        self._submit = submit
+        self._clock = clock
+        self.reminders: dict[str, Reminder] = {}
+        self._by_channel: dict[str, str] = {}  # attempt channel Uniqueid -> reminder id
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    def start(self, handoff_id: str, jurisdiction: str) -> Reminder | None:
+        """Ring the jurisdiction's duty line for this record (None: no duty line configured)."""
+        dial = self._settings.dial_for(jurisdiction)
+        if dial is None:
+            log.warning("no 110 duty line configured", jurisdiction=jurisdiction)
+            self._record(
+                handoff_id,
+                HandoffEvent(
+                    at=datetime.fromtimestamp(self._clock(), UTC),
+                    actor=Actor.system(),
+                    kind=EventKind.CALL_PROGRESS,
+                    data={"what": "duty_reminder_skipped", "detail": "no duty line configured"},
+                ),
+            )
+            return None
+        rid = reminder_id_for(handoff_id)
+        if rid in self.reminders:
+            return self.reminders[rid]
+        plan = ReminderPlan(
+            reminder_id=rid,
+            handoff_id=handoff_id,
+            handoff_url=self._record_url(handoff_id),
+            jurisdiction=jurisdiction,
+            dial=dial,
+            caller_id=self._caller_id,
+            notice=self._settings.notice,
+            ring_timeout_s=self._settings.ring_timeout_s,
+            attempts=self._settings.attempts,
+            retry_after_s=self._settings.retry_after_s,
+        )
+        reminder, commands = machine.start(plan, self._clock())
+        self._advance(None, reminder, commands)
+        return reminder
+
+    def get(self, reminder_id: str) -> Reminder | None:
+        return self.reminders.get(reminder_id)
+
+    # -- feedback from the PBX ---------------------------------------------------------------
+
+    def on_result(self, result: CommandResult) -> None:
+        r = self.reminders.get(result.command.ref)
+        if r is not None:
+            self._step(r, result)
+
+    def on_event(self, event: PbxEvent) -> None:
+        name = event.get("Event", "")
+        if name not in ("OriginateResponse", "Hangup"):
+            return
+        uid = event.get("Uniqueid", "")
+        rid = self._by_channel.get(uid)
+        r = self.reminders.get(rid or "")
+        if r is None:
+            return
+        domain_event: machine.Event
+        if name == "Hangup":
+            domain_event = machine.ChannelGone(uid)
+        elif event.get("Response") == "Success":
+            domain_event = machine.Answered(uid)
+        else:
+            domain_event = machine.AttemptFailed(uid, event.get("Reason", ""))
+        self._step(r, domain_event)
+
+    def reconcile(self, live_uniqueids: Iterable[str]) -> None:
+        """After a reconnect: an attempt's channel that vanished meanwhile has hung up."""
+        live = set(live_uniqueids)
+        for r in list(self.reminders.values()):
+            if not r.done and r.state is not machine.ReminderState.RETRY_WAIT:
+                if r.channel_id not in live:
+                    self._step(r, machine.ChannelGone(r.channel_id))
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _step(self, r: Reminder, event: machine.Event) -> Reminder:
+        new, commands = machine.step(r, event, self._clock())
+        self._advance(r, new, commands)
+        return new
+
+    def _tick(self, reminder_id: str) -> None:
+        self._timers.pop(reminder_id, None)
+        r = self.reminders.get(reminder_id)
+        if r is not None:
+            self._step(r, machine.Tick())
+
+    def _advance(self, old: Reminder | None, new: Reminder, commands: list[Command]) -> None:
+        self.reminders[new.id] = new
+        seen = len(old.timeline) if old is not None else 0
+        for s in new.timeline[seen:]:
+            self._record(new.plan.handoff_id, step_event(s, new.plan.attempts))
+            log.info(
+                "duty reminder",
+                reminder_id=new.id,
+                handoff_id=new.plan.handoff_id,
+                step=s.what,
+                attempt=s.attempt,
+                outcome=s.outcome,
+            )
+        if old is None or old.attempt != new.attempt:
+            self._by_channel[new.channel_id] = new.id
+            if old is not None:
+                self._by_channel.pop(old.channel_id, None)
+        if new.done:
+            self._by_channel.pop(new.channel_id, None)
+        self._schedule(new)
+        if commands:
+            self._submit(commands)
+
+    def _schedule(self, r: Reminder) -> None:
+        timer = self._timers.pop(r.id, None)
+        if timer is not None:
+            timer.cancel()
+        if r.due_at is None or r.done:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, r.due_at - self._clock())
+        self._timers[r.id] = loop.call_later(delay, self._tick, r.id)
+
+    def _record(self, handoff_id: str, event: HandoffEvent) -> None:
+        # The reminder goes on whatever happens here: a failed write is logged, never raised.
+        try:
+            self._store.append(handoff_id, event)
+        except (StoreError, ValidationError, OSError) as exc:
+            log.error("duty reminder event not recorded", handoff_id=handoff_id, error=str(exc))
+
+    def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+
+class WorkOrderService:
+    def __init__(
+        self,
+        handoffs: HandoffService,
+        reminders: ReminderService,
+        catalog: Catalog,
+        *,
+        site: Platform,
+    ) -> None:
+        self._handoffs = handoffs
+        self.reminders = reminders
+        self._catalog = catalog
+        self._site = site
+
+    def file(self, principal: Principal, body: NonVoiceWorkOrderInput) -> dict[str, Any]:
+        """Store the work order (outbox: pushed to the partner), then ring 110 if it needs it."""
+        order = WorkOrderInput.model_validate(body.model_dump(exclude={"channel"}))
+        view = self._handoffs.create_work_order(
+            principal, order, channel=IntakeChannel(body.channel.value)
+        )
+        advice = self.advice(body)
+        reminder = None
+        if advice is not None and advice.alert_110_by_phone:
+            reminder = self.reminders.start(view["id"], body.jurisdiction.value)
+        return {
+            "id": view["id"],
+            "handoff": view,
+            "advice": None
+            if advice is None
+            else {
+                "action": advice.action.value,
+                "rule": advice.rule.value,
+                "alert_110_by_phone": advice.alert_110_by_phone,
+                "police_dispatch_first": advice.police_dispatch_first,
+            },
+            "reminder": reminder_view(reminder) if reminder is not None else None,
+        }
+
+    def advice(self, body: WorkOrderInput) -> Advice | None:
+        """The advisor's word on a matter received online here (None: not enough to advise)."""
+        try:
+            return advise(
+                body.category,
+                catalog=self._catalog,
+                matter_class=body.matter_class,
+                danger_to_life=body.danger_to_life,
+                violent_risk=body.violent_risk,
+                received_by=self._site,
+                channel=Channel.ONLINE,
+            )
+        except AdviceError:
+            return None
+
+    def reminder(self, handoff_id: str) -> dict[str, Any]:
+        r = self.reminders.get(reminder_id_for(handoff_id))
+        if r is None:
+            raise ApiError(404, f"no duty-line reminder for {handoff_id}")
+        return reminder_view(r)
