@@ -1,0 +1,359 @@
+"""Benchmark: the same load through the bridge, a raw AMI client, and the phones' own REFER.
+
+    python -m hotline_bridge.lab.bench [--rate 20 --duration 60 --burst-rate 50 ...]   (make bench)
+
+One run, on the running sandbox PBX (this machine is shared and noisy, so every comparison is
+against baselines measured in the SAME run, minutes apart):
+
+1. ``rate`` calls/s for ``duration`` s (8 s calls, real G.711 audio), carry-transferred as soon
+   as each call is bridged with an agent, in three phases:
+   - mixed: every other call through (a) hotline-bridge (the hotkey over its HTTP API: record,
+     machine, interpreter, AMI), the others through (b) the floor, a minimal raw AMI client that
+     writes the bridge's own actions (Setvar x 9 + BlindTransfer, pipelined in one write, no
+     middleware). Same load, same moments: the bridge/raw ratios come from here, immune to the
+     drift between phases on a shared machine;
+   - bridge: every call through the bridge: the 100% answered-and-carried target and the
+     bridge's CPU per transfer;
+   - refer: (c) the softphone-native way, the agent's phone sends SIP REFER (202, NOTIFY
+     sipfrag, the phone hangs up itself).
+   Compared: hotkey -> INVITE at 110 (p50, p99), bridge/raw and REFER/raw ratios.
+2. ``burst-rate`` calls/s for ``burst-duration`` s through the bridge (what happens); its AMI
+   stream, as the bridge's AMI user receives it, is recorded for the micro-benchmark.
+3. Micro-benchmarks in a separate process pinned to one core (``lab.microbench``): AMI event
+   ingestion through the real AmiConnection + switchboard, fed the recorded stream (and a
+   synthetic one); RSS with 2,000 live calls in the call model.
+
+Writes ``bench-<stamp>.json``, ``bench-<stamp>.md`` and ``bench-<stamp>.png`` into ``--out``
+(default bench/results/). Targets are reported, never asserted: exit 0 when every phase ran,
+whatever the numbers; 2 when the PBX is not there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .drill import (
+    Drill,
+    DrillCall,
+    DrillError,
+    DrillOptions,
+    machine_description,
+    plot_latencies,
+)
+from .sandbox import DEFAULT_TOPOLOGY, REPO
+
+DEFAULT_OUT = REPO / "bench" / "results"
+TARGETS = {
+    "answered_and_carried_share": 1.0,
+    "p50_ratio_bridge_over_raw_max": 1.25,
+    "p99_ratio_bridge_over_raw_max": 2.0,
+    "bridge_cpu_pct_of_core_max": 30.0,
+    "ami_events_per_s_min": 20_000,
+    "rss_mb_with_2000_calls_max": 150.0,
+}
+INVITE = "hotkey_to_partner_invite"
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _strip(report: dict[str, Any]) -> dict[str, Any]:
+    """A drill report without its per-second progress (kept in the drill's own report.json)."""
+    return {k: v for k, v in report.items() if k != "progress"}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+async def run_phase(opts: DrillOptions) -> tuple[dict[str, Any], list[DrillCall]]:
+    drill = Drill(opts)
+    report = await drill.run()
+    _say(f"bench: {opts.mode} {opts.rate:g}/s x {opts.duration:g} s -> ok={report['ok']}")
+    return report, list(drill.calls.values())
+
+
+def microbench(events: Path | None) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "hotline_bridge.lab.microbench"]
+    if events is not None and events.exists():
+        cmd += ["--events", str(events)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    if proc.returncode != 0:
+        return {"error": proc.stderr[-2000:]}
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def _way(phases: dict[str, Any], way: str) -> dict[str, Any] | None:
+    """Carry-transfer latencies of one way: from the mixed phase if it ran, else its own phase."""
+    mixed = phases.get("mixed", {}).get("by_way", {}).get(way)
+    if mixed is not None:
+        return dict(mixed["latency_ms"])
+    if way in phases:
+        return dict(phases[way]["latency_ms"]["carry"])
+    return None
+
+
+def verdicts(phases: dict[str, Any], micro: dict[str, Any]) -> dict[str, Any]:
+    bridge = phases.get("bridge")
+    out: dict[str, Any] = {}
+    if bridge:
+        c = bridge["calls"]
+        share = bridge["carried"]["verified"] / c["offered"] if c["offered"] else 0.0
+        answered = bridge["transfers"]["answered"] / c["offered"] if c["offered"] else 0.0
+        out["answered_share"] = round(answered, 4)
+        out["carried_share"] = round(share, 4)
+        out["answered_and_carried_met"] = share >= 1.0 and answered >= 1.0
+        cpu = bridge["cpu"]["bridge"]["pct_of_core"]
+        out["bridge_cpu_pct_of_core"] = cpu
+        out["bridge_cpu_met"] = cpu is not None and cpu <= TARGETS["bridge_cpu_pct_of_core_max"]
+        n = bridge["transfers"]["attempted"]
+        cpu_s = bridge["cpu"]["bridge"]["cpu_s"]
+        out["bridge_cpu_ms_per_transfer"] = round(1000 * cpu_s / n, 3) if n and cpu_s else None
+    b_lat, r_lat, f_lat = _way(phases, "bridge"), _way(phases, "raw"), _way(phases, "refer")
+    out["ratio_source"] = "mixed phase" if "mixed" in phases else "separate phases"
+    if b_lat and r_lat:
+        b, r = b_lat[INVITE], r_lat[INVITE]
+        out["p50_ratio"] = _ratio(b["p50"], r["p50"])
+        out["p99_ratio"] = _ratio(b["p99"], r["p99"])
+        out["p50_met"] = out["p50_ratio"] is not None and out["p50_ratio"] <= 1.25
+        out["p99_met"] = out["p99_ratio"] is not None and out["p99_ratio"] <= 2.0
+    if f_lat and r_lat:
+        f, r = f_lat[INVITE], r_lat[INVITE]
+        out["refer_over_raw_p50"] = _ratio(f["p50"], r["p50"])
+        out["refer_over_raw_p99"] = _ratio(f["p99"], r["p99"])
+    ingest = micro.get("ingest_recorded") or micro.get("ingest_synthetic")
+    if ingest:
+        out["ami_events_per_s"] = ingest["events_per_s_median"]
+        out["ami_events_met"] = ingest["events_per_s_median"] >= TARGETS["ami_events_per_s_min"]
+    if "rss" in micro:
+        out["rss_mb_with_2000_calls"] = micro["rss"]["rss_mb_with_calls"]
+        out["rss_met"] = micro["rss"]["rss_mb_with_calls"] <= TARGETS["rss_mb_with_2000_calls_max"]
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m, v, conds = result["machine"], result["verdicts"], result["conditions"]
+
+    def lat_row(name: str, rep: dict[str, Any]) -> str:
+        """One row per phase; a mixed phase gets one row per way (calls split between them)."""
+        if len(rep.get("by_way", {})) > 1:
+            return "\n".join(
+                _row(f"{name}: {way}", rep, w["latency_ms"], w["transfers"]["answered"], way)
+                for way, w in rep["by_way"].items()
+            )
+        return _row(name, rep, rep["latency_ms"]["carry"], rep["transfers"]["answered"], None)
+
+    def _row(
+        name: str, rep: dict[str, Any], lat: dict[str, Any], answered: int, way: str | None
+    ) -> str:
+        cells = []
+        for key in ("hotkey_to_api_answer", INVITE, "hotkey_to_partner_bridged"):
+            p = lat[key]
+            cells.append(f"{p['p50']} / {p['p99']}" if p["n"] else "-")
+        c, cpu = rep["calls"], rep["cpu"]
+        offered = f"{c['offered']}" if way is None else f"{lat[INVITE]['n']} of {c['offered']}"
+        verified = rep["carried"]["verified"] if way is None else "(all: see below)"
+        return (
+            f"| {name} | {offered} | {answered} | {verified} | "
+            f"{c['dropped']} | {' | '.join(cells)} | {cpu['bridge']['pct_of_core'] or '-'} | "
+            f"{cpu['asterisk']['pct_of_core']} |"
+        )
+
+    lines = [
+        f"# Benchmark {result['stamp']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, Linux {m['kernel']}, "
+        f"Python {m['python']}; load average at start {' '.join(m['loadavg_at_start'])}. "
+        "Shared and noisy: compare only within this run.",
+        "",
+        f"Load: {conds['rate']:g} calls/s x {conds['duration']:g} s, {conds['hold']:g} s calls, "
+        "citizens streaming G.711 A-law (SIPp rtp_stream), agents and 110 echoing; each call "
+        "carry-transferred as soon as the queue bridged it with a pool agent (admin-AMI "
+        "BridgeEnter). Phases in order: " + ", ".join(conds["order"]) + ". Other channels on "
+        f"the PBX at start: {conds['foreign_channels_at_start']}.",
+        "",
+        "Latencies in ms, p50 / p99, from the hotkey (bridge: HTTP POST sent; raw: actions "
+        "written; refer: REFER sent). API answer = HTTP 202 / AMI Response / SIP 202.",
+        "",
+        "| way | offered | 110 answered | number verified | dropped | hotkey->answer | "
+        "hotkey->INVITE at 110 | hotkey->110 bridged | bridge CPU % | Asterisk CPU % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, rep in result["phases"].items():
+        lines.append(lat_row(name, rep))
+    lines += [
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+        f"| 100% answered and carried at {conds['rate']:g}/s | answered "
+        f"{v.get('answered_share')}, carried {v.get('carried_share')} | "
+        f"{v.get('answered_and_carried_met')} |",
+        f"| bridge <= 1.25x raw, p50 hotkey->INVITE | {v.get('p50_ratio')}x | {v.get('p50_met')} |",
+        f"| bridge <= 2x raw, p99 hotkey->INVITE | {v.get('p99_ratio')}x | {v.get('p99_met')} |",
+        f"| bridge CPU <= 30% of one core | {v.get('bridge_cpu_pct_of_core')}% "
+        f"({v.get('bridge_cpu_ms_per_transfer')} ms CPU per transfer) | "
+        f"{v.get('bridge_cpu_met')} |",
+        f"| AMI ingestion >= 20,000 events/s, one core | {v.get('ami_events_per_s')}/s | "
+        f"{v.get('ami_events_met')} |",
+        f"| RSS <= 150 MB with 2,000 live calls | {v.get('rss_mb_with_2000_calls')} MB | "
+        f"{v.get('rss_met')} |",
+        "",
+        f"Ratios from the {v.get('ratio_source')}. REFER vs raw, hotkey->INVITE: p50 "
+        f"{v.get('refer_over_raw_p50')}x, p99 {v.get('refer_over_raw_p99')}x (separate phases).",
+        "",
+    ]
+    if result["bursts"]:
+        lines += ["## Burst", "", "| way | offered | 110 answered | number verified | dropped | "
+                  "hotkey->answer | hotkey->INVITE at 110 | hotkey->110 bridged | bridge CPU % | "
+                  "Asterisk CPU % |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for name, rep in result["bursts"].items():
+            lines.append(lat_row(f"{name} {conds['burst_rate']:g}/s", rep))
+        for name, rep in result["bursts"].items():
+            lines += [f"- {name}: {p}" for p in rep["problems"]]
+        lines.append("")
+    micro = result["micro"]
+    if "error" not in micro:
+        ing = micro.get("ingest_recorded") or micro["ingest_synthetic"]
+        lines += [
+            "## Micro-benchmarks (one process pinned to one core)",
+            "",
+            f"- AMI ingestion ({'recorded' if 'ingest_recorded' in micro else 'synthetic'} "
+            f"stream, {ing['events']} events, {ing['dispatched']} dispatched to the switchboard): "
+            f"median {ing['events_per_s_median']} events/s",
+            f"- synthetic stream: median {micro['ingest_synthetic']['events_per_s_median']} "
+            "events/s",
+            f"- 2,000 live calls: RSS {micro['rss']['rss_mb_with_calls']} MB (bridge built: "
+            f"{micro['rss']['rss_mb_bridge_built']} MB); live_calls() "
+            f"{micro['rss']['live_calls_listing_ms']} ms",
+            "",
+        ]
+    for name, rep in result["phases"].items():
+        car = rep["carried"]
+        lines.append(
+            f"- {name}: numbers verified {car['verified']} of {rep['calls']['offered']}, "
+            f"unverified {car['unverified']}; "
+            + ("OK" if rep["ok"] else "PROBLEMS: " + "; ".join(rep["problems"]))
+        )
+    lines.append("")
+    lines.append(f"Drill directories: {result['drill_dirs']}")
+    return "\n".join(lines) + "\n"
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    work = REPO / ".sandbox" / "bench" / stamp
+    work.mkdir(parents=True, exist_ok=True)
+    order = [m for m in args.modes.split(",") if m]
+    phases: dict[str, Any] = {}
+    calls: dict[str, list[DrillCall]] = {}
+    bursts: dict[str, Any] = {}
+    foreign = await _foreign_channels(args.topology)
+    machine = machine_description()
+
+    def opts(mode: str, rate: float, duration: float, **kw: Any) -> DrillOptions:
+        return DrillOptions(
+            mode=mode,
+            rate=rate,
+            duration=duration,
+            hold=args.hold,
+            topology=args.topology,
+            results=work,
+            label="bench",
+            plot=False,
+            progress=not args.quiet,
+            bridge_nice=args.bridge_nice,
+            **kw,
+        )
+
+    for mode in order:
+        phases[mode], calls[mode] = await run_phase(opts(mode, args.rate, args.duration))
+        await asyncio.sleep(3)
+    record = work / "ami-stream.raw"
+    if args.burst_rate > 0:
+        bursts["bridge"], _ = await run_phase(
+            opts("bridge", args.burst_rate, args.burst_duration, record_ami=record)
+        )
+    micro = await asyncio.to_thread(microbench, record if record.exists() else None)
+    result: dict[str, Any] = {
+        "stamp": stamp,
+        "machine": machine,
+        "conditions": {
+            "rate": args.rate,
+            "duration": args.duration,
+            "hold": args.hold,
+            "burst_rate": args.burst_rate,
+            "burst_duration": args.burst_duration,
+            "order": order,
+            "foreign_channels_at_start": foreign,
+            "bridge_nice": args.bridge_nice,
+        },
+        "targets": TARGETS,
+        "phases": {k: _strip(v) for k, v in phases.items()},
+        "bursts": {k: _strip(v) for k, v in bursts.items()},
+        "micro": micro,
+        "drill_dirs": str(work),
+    }
+    result["verdicts"] = verdicts(result["phases"], micro)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"bench-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"bench-{stamp}.md").write_text(markdown(result))
+    plot_latencies(
+        calls,
+        out / f"bench-{stamp}.png",
+        f"bench {stamp}: {args.rate:g} calls/s x {args.duration:g} s, carry transfers",
+    )
+    return result
+
+
+async def _foreign_channels(topology: Path) -> int:
+    """Channels on the PBX that no drill made: someone else is using the shared sandbox."""
+    from .loadami import LoadAmi
+    from .sandbox import load_topology
+
+    topo = load_topology(topology)
+    ami, admin = topo["ami"], topo["sandbox_admin"]
+    session = await LoadAmi.connect(ami["host"], int(ami["port"]), admin["username"],
+                                    admin["secret"])  # fmt: skip
+    try:
+        chans = await session.list_action("CoreShowChannels")
+    finally:
+        await session.close()
+    return len(chans)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hotline_bridge.lab.bench", description=__doc__)
+    p.add_argument("--rate", type=float, default=20.0)
+    p.add_argument("--duration", type=float, default=60.0)
+    p.add_argument("--hold", type=float, default=8.0)
+    p.add_argument("--burst-rate", type=float, default=50.0, help="0: no burst phase")
+    p.add_argument("--burst-duration", type=float, default=30.0)
+    p.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--modes", default="mixed,bridge,refer", help="phases, in order")
+    p.add_argument("--bridge-nice", type=int, default=0, help="nice value of the bridge process")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    if not set(args.modes.split(",")) <= {"raw", "bridge", "refer", "mixed"}:
+        p.error("--modes: a comma-separated list of mixed, raw, bridge, refer")
+    try:
+        result = asyncio.run(bench(args))
+    except DrillError as exc:
+        print(f"bench: ERROR: {exc}", file=sys.stderr)
+        return 2
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
