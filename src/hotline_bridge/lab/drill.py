@@ -1106,7 +1106,7 @@ def plot_latencies(groups: dict[str, list[DrillCall]], out: Path, title: str) ->
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import ScalarFormatter
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
     except ImportError:
         print("drill: matplotlib missing (pip install -e '.[lab]'): no plot", file=sys.stderr)
         return None
@@ -1134,6 +1134,7 @@ def plot_latencies(groups: dict[str, list[DrillCall]], out: Path, title: str) ->
         ax.set_xlabel("ms (log scale)")
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylabel("share of calls")
         ax.grid(True, which="both", alpha=0.3)
         if ax.get_lines():
