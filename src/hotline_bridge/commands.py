@@ -81,3 +81,5 @@ class CommandResult:
     command: Command
     ok: bool
     reason: str = ""
+    # True when the reply was lost (timeout, link drop): the PBX may or may not have acted.
+    unknown: bool = False

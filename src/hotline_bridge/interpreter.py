@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 import structlog
 
-from .ami import AmiError, AmiFieldError, AmiResponse
+from .ami import AmiDisconnected, AmiError, AmiFieldError, AmiResponse, AmiTimeout
 from .commands import (
     BlindTransfer,
     Command,
@@ -100,6 +100,23 @@ def to_action(cmd: Command) -> tuple[str, Fields]:
     raise TypeError(f"unknown command {cmd!r}")
 
 
+async def outcome_of(cmd: Command, reply: Awaitable[AmiResponse]) -> CommandResult:
+    """What the PBX's reply (or its absence) says about one command."""
+    try:
+        response = await reply
+    except AmiFieldError as exc:
+        return CommandResult(cmd, False, f"refused before sending: {exc}")
+    except (AmiTimeout, AmiDisconnected) as exc:
+        # The action may well have run; only its reply was lost. Never re-sent: the machine
+        # waits for the PBX's events (or its expiry) instead of calling it refused.
+        return CommandResult(cmd, False, str(exc) or type(exc).__name__, unknown=True)
+    except AmiError as exc:
+        return CommandResult(cmd, False, str(exc) or type(exc).__name__)
+    if not response.success:
+        return CommandResult(cmd, False, response.message)
+    return CommandResult(cmd, True)
+
+
 class Interpreter:
     def __init__(
         self,
@@ -138,18 +155,7 @@ class Interpreter:
     ) -> list[CommandResult]:
         results = []
         for cmd, (action, _), reply in zip(commands, actions, replies, strict=True):
-            try:
-                response = await reply
-            except AmiFieldError as exc:
-                result = CommandResult(cmd, False, f"refused before sending: {exc}")
-            except AmiError as exc:
-                result = CommandResult(cmd, False, str(exc) or type(exc).__name__)
-            else:
-                result = (
-                    CommandResult(cmd, True)
-                    if response.success
-                    else CommandResult(cmd, False, response.message)
-                )
+            result = await outcome_of(cmd, reply)
             if self._on_latency is not None:
                 self._on_latency(action, time.perf_counter() - started)
             log.debug("pbx command", ref=cmd.ref, command=type(cmd).__name__, ok=result.ok)
@@ -172,17 +178,10 @@ class Interpreter:
         action, fields = to_action(cmd)
         started = time.perf_counter()
         try:
-            response = await self._ami.send(action, fields)
-        except AmiFieldError as exc:
-            return CommandResult(cmd, False, f"refused before sending: {exc}")
-        except AmiError as exc:
-            return CommandResult(cmd, False, str(exc) or type(exc).__name__)
+            return await outcome_of(cmd, self._ami.send(action, fields))
         finally:
             if self._on_latency is not None:
                 self._on_latency(action, time.perf_counter() - started)
-        if not response.success:
-            return CommandResult(cmd, False, response.message)
-        return CommandResult(cmd, True)
 
     async def drain(self) -> None:
         if self._tasks:

@@ -67,9 +67,4 @@ async def test_short_drill_transfers_every_call_and_carries_every_number(
     lines = (out / "calls.jsonl").read_text().splitlines()
     assert len(lines) == 100
     assert all(json.loads(line)["carried"] for line in lines)
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        assert (out / "latency.png").stat().st_size > 10_000
+    assert (out / "latency.png").stat().st_size > 10_000  # matplotlib is a dev dependency

@@ -192,3 +192,23 @@ def test_channel_gone_before_joining_counts_as_leaving() -> None:
     c, _ = run(c, REDIRECT_OK)
     c, cmds = run(c, m.ChannelGone(Role.CITIZEN))
     assert c.state is S.ENDED and cmds == [Hangup("c-1", c.partner_uniqueid)]
+
+
+def test_a_lost_redirect_reply_waits_for_the_room_to_tell() -> None:
+    c, _ = m.start(PLAN, now=1.0)
+    lost = CommandResult(REDIRECT_OK.command, False, "timed out", unknown=True)
+    c, cmds = run(c, lost)
+    assert c.state is S.REQUESTED and cmds == []
+    c, cmds = run(c, m.MemberJoined(Role.CITIZEN))
+    assert c.state is S.JOINING
+    (orig,) = cmds
+    assert isinstance(orig, Originate)
+    # The reply turning up late changes nothing and calls nobody twice.
+    assert run(c, REDIRECT_OK) == (c, [])
+
+
+def test_joining_before_the_redirect_reply_calls_the_partner_once() -> None:
+    c, _ = m.start(PLAN, now=1.0)
+    c, first = run(c, m.MemberJoined(Role.CITIZEN), m.MemberJoined(Role.AGENT), REDIRECT_OK)
+    assert [type(x).__name__ for x in first] == ["Originate"]
+    assert c.state is S.JOINING

@@ -157,3 +157,12 @@ def test_expiry_marks_lost_only_while_unsettled() -> None:
     assert t.state is S.LOST and t.outcome is Outcome.UNKNOWN
     done = run(started(), ok(), m.PartnerResult("ANSWER"))
     assert run(done, m.Expired()) == done
+
+
+def test_a_lost_reply_is_not_a_refusal() -> None:
+    lost = CommandResult(ok().command, False, "AMI link lost; not re-sent", unknown=True)
+    t = run(started(), lost)
+    assert t.state is S.REQUESTED and t.timeline[-1].what == "pbx_reply_lost"
+    # The dialplan's own events settle it.
+    t = run(t, m.PartnerResult("ANSWER"))
+    assert t.state is S.ANSWERED and t.outcome is Outcome.ANSWERED

@@ -232,6 +232,9 @@ def step(c: Conference, event: Event, now: float) -> tuple[Conference, list[Comm
                 return _to(c, ConferenceState.JOINING, now, "moved_to_room"), [
                     _originate_partner(c)
                 ]
+        case CommandResult(command=Redirect(), ok=False, unknown=True, reason=reason):
+            # The reply was lost, not refused: the citizen joining the room will tell.
+            return replace(c, timeline=_note(c, now, "pbx_reply_lost", reason)), []
         case CommandResult(command=Redirect(), ok=False, reason=reason):
             if c.state is ConferenceState.REQUESTED:
                 return _to(
@@ -263,6 +266,10 @@ def _joined(
     if role in c.members:
         return c, []
     c = replace(c, members=c.members | {role}, timeline=_note(c, now, f"{role}_joined"))
+    if c.state is ConferenceState.REQUESTED and role is not Role.PARTNER:
+        # In the room before the Redirect's reply (late or lost): the move happened.
+        moved = _to(c, ConferenceState.JOINING, now, "moved_to_room")
+        return moved, [_originate_partner(moved)]
     if role is Role.PARTNER:
         c = replace(c, partner_channel=channel or c.partner_channel)
         if c.state is ConferenceState.CANCELLED:

@@ -188,6 +188,9 @@ def step(t: Transfer, event: Event, now: float) -> tuple[Transfer, list[Command]
         case CommandResult(command=BlindTransfer(), ok=True):
             if t.state is TransferState.REQUESTED:
                 return _to(t, TransferState.DIALING, now, "pbx_accepted"), []
+        case CommandResult(command=BlindTransfer(), ok=False, unknown=True, reason=reason):
+            # The reply was lost, not refused: the dialplan's events (or the expiry) will tell.
+            return replace(t, timeline=t._note(now, "pbx_reply_lost", reason)), []
         case CommandResult(command=BlindTransfer(), ok=False, reason=reason):
             if t.state is TransferState.REQUESTED:
                 return _to(t, TransferState.FAILED, now, "pbx_refused", reason, Outcome.FAILED), []
