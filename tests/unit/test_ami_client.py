@@ -581,6 +581,34 @@ async def test_keepalive_detects_a_silent_server(fake: FakeAmi) -> None:
     await c.close()
 
 
+async def test_an_overloaded_server_still_streaming_events_is_slow_not_dead(
+    fake: FakeAmi,
+) -> None:
+    fake.silent_ping = True  # Ping replies never come back in time...
+    c = make_client(fake, ping_interval=0.1, ping_timeout=0.15)
+    await c.start()
+    await c.wait_ready(2)
+    stop = asyncio.Event()
+
+    async def stream() -> None:  # ...but the socket keeps delivering events
+        while not stop.is_set():
+            fake.conns[-1].event("Newstate", Uniqueid="1.1")
+            await asyncio.sleep(0.02)
+
+    streamer = asyncio.create_task(stream())
+    try:
+        await until(lambda: c.stats.keepalive_slow >= 2, within=3)
+        assert len(fake.conns) == 1 and c.connected
+        assert c.stats.keepalive_failures == 0
+    finally:
+        stop.set()
+        await streamer
+    # Once nothing at all arrives, the session is declared dead as before.
+    await until(lambda: len(fake.conns) >= 2, within=3)
+    assert c.stats.keepalive_failures >= 1
+    await c.close()
+
+
 async def test_backoff_reconnect_when_port_closed_then_reopened(fake: FakeAmi) -> None:
     c = make_client(fake, backoff_initial=0.05, backoff_max=0.4)
     transitions: list[tuple[float, str]] = []

@@ -63,6 +63,9 @@ class AmiConnection(asyncio.Protocol):
         self._list_ids: set[str] = set()
         self._closed = False
         loop = asyncio.get_running_loop()
+        #: loop.time() of the last bytes read: the keep-alive's proof that the socket lives.
+        self.last_received = loop.time()
+        self._loop = loop
         self.version: str | None = None
         #: Resolves when Asterisk says FullyBooted (right after Login if it is already booted).
         self.booted: asyncio.Future[None] = loop.create_future()
@@ -79,6 +82,7 @@ class AmiConnection(asyncio.Protocol):
         self._fail(f"connection lost: {exc}" if exc else "connection closed by peer")
 
     def data_received(self, data: bytes) -> None:
+        self.last_received = self._loop.time()
         buffer = self._buffer + data if self._buffer else data
         if self.version is None:
             end = buffer.find(b"\r\n")
