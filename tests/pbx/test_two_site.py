@@ -373,6 +373,63 @@ async def test_a_handoff_made_while_110_is_down_arrives_once_after_it_returns(
     assert [r["id"] for r in page["items"]].count(handoff_id) == 1
 
 
+async def test_110_files_an_sms_complaint_to_12345_and_sees_it_handled(
+    two_sites: TwoSites,
+) -> None:
+    """110 received a 12345 matter by SMS: it files a work order, which reaches 12345; the
+    12345 agent's sign-off (签收), progress and closing flow back to 110's copy."""
+    hotline, police = two_sites.hotline, two_sites.police
+    _, police_token = police.agent()
+    status, view = await police.bridge.request(
+        "POST",
+        "/v1/work-orders",
+        {
+            "channel": "sms",
+            "category": "gov.complaint_department",
+            "citizen_number": "13600136555",
+            "narrative": "短信投诉:某部门窗口办事推诿",
+        },
+        police_token,
+    )
+    assert status == 201, view
+    handoff_id = view["id"]
+    assert view["handoff"]["snapshot"]["channel"] == "sms"
+    _, hotline_token = hotline.agent()
+
+    async def arrived() -> Any:
+        st, rec = await hotline.bridge.request(
+            "GET", f"/v1/handoffs/{handoff_id}", token=hotline.supervisor()
+        )
+        return rec if st == 200 else None
+
+    record = await poll(arrived, within=10)
+    assert record["snapshot"]["direction"] == "110->12345"
+    for body in (
+        {"kind": "acknowledged"},
+        {"kind": "status_changed", "status": "in_progress"},
+        {"kind": "closed", "outcome": "已转区政府督办,部门已整改"},
+    ):
+        st, answer = await hotline.bridge.request(
+            "POST", f"/v1/handoffs/{handoff_id}/events", body, hotline_token
+        )
+        assert st == 201, (body, answer)
+
+    async def closed_at_110() -> Any:
+        st, rec = await police.bridge.request(
+            "GET", f"/v1/handoffs/{handoff_id}", token=police.supervisor()
+        )
+        return rec if st == 200 and rec["state"]["status"] == "closed" else None
+
+    record = await poll(closed_at_110, within=10)
+    kinds = [e["kind"] for e in record["events"]]
+    assert kinds.count("acknowledged") == 1 and kinds.count("closed") == 1
+    assert all(
+        e["actor"]["kind"] == "partner"
+        for e in record["events"]
+        if e["kind"] in ("acknowledged", "status_changed", "closed")
+    )
+
+
 async def test_a_push_with_a_bad_signature_is_refused_and_nothing_is_stored(
     two_sites: TwoSites,
 ) -> None:
