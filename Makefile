@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TOPOLOGY ?= asterisk/sandbox.toml
 SANDBOX := $(PY) asterisk/sandbox.py --topology $(TOPOLOGY)
 
-.PHONY: help setup deps venv sandbox sandbox-stop run demo drill bench lab test test-unit lint fmt clean
+.PHONY: help setup deps venv sandbox sandbox-stop run demo demo-two-site drill bench lab test test-unit lint fmt clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 16
@@ -56,6 +56,9 @@ run: sandbox ## run the bridge against the sandbox PBX (Ctrl-C to stop)
 
 demo: setup ## place a citizen call, carry-transfer it to 110, then a three-way call; explain
 	$(BIN)/python -m hotline_bridge.lab.demo --topology $(TOPOLOGY)
+
+demo-two-site: setup ## 12345 and 110 PBXes + bridges: a carried call, its record and the 签收 back
+	$(BIN)/python -m hotline_bridge.lab.demo_two_site
 
 # Load drill knobs: make drill RATE=20 DURATION=60 MIX=0.1 (MIX = share of three-way calls).
 RATE ?= 20
