@@ -20,7 +20,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from hotline_bridge.handoffs.store import SqliteHandoffStore
 from hotline_bridge.metrics import Metrics, OutboxStats, PushOutcome
 from hotline_bridge.settings import load_settings
 from hotline_bridge.transfers import machine as tm
+from tests.plans import CARRY_PLAN, THREE_WAY_PLAN, another_call
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPOLOGY = ROOT / "asterisk" / "sandbox.toml"
@@ -126,45 +127,19 @@ def test_metric_names_reads_names_not_functions_labels_or_variables() -> None:
 
 def populate(m: Metrics) -> None:
     """Sample traffic so every labelled family has at least one series in the scrape."""
-    plan = tm.CarryPlan(
-        transfer_id="t-1",
-        handoff_id="h-1",
-        handoff_url="http://127.0.0.1:8345/v1/handoffs/h-1",
-        call_id="1700000000.1",
-        citizen_channel="PJSIP/carrier-00000001",
-        citizen_number="13800138000",
-        agent_id="1001",
-        agent_channel="PJSIP/agent1001-00000002",
-        target="110",
-        target_number="110",
-        target_dial="PJSIP/110@partner-110",
-        forwarding_number="12345",
-        ring_timeout_s=20,
-        return_dial="PJSIP/agent1001",
-        return_queue="hotline-12345",
-        return_timeout_s=15,
-    )
+    plan = CARRY_PLAN
     t, _ = tm.start(plan, now=T0)
     done, _ = tm.step(t, tm.PartnerResult("ANSWER"), now=T0 + 4)
     m.transfer_changed(t, done)
 
-    tw = cm.ThreeWayPlan(
-        conference_id="c-1",
-        handoff_id="h-2",
-        handoff_url="http://127.0.0.1:8345/v1/handoffs/h-2",
-        call_id="1700000000.3",
-        citizen_channel="PJSIP/carrier-00000003",
-        citizen_number="13800138000",
-        agent_id="1001",
-        agent_channel="PJSIP/agent1001-00000004",
-        agent_uniqueid="1700000000.4",
-        target="110",
-        target_dial="PJSIP/110@partner-110",
-        forwarding_number="12345",
-        ring_timeout_s=20,
-    )
+    tw = replace(THREE_WAY_PLAN, call=another_call(1))
     redirect = Redirect(
-        "c-1", tw.citizen_channel, "hotline-conference", "citizen", tw.agent_channel, "agent"
+        "c-1",
+        tw.call.citizen_channel,
+        "hotline-conference",
+        "citizen",
+        tw.call.agent_channel,
+        "agent",
     )
     c, _ = cm.start(tw, now=T0)
     for i, event in enumerate(

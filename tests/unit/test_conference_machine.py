@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
+from tests.plans import THREE_WAY_PLAN
 
 from hotline_bridge.commands import (
     CommandResult,
@@ -17,24 +20,18 @@ from hotline_bridge.conferences.machine import ConferenceState as S
 from hotline_bridge.conferences.machine import Role
 from hotline_bridge.outcomes import Outcome
 
-PLAN = m.ThreeWayPlan(
-    conference_id="c-1",
-    handoff_id="h-1",
-    handoff_url="http://127.0.0.1:8345/v1/handoffs/h-1",
-    call_id="1700000000.1",
-    citizen_channel="PJSIP/carrier-00000001",
-    citizen_number="13800138000",
-    agent_id="1001",
-    agent_channel="PJSIP/agent1001-00000002",
-    agent_uniqueid="1700000000.2",
-    target="110",
-    target_dial="PJSIP/110@partner-110",
-    forwarding_number="12345",
-    ring_timeout_s=20,
+# The shared call, handed over under this test's own handoff id.
+PLAN = replace(
+    THREE_WAY_PLAN, handoff_id="h-1", handoff_url="http://127.0.0.1:8345/v1/handoffs/h-1"
 )
 REDIRECT_OK = CommandResult(
     Redirect(
-        "c-1", PLAN.citizen_channel, "hotline-conference", "citizen", PLAN.agent_channel, "agent"
+        "c-1",
+        PLAN.call.citizen_channel,
+        "hotline-conference",
+        "citizen",
+        PLAN.call.agent_channel,
+        "agent",
     ),
     True,
 )
@@ -64,8 +61,8 @@ def test_start_moves_citizen_and_agent_into_one_room() -> None:
     c, cmds = m.start(PLAN, now=1.0)
     assert c.state is S.REQUESTED
     assert cmds[:2] == [
-        SetVar("c-1", PLAN.citizen_channel, "CONF_ROOM", "c-1"),
-        SetVar("c-1", PLAN.agent_channel, "CONF_ROOM", "c-1"),
+        SetVar("c-1", PLAN.call.citizen_channel, "CONF_ROOM", "c-1"),
+        SetVar("c-1", PLAN.call.agent_channel, "CONF_ROOM", "c-1"),
     ]
     assert cmds[2] == REDIRECT_OK.command
 
@@ -96,7 +93,7 @@ def test_three_parties_then_agent_leaves() -> None:
     assert c.members == {Role.CITIZEN, Role.AGENT, Role.PARTNER}
     assert m.can_leave(c)
     c, cmds = run(c, m.LeaveRequested())
-    assert cmds == [ConfbridgeKick("c-1", "c-1", PLAN.agent_channel)]
+    assert cmds == [ConfbridgeKick("c-1", "c-1", PLAN.call.agent_channel)]
     c, cmds = run(c, m.MemberLeft(Role.AGENT))
     assert c.state is S.AGENT_LEFT and cmds == []
     assert not m.can_leave(c) and not m.can_cancel(c)
@@ -143,7 +140,7 @@ def test_partner_fails_after_agent_hung_up_returns_citizen_to_queue() -> None:
     c, _ = run(joined_both(), m.MemberLeft(Role.AGENT))
     assert c.state is S.JOINING
     c, cmds = run(c, m.PartnerOriginateFailed("3"))
-    assert cmds == [Redirect("c-1", PLAN.citizen_channel, "hotline-return", "queue")]
+    assert cmds == [Redirect("c-1", PLAN.call.citizen_channel, "hotline-return", "queue")]
     assert c.state is S.PARTNER_FAILED
 
 
@@ -169,13 +166,13 @@ def test_partner_hangs_up_while_agent_present_keeps_citizen_with_agent() -> None
 def test_partner_hangs_up_after_agent_left_ends_call() -> None:
     c, _ = run(active(), m.LeaveRequested(), m.MemberLeft(Role.AGENT))
     c, cmds = run(c, m.MemberLeft(Role.PARTNER))
-    assert c.state is S.ENDED and cmds == [Hangup("c-1", PLAN.call_id)]
+    assert c.state is S.ENDED and cmds == [Hangup("c-1", PLAN.call.call_id)]
 
 
 def test_agent_hangs_up_two_party_room_ends_call() -> None:
     c, _ = run(active(), m.CancelRequested(), m.MemberLeft(Role.PARTNER))
     c, cmds = run(c, m.MemberLeft(Role.AGENT))
-    assert c.state is S.ENDED and cmds == [Hangup("c-1", PLAN.call_id)]
+    assert c.state is S.ENDED and cmds == [Hangup("c-1", PLAN.call.call_id)]
 
 
 def test_duplicates_are_harmless() -> None:

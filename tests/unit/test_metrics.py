@@ -12,6 +12,7 @@ from dataclasses import replace
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.plans import CARRY_PLAN, CITIZEN, THREE_WAY_PLAN
 
 from hotline_bridge.commands import CommandResult, Redirect
 from hotline_bridge.conferences import machine as cm
@@ -20,49 +21,17 @@ from hotline_bridge.metrics import OTHER, GaugeCollector, Metrics, OutboxStats, 
 from hotline_bridge.outcomes import Outcome
 from hotline_bridge.transfers import machine as tm
 
-CITIZEN = "13800138000"
 T0 = 1_700_000_000.0
 
-CARRY = tm.CarryPlan(
-    transfer_id="t-1",
-    handoff_id="h-1",
-    handoff_url="http://127.0.0.1:8345/v1/handoffs/h-1",
-    call_id="1700000000.1",
-    citizen_channel="PJSIP/carrier-00000001",
-    citizen_number=CITIZEN,
-    agent_id="1001",
-    agent_channel="PJSIP/agent1001-00000002",
-    target="110",
-    target_number="110",
-    target_dial="PJSIP/110@partner-110",
-    forwarding_number="12345",
-    ring_timeout_s=20,
-    return_dial="PJSIP/agent1001",
-    return_queue="hotline-12345",
-    return_timeout_s=15,
-)
-THREE_WAY = cm.ThreeWayPlan(
-    conference_id="c-1",
-    handoff_id="h-2",
-    handoff_url="http://127.0.0.1:8345/v1/handoffs/h-2",
-    call_id="1700000000.1",
-    citizen_channel="PJSIP/carrier-00000001",
-    citizen_number=CITIZEN,
-    agent_id="1001",
-    agent_channel="PJSIP/agent1001-00000002",
-    agent_uniqueid="1700000000.2",
-    target="110",
-    target_dial="PJSIP/110@partner-110",
-    forwarding_number="12345",
-    ring_timeout_s=20,
-)
+CARRY = CARRY_PLAN
+THREE_WAY = THREE_WAY_PLAN
 REDIRECT_OK = CommandResult(
     Redirect(
         "c-1",
-        THREE_WAY.citizen_channel,
+        THREE_WAY.call.citizen_channel,
         "hotline-conference",
         "citizen",
-        THREE_WAY.agent_channel,
+        THREE_WAY.call.agent_channel,
         "agent",
     ),
     True,

@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from tests.plans import CARRY_PLAN
 
 from hotline_bridge.commands import BlindTransfer, CommandResult, SetVar
 from hotline_bridge.outcomes import Outcome
 from hotline_bridge.transfers import machine as m
 from hotline_bridge.transfers.machine import TransferState as S
 
-PLAN = m.CarryPlan(
-    transfer_id="t-1",
-    handoff_id="h-1",
-    handoff_url="http://127.0.0.1:8345/v1/handoffs/h-1",
-    call_id="1700000000.1",
-    citizen_channel="PJSIP/carrier-00000001",
-    citizen_number="13800138000",
-    agent_id="1001",
-    agent_channel="PJSIP/agent1001-00000002",
-    target="110",
-    target_number="110",
-    target_dial="PJSIP/110@partner-110",
-    forwarding_number="12345",
-    ring_timeout_s=20,
-    return_dial="PJSIP/agent1001",
-    return_queue="hotline-12345",
-    return_timeout_s=15,
-)
+PLAN = CARRY_PLAN
 
 
 def started() -> m.Transfer:
@@ -36,7 +20,7 @@ def started() -> m.Transfer:
 
 def ok(cmd: BlindTransfer | None = None) -> CommandResult:
     return CommandResult(
-        cmd or BlindTransfer("t-1", PLAN.agent_channel, "hotline-handoff", "carry"), True
+        cmd or BlindTransfer("t-1", PLAN.call.agent_channel, "hotline-handoff", "carry"), True
     )
 
 
@@ -51,12 +35,12 @@ def test_start_sets_variables_on_citizen_then_transfers_agent_leg() -> None:
     t, cmds = m.start(PLAN, now=1.0)
     assert t.state is S.REQUESTED and t.outcome is None
     *setvars, last = cmds
-    assert all(isinstance(c, SetVar) and c.channel == PLAN.citizen_channel for c in setvars)
+    assert all(isinstance(c, SetVar) and c.channel == PLAN.call.citizen_channel for c in setvars)
     variables = {c.name: c.value for c in setvars if isinstance(c, SetVar)}
     assert variables["HANDOFF_ID"] == "h-1"
     assert variables["HANDOFF_DIAL"] == "PJSIP/110@partner-110"
     assert variables["HANDOFF_RETURN_DIAL"] == "PJSIP/agent1001"
-    assert last == BlindTransfer("t-1", PLAN.agent_channel, "hotline-handoff", "carry")
+    assert last == BlindTransfer("t-1", PLAN.call.agent_channel, "hotline-handoff", "carry")
 
 
 def test_happy_path_to_answered() -> None:
@@ -94,7 +78,7 @@ def test_pbx_refusal_fails_without_moving_the_citizen() -> None:
 
 
 def test_refused_setvar_is_recorded_but_does_not_decide() -> None:
-    setvar = SetVar("t-1", PLAN.citizen_channel, "HANDOFF_ID", "h-1")
+    setvar = SetVar("t-1", PLAN.call.citizen_channel, "HANDOFF_ID", "h-1")
     t = run(started(), CommandResult(setvar, False, "gone"))
     assert t.state is S.REQUESTED
     assert t.timeline[-1].what == "command_refused"

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from ..calls.model import LiveCall
 from ..commands import Command, CommandResult, ConfbridgeKick, Hangup, Originate, Redirect, SetVar
 from ..outcomes import Outcome, TimelineEntry, outcome_of_originate_reason
 
@@ -55,12 +56,7 @@ class ThreeWayPlan:
     conference_id: str  # also the ConfBridge room name
     handoff_id: str
     handoff_url: str
-    call_id: str
-    citizen_channel: str
-    citizen_number: str
-    agent_id: str
-    agent_channel: str
-    agent_uniqueid: str
+    call: LiveCall  # the citizen-agent call the partner joins
     target: str
     target_dial: str
     forwarding_number: str
@@ -172,12 +168,12 @@ def start(plan: ThreeWayPlan, now: float) -> tuple[Conference, list[Command]]:
     conf = Conference(
         id=plan.conference_id,
         handoff_id=plan.handoff_id,
-        call_id=plan.call_id,
-        citizen_channel=plan.citizen_channel,
-        citizen_number=plan.citizen_number,
-        agent_id=plan.agent_id,
-        agent_channel=plan.agent_channel,
-        agent_uniqueid=plan.agent_uniqueid,
+        call_id=plan.call.call_id,
+        citizen_channel=plan.call.citizen_channel,
+        citizen_number=plan.call.citizen_number,
+        agent_id=plan.call.agent_id,
+        agent_channel=plan.call.agent_channel,
+        agent_uniqueid=plan.call.agent_uniqueid,
         partner_uniqueid=f"{plan.conference_id}-partner",
         target=plan.target,
         state=ConferenceState.REQUESTED,
@@ -190,14 +186,14 @@ def start(plan: ThreeWayPlan, now: float) -> tuple[Conference, list[Command]]:
         ring_timeout_s=plan.ring_timeout_s,
     )
     commands: list[Command] = [
-        SetVar(ref, plan.citizen_channel, "CONF_ROOM", plan.conference_id),
-        SetVar(ref, plan.agent_channel, "CONF_ROOM", plan.conference_id),
+        SetVar(ref, plan.call.citizen_channel, "CONF_ROOM", plan.conference_id),
+        SetVar(ref, plan.call.agent_channel, "CONF_ROOM", plan.conference_id),
         Redirect(
             ref,
-            plan.citizen_channel,
+            plan.call.citizen_channel,
             CONFERENCE_CONTEXT,
             "citizen",
-            extra_channel=plan.agent_channel,
+            extra_channel=plan.call.agent_channel,
             extra_exten="agent",
         ),
     ]

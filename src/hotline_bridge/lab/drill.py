@@ -52,6 +52,7 @@ from typing import Any
 
 import aiohttp
 
+from ..calls.model import LiveCall
 from ..interpreter import to_action
 from ..transfers import machine as transfer_machine
 from .bridge import RunningBridge, start_bridge
@@ -489,11 +490,17 @@ class Drill:
             transfer_id=f"raw-{rec.uid}",
             handoff_id=f"raw-{rec.uid}",
             handoff_url=f"http://127.0.0.1:{self.opts.bridge_port}/v1/handoffs/raw-{rec.uid}",
-            call_id=rec.uid,
-            citizen_channel=rec.channel,
-            citizen_number=rec.number,
-            agent_id=rec.agent_id,
-            agent_channel=rec.agent_channel,
+            call=LiveCall(
+                call_id=rec.uid,
+                citizen_number=rec.number,
+                citizen_channel=rec.channel,
+                agent_id=rec.agent_id,
+                agent_channel=rec.agent_channel,
+                agent_uniqueid="",  # not used by a carry transfer's commands
+                bridge_id="",
+                linkedid=rec.uid,
+                since=rec.bridged_at or 0.0,
+            ),
             target="110",
             target_number=str(self.dr["partner_number"]),
             target_dial=self.partner_dial,

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from ..calls.model import LiveCall
 from ..commands import BlindTransfer, Command, CommandResult, SetVar
 from ..outcomes import Outcome, TimelineEntry, outcome_of_dialstatus
 
@@ -55,11 +56,7 @@ class CarryPlan:
     transfer_id: str
     handoff_id: str
     handoff_url: str
-    call_id: str  # the citizen channel's Uniqueid
-    citizen_channel: str
-    citizen_number: str
-    agent_id: str
-    agent_channel: str
+    call: LiveCall  # the citizen-agent call being handed over
     target: str
     target_number: str
     target_dial: str
@@ -150,7 +147,8 @@ def start(plan: CarryPlan, now: float) -> tuple[Transfer, list[Command]]:
     The variables are set on the citizen's channel, which is the one that runs the handoff
     dialplan; then the agent's channel is blind-transferred, which hangs up the agent leg.
     """
-    ref, chan = plan.transfer_id, plan.citizen_channel
+    ref, call = plan.transfer_id, plan.call
+    chan = call.citizen_channel
     variables = {
         "HANDOFF_ID": plan.handoff_id,
         "HANDOFF_URL": plan.handoff_url,
@@ -163,15 +161,15 @@ def start(plan: CarryPlan, now: float) -> tuple[Transfer, list[Command]]:
         "HANDOFF_RETURN_TIMEOUT": str(plan.return_timeout_s),
     }
     commands: list[Command] = [SetVar(ref, chan, k, v) for k, v in variables.items()]
-    commands.append(BlindTransfer(ref, plan.agent_channel, HANDOFF_CONTEXT, HANDOFF_EXTEN))
+    commands.append(BlindTransfer(ref, call.agent_channel, HANDOFF_CONTEXT, HANDOFF_EXTEN))
     transfer = Transfer(
         id=plan.transfer_id,
         handoff_id=plan.handoff_id,
-        call_id=plan.call_id,
-        citizen_channel=plan.citizen_channel,
-        citizen_number=plan.citizen_number,
-        agent_id=plan.agent_id,
-        agent_channel=plan.agent_channel,
+        call_id=call.call_id,
+        citizen_channel=call.citizen_channel,
+        citizen_number=call.citizen_number,
+        agent_id=call.agent_id,
+        agent_channel=call.agent_channel,
         target=plan.target,
         state=TransferState.REQUESTED,
         outcome=None,
