@@ -55,10 +55,10 @@ run: sandbox ## run the bridge against the sandbox PBX (Ctrl-C to stop)
 	$(BIN)/hotline-bridge serve --config $(TOPOLOGY)
 
 demo: setup ## place a citizen call, carry-transfer it to 110, then a three-way call; explain
-	$(BIN)/python -m hotline_bridge.lab.demo --topology $(TOPOLOGY)
+	$(BIN)/python -m lab.demo --topology $(TOPOLOGY)
 
 demo-two-site: setup ## 12345 and 110 PBXes + bridges: a carried call, its record and the 签收 back
-	$(BIN)/python -m hotline_bridge.lab.demo_two_site
+	$(BIN)/python -m lab.demo_two_site
 
 # Load drill knobs: make drill RATE=20 DURATION=60 MIX=0.1 (MIX = share of three-way calls).
 RATE ?= 20
@@ -67,10 +67,10 @@ MIX ?= 0
 HOLD ?= 8
 
 drill: sandbox lab ## load drill: RATE calls/s for DURATION s, MIX three-way; verifies every call
-	$(BIN)/python -m hotline_bridge.lab.drill --topology $(TOPOLOGY) --rate $(RATE) --duration $(DURATION) --mix $(MIX) --hold $(HOLD)
+	$(BIN)/python -m lab.drill --topology $(TOPOLOGY) --rate $(RATE) --duration $(DURATION) --mix $(MIX) --hold $(HOLD)
 
 bench: sandbox lab ## bridge vs raw AMI vs SIP REFER, same load; micro-benchmarks -> bench/results/
-	$(BIN)/python -m hotline_bridge.lab.bench --topology $(TOPOLOGY)
+	$(BIN)/python -m lab.bench --topology $(TOPOLOGY)
 
 # The drill's and bench's extras (matplotlib for the latency plots, py-spy for profiles).
 lab: venv
@@ -83,13 +83,13 @@ test-unit: venv ## pure-logic tests only (no PBX)
 	$(BIN)/pytest -q tests/unit
 
 lint: venv ## ruff (lint + format check) and mypy
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests lab
+	$(BIN)/ruff format --check src tests lab
 	$(BIN)/mypy
 
 fmt: venv
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests lab
+	$(BIN)/ruff check --fix src tests lab
 
 clean:
 	-$(SANDBOX) stop

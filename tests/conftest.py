@@ -1,4 +1,4 @@
-"""Shared fixtures: the topology and the sandbox PBX (see hotline_bridge.lab)."""
+"""Shared fixtures: the topology and the sandbox PBX (see lab)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-
-from hotline_bridge.lab.ami import AmiSession
-from hotline_bridge.lab.sandbox import Sandbox, load_topology
+from lab.ami import AmiSession
+from lab.sandbox import Sandbox, load_topology
 
 
 def _pbx_unavailable() -> str | None:

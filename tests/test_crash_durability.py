@@ -27,7 +27,7 @@ from hotline_bridge.catalog import Platform, load_catalog
 from hotline_bridge.handoffs.api import install
 from hotline_bridge.handoffs.service import HandoffService
 from hotline_bridge.handoffs.store import SqliteHandoffStore
-from hotline_bridge.http import MAX_BODY, Principal, TokenAuth, make_middlewares
+from hotline_bridge.web.http import MAX_BODY, Principal, TokenAuth, make_middlewares
 
 async def main():
     store = SqliteHandoffStore(Path(sys.argv[1]))

@@ -28,15 +28,15 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from hotline_bridge.app import METRICS, build
 from hotline_bridge.catalog import Platform, load_catalog
-from hotline_bridge.commands import CommandResult, Redirect
 from hotline_bridge.conferences import machine as cm
 from hotline_bridge.conferences.machine import Role
+from hotline_bridge.config.settings import load_settings
+from hotline_bridge.core.commands import CommandResult, Redirect
 from hotline_bridge.handoffs.recorder import StoreRecorder
 from hotline_bridge.handoffs.store import SqliteHandoffStore
-from hotline_bridge.metrics import Metrics, OutboxStats, PushOutcome
-from hotline_bridge.settings import load_settings
+from hotline_bridge.runtime.app import METRICS, build
+from hotline_bridge.runtime.metrics import Metrics, OutboxStats, PushOutcome
 from hotline_bridge.transfers import machine as tm
 from tests.plans import CARRY_PLAN, THREE_WAY_PLAN, another_call
 

@@ -1,3 +1,3 @@
-from .cli import main
+from hotline_bridge.runtime.cli import main
 
 raise SystemExit(main())

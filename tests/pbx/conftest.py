@@ -8,18 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from hotline_bridge.lab.ami import AmiSession
-from hotline_bridge.lab.bridge import RunningBridge, start_bridge
-from hotline_bridge.lab.calls import (
+from lab.ami import AmiSession
+from lab.bridge import RunningBridge, start_bridge
+from lab.calls import (
     agent_uas,
     citizen_uac,
     hang_up_leftovers,
     partner_uac,
     partner_uas,
 )
-from hotline_bridge.lab.sandbox import Sandbox
-from hotline_bridge.lab.sipp import SippProcess, stop_all
+from lab.sandbox import Sandbox
+from lab.sipp import SippProcess, stop_all
 
 BRIDGE_PORT = 18345  # not the topology's 8345, so a `make run` bridge can stay up meanwhile
 RING_TIMEOUT_S = 4  # short, so no-answer tests stay quick

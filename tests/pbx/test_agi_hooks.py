@@ -21,13 +21,13 @@ import statistics
 from typing import Any
 
 import pytest
+from lab.ami import AmiSession, Message, is_event
+from lab.bridge import RunningBridge
+from lab.calls import citizen_uac
+from lab.sandbox import Sandbox
+from lab.sipp import SippProcess
 
 from hotline_bridge.handoffs.ids import new_handoff_id
-from hotline_bridge.lab.ami import AmiSession, Message, is_event
-from hotline_bridge.lab.bridge import RunningBridge
-from hotline_bridge.lab.calls import citizen_uac
-from hotline_bridge.lab.sandbox import Sandbox
-from hotline_bridge.lab.sipp import SippProcess
 
 from .conftest import Parties
 

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from hotline_bridge.lab.ami import AmiSession
-from hotline_bridge.lab.bridge import RunningBridge, start_bridge
-from hotline_bridge.lab.sandbox import DEFAULT_TOPOLOGY
-from hotline_bridge.lab.sipp import SippProcess
+from lab.ami import AmiSession
+from lab.bridge import RunningBridge, start_bridge
+from lab.sandbox import DEFAULT_TOPOLOGY
+from lab.sipp import SippProcess
 
 from .conftest import Parties
 

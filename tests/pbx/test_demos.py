@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from hotline_bridge.lab import demo, demo_two_site
-from hotline_bridge.lab.sandbox import DEFAULT_TOPOLOGY
+from lab import demo, demo_two_site
+from lab.sandbox import DEFAULT_TOPOLOGY
 
 pytestmark = pytest.mark.pbx
 

@@ -13,9 +13,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from hotline_bridge.lab.drill import DrillOptions, run_drill
-from hotline_bridge.lab.sandbox import Sandbox
+from lab.drill import DrillOptions, run_drill
+from lab.sandbox import Sandbox
 
 pytestmark = pytest.mark.pbx
 

@@ -6,8 +6,7 @@ import json
 import re
 
 import pytest
-
-from hotline_bridge.lab.bridge import RunningBridge
+from lab.bridge import RunningBridge
 
 from .conftest import Parties
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from lab.bridge import RunningBridge
 
-from hotline_bridge.lab.bridge import RunningBridge
 from tests.test_ops_rules import PROMTOOL, check_metrics_text
 
 from .conftest import Parties

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from hotline_bridge.lab.ami import AmiSession, is_event
-from hotline_bridge.lab.calls import (
+from lab.ami import AmiSession, is_event
+from lab.calls import (
     FIRST_CITIZEN,
     agent_uas,
     citizen_uac,
@@ -27,8 +26,8 @@ from hotline_bridge.lab.calls import (
     partner_uas,
     wait_bridged,
 )
-from hotline_bridge.lab.sandbox import Sandbox, sandbox_module
-from hotline_bridge.lab.sipp import SippProcess, stop_all
+from lab.sandbox import Sandbox, sandbox_module
+from lab.sipp import SippProcess, stop_all
 
 pbx = pytest.mark.pbx
 

@@ -6,9 +6,8 @@ import asyncio
 from typing import Any
 
 import pytest
-
-from hotline_bridge.lab.ami import AmiSession
-from hotline_bridge.lab.bridge import RunningBridge
+from lab.ami import AmiSession
+from lab.bridge import RunningBridge
 
 from .conftest import Parties
 

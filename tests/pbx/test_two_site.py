@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lab.bridge import RunningBridge, start_bridge
+from lab.calls import hang_up_leftovers
+from lab.sandbox import REPO, Sandbox
+from lab.sipp import stop_all
 
-from hotline_bridge.lab.bridge import RunningBridge, start_bridge
-from hotline_bridge.lab.calls import hang_up_leftovers
-from hotline_bridge.lab.sandbox import REPO, Sandbox
-from hotline_bridge.lab.sipp import stop_all
 from hotline_bridge.partners.link import PUSH_PATH
 
 from .conftest import Parties

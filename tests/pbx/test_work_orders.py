@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from hotline_bridge.lab.bridge import RunningBridge, start_bridge
-from hotline_bridge.lab.sandbox import Sandbox
-from hotline_bridge.lab.sipp import SippProcess
+from lab.bridge import RunningBridge, start_bridge
+from lab.sandbox import Sandbox
+from lab.sipp import SippProcess
 
 from .conftest import Parties
 

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lab.drill import DrillError, DrillOptions, _gettimeofday, percentiles
+from lab.microbench import ingest, synthetic_stream
+from lab.sandbox import DEFAULT_TOPOLOGY, load_topology, sandbox_module
 
-from hotline_bridge.lab.drill import DrillError, DrillOptions, _gettimeofday, percentiles
-from hotline_bridge.lab.microbench import ingest, synthetic_stream
-from hotline_bridge.lab.sandbox import DEFAULT_TOPOLOGY, load_topology, sandbox_module
-from hotline_bridge.settings import ConfigError, load_settings
+from hotline_bridge.config.settings import ConfigError, load_settings
 
 POOL = {"count": 3, "first_id": 2001, "endpoint_prefix": "pool", "token_prefix": "lab-token-pool-"}
 BASE: dict[str, Any] = {

@@ -20,6 +20,7 @@ from hotline_bridge.agi.decisions import (
     urgency_of,
 )
 from hotline_bridge.catalog import load_catalog
+from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.handoffs.ids import new_handoff_id
 from hotline_bridge.handoffs.model import (
     Actor,
@@ -27,7 +28,6 @@ from hotline_bridge.handoffs.model import (
     HandoffInput,
     HandoffKind,
     HandoffRecord,
-    Jurisdiction,
     new_handoff,
 )
 

@@ -18,6 +18,8 @@ import pytest
 from hotline_bridge.agi.hooks import AgiHooks
 from hotline_bridge.agi.server import AgiCall, AgiServer, Route
 from hotline_bridge.catalog import load_catalog
+from hotline_bridge.config.settings import AgiSettings, ConfigError, load_settings
+from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.handoffs.ids import new_handoff_id
 from hotline_bridge.handoffs.model import (
     Actor,
@@ -25,11 +27,9 @@ from hotline_bridge.handoffs.model import (
     HandoffInput,
     HandoffKind,
     HandoffRecord,
-    Jurisdiction,
     new_handoff,
 )
 from hotline_bridge.handoffs.store import SqliteHandoffStore
-from hotline_bridge.settings import AgiSettings, ConfigError, load_settings
 
 CATALOG = load_catalog()
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)

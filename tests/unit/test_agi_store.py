@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hotline_bridge.catalog import load_catalog
+from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.handoffs.ids import new_handoff_id
 from hotline_bridge.handoffs.model import (
     Actor,
@@ -17,7 +18,6 @@ from hotline_bridge.handoffs.model import (
     HandoffInput,
     HandoffKind,
     HandoffRecord,
-    Jurisdiction,
     new_handoff,
 )
 from hotline_bridge.handoffs.store import MIGRATIONS, CallEntry, SqliteHandoffStore, migrate

@@ -898,8 +898,8 @@ async def test_send_batch_when_not_ready_or_unanswered(fake: FakeAmi) -> None:
 async def test_interpreter_writes_a_batch_before_returning_and_reports_in_order(
     fake: FakeAmi, client: AmiClient
 ) -> None:
-    from hotline_bridge.commands import BlindTransfer, CommandResult, SetVar
-    from hotline_bridge.interpreter import Interpreter
+    from hotline_bridge.core.commands import BlindTransfer, CommandResult, SetVar
+    from hotline_bridge.runtime.interpreter import Interpreter
 
     results: list[CommandResult] = []
     latencies: list[str] = []

@@ -14,7 +14,7 @@ from hotline_bridge.catalog import (
     default_catalog_path,
     load_catalog,
 )
-from hotline_bridge.settings import BridgeSettings
+from hotline_bridge.config.settings import BridgeSettings
 
 SHIPPED = default_catalog_path().read_text(encoding="utf-8")
 

@@ -7,7 +7,10 @@ from dataclasses import replace
 import pytest
 from tests.plans import THREE_WAY_PLAN
 
-from hotline_bridge.commands import (
+from hotline_bridge.conferences import machine as m
+from hotline_bridge.conferences.machine import ConferenceState as S
+from hotline_bridge.conferences.machine import Role
+from hotline_bridge.core.commands import (
     CommandResult,
     ConfbridgeKick,
     Hangup,
@@ -15,10 +18,7 @@ from hotline_bridge.commands import (
     Redirect,
     SetVar,
 )
-from hotline_bridge.conferences import machine as m
-from hotline_bridge.conferences.machine import ConferenceState as S
-from hotline_bridge.conferences.machine import Role
-from hotline_bridge.outcomes import Outcome
+from hotline_bridge.core.outcomes import Outcome
 
 # The shared call, handed over under this test's own handoff id.
 PLAN = replace(

@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from hotline_bridge.app import build
 from hotline_bridge.calls.api import CALLS
 from hotline_bridge.calls.model import CallModel
 from hotline_bridge.calls.service import CallService
+from hotline_bridge.config.settings import load_settings
 from hotline_bridge.handoffs.model import Actor, Direction, HandoffInput, HandoffKind, new_handoff
 from hotline_bridge.handoffs.recorder import StoreRecorder, open_recorder
 from hotline_bridge.handoffs.screen import current_entry
 from hotline_bridge.handoffs.store import CallEntry
-from hotline_bridge.settings import load_settings
+from hotline_bridge.runtime.app import build
 
 SITE_110 = Path(__file__).resolve().parents[2] / "asterisk" / "two-site" / "110.toml"
 AGENT = {"Authorization": "Bearer two-site-token-110-agent-1101"}

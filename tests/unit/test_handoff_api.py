@@ -23,7 +23,7 @@ from hotline_bridge.handoffs.model import (
 )
 from hotline_bridge.handoffs.service import HandoffService
 from hotline_bridge.handoffs.store import SqliteHandoffStore
-from hotline_bridge.http import MAX_BODY, Principal, TokenAuth, make_middlewares
+from hotline_bridge.web.http import MAX_BODY, Principal, TokenAuth, make_middlewares
 
 TOKENS = {
     "agent1": ("tok-agent-1001-xxxxxxxx", Principal("agent-1001", "agent", "1001")),
@@ -414,7 +414,7 @@ async def test_route_bad_input(api: Api) -> None:
 
 
 async def test_routes_appear_in_the_openapi_document(api: Api) -> None:
-    from hotline_bridge.openapi import openapi_document
+    from hotline_bridge.web.openapi import openapi_document
 
     doc = openapi_document(api.client.app)  # type: ignore[arg-type]
     paths = doc["paths"]

@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from hotline_bridge.catalog import MatterClass, Platform, load_catalog
+from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.handoffs.ids import new_handoff_id
 from hotline_bridge.handoffs.model import (
     Actor,
@@ -21,7 +22,6 @@ from hotline_bridge.handoffs.model import (
     HandoffInputError,
     HandoffKind,
     HandoffRecord,
-    Jurisdiction,
     Location,
     event,
     new_handoff,

@@ -11,11 +11,11 @@ from pydantic import ValidationError
 
 from hotline_bridge.calls.model import LiveCall
 from hotline_bridge.catalog import Platform, load_catalog
-from hotline_bridge.errors import Invalid
+from hotline_bridge.config.settings import ConfigError, load_settings
+from hotline_bridge.core.errors import Invalid
 from hotline_bridge.handoffs.model import EventKind, HandoffInput, HandoffKind, Status, fold
 from hotline_bridge.handoffs.recorder import StoreRecorder, event_for, open_recorder
 from hotline_bridge.handoffs.store import HandoffFilter, PageRequest, SqliteHandoffStore
-from hotline_bridge.settings import ConfigError, load_settings
 
 TOPOLOGY = Path(__file__).resolve().parents[2] / "asterisk" / "sandbox.toml"
 T = 1_714_550_400.0  # 2024-05-01T08:00:00Z

@@ -20,7 +20,7 @@ from hotline_bridge.handoffs.model import (
     HandoffRecord,
     new_handoff,
 )
-from hotline_bridge.http import Principal
+from hotline_bridge.web.http import Principal
 
 NOW = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 CREATOR = Principal(id="agent-1001", role="agent", agent_id="1001")

@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from hotline_bridge.app import make_app
 from hotline_bridge.calls.model import CallModel, LiveCall
 from hotline_bridge.calls.service import CallService
-from hotline_bridge.commands import Command
 from hotline_bridge.conferences.service import ConferenceService
+from hotline_bridge.config.settings import load_settings
+from hotline_bridge.core.commands import Command
 from hotline_bridge.handoffs.model import HandoffInput
-from hotline_bridge.settings import load_settings
+from hotline_bridge.runtime.app import make_app
 from hotline_bridge.transfers.service import TransferService
 
 TOPOLOGY = Path(__file__).resolve().parents[2] / "asterisk" / "sandbox.toml"

@@ -14,11 +14,11 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.plans import CARRY_PLAN, CITIZEN, THREE_WAY_PLAN
 
-from hotline_bridge.commands import CommandResult, Redirect
 from hotline_bridge.conferences import machine as cm
 from hotline_bridge.conferences.machine import Role
-from hotline_bridge.metrics import OTHER, GaugeCollector, Metrics, OutboxStats, PushOutcome
-from hotline_bridge.outcomes import Outcome
+from hotline_bridge.core.commands import CommandResult, Redirect
+from hotline_bridge.core.outcomes import Outcome
+from hotline_bridge.runtime.metrics import OTHER, GaugeCollector, Metrics, OutboxStats, PushOutcome
 from hotline_bridge.transfers import machine as tm
 
 T0 = 1_700_000_000.0

@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from hotline_bridge.catalog import load_catalog
+from hotline_bridge.config.settings import PartnerSettings
 from hotline_bridge.handoffs.ids import new_handoff_id
 from hotline_bridge.handoffs.model import (
     Actor,
@@ -26,13 +27,12 @@ from hotline_bridge.handoffs.model import (
     new_handoff,
 )
 from hotline_bridge.handoffs.store import HandoffFilter, PageRequest, SqliteHandoffStore
-from hotline_bridge.http import MAX_BODY
-from hotline_bridge.metrics import PushOutcome
 from hotline_bridge.partners import api as partners_api
 from hotline_bridge.partners.api import Receiver
 from hotline_bridge.partners.link import PUSH_PATH, PartnerLink, classify, push_body
 from hotline_bridge.partners.signing import NonceCache, SignatureError, sign, verify
-from hotline_bridge.settings import PartnerSettings
+from hotline_bridge.runtime.metrics import PushOutcome
+from hotline_bridge.web.http import MAX_BODY
 
 KEY_12345 = "k-12345-to-110"
 KEY_110 = "k-110-to-12345"

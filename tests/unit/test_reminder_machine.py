@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from hotline_bridge.commands import CommandResult, Hangup, Originate
-from hotline_bridge.outcomes import Outcome
+from hotline_bridge.core.commands import CommandResult, Hangup, Originate
+from hotline_bridge.core.outcomes import Outcome
 from hotline_bridge.workorders.machine import (
     WATCHDOG_GRACE_S,
     Answered,

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from hotline_bridge.catalog import MatterClass, load_catalog
+from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.handoffs.ids import new_handoff_id
 from hotline_bridge.handoffs.model import (
     Actor,
@@ -21,7 +22,6 @@ from hotline_bridge.handoffs.model import (
     HandoffInput,
     HandoffKind,
     HandoffRecord,
-    Jurisdiction,
     Status,
     event,
     fold,

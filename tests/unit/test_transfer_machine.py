@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from tests.plans import CARRY_PLAN
 
-from hotline_bridge.commands import BlindTransfer, CommandResult, SetVar
-from hotline_bridge.outcomes import Outcome
+from hotline_bridge.core.commands import BlindTransfer, CommandResult, SetVar
+from hotline_bridge.core.outcomes import Outcome
 from hotline_bridge.transfers import machine as m
 from hotline_bridge.transfers.machine import TransferState as S
 

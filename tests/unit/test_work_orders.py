@@ -12,12 +12,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from hotline_bridge.catalog import Platform, load_catalog
-from hotline_bridge.commands import Command, CommandResult, Originate
+from hotline_bridge.config.settings import ConfigError, DutyLineSettings, load_settings
+from hotline_bridge.core.commands import Command, CommandResult, Originate
 from hotline_bridge.handoffs.model import HandoffSnapshot
 from hotline_bridge.handoffs.service import HandoffService
 from hotline_bridge.handoffs.store import SqliteHandoffStore
-from hotline_bridge.http import MAX_BODY, Principal, TokenAuth, make_middlewares
-from hotline_bridge.settings import ConfigError, DutyLineSettings, load_settings
+from hotline_bridge.web.http import MAX_BODY, Principal, TokenAuth, make_middlewares
 from hotline_bridge.workorders.api import install
 from hotline_bridge.workorders.service import (
     ReminderService,
@@ -293,7 +293,7 @@ def test_bad_duty_line_settings_stop_start_up(
 
 
 def test_the_switchboard_routes_r_refs_and_events_to_the_reminders() -> None:
-    from hotline_bridge.switchboard import Switchboard
+    from hotline_bridge.runtime.switchboard import Switchboard
 
     class Stub:
         def __init__(self) -> None:

@@ -27,10 +27,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
-from ..catalog.model import MatterClass
-from ..handoffs.model import HandoffRecord, Jurisdiction
-from ..handoffs.store import CallEntry
-from .protocol import endpoint_of, number_of
+from hotline_bridge.agi.protocol import endpoint_of, number_of
+from hotline_bridge.catalog.model import MatterClass
+from hotline_bridge.core.vocabulary import Jurisdiction
+from hotline_bridge.handoffs.model import (
+    HandoffRecord,
+)
+from hotline_bridge.handoffs.store import CallEntry
 
 # Channel variables (the dialplan's contract; dialplans/README.md).
 CALL_JURISDICTION = "CALL_JURISDICTION"

@@ -17,12 +17,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from pydantic import ValidationError
 
-from ..catalog.model import Catalog
-from ..handoffs.model import HandoffRecord
-from ..handoffs.store import CallEntry, HandoffStore, StoreError
-from ..privacy import mask_number
-from ..settings import AgiSettings, ConfigError
-from .decisions import (
+from hotline_bridge.agi.decisions import (
     NuisanceRule,
     call_facts,
     entry_decision,
@@ -30,7 +25,12 @@ from .decisions import (
     jurisdiction_for,
     receive_decision,
 )
-from .server import AgiCall, Route
+from hotline_bridge.agi.server import AgiCall, Route
+from hotline_bridge.catalog.model import Catalog
+from hotline_bridge.config.settings import AgiSettings, ConfigError
+from hotline_bridge.core.privacy import mask_number
+from hotline_bridge.handoffs.model import HandoffRecord
+from hotline_bridge.handoffs.store import CallEntry, HandoffStore, StoreError
 
 log = structlog.get_logger(__name__)
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from ..ami.errors import AmiFieldError
-from ..ami.fields import validate_fields
+from hotline_bridge.ami.errors import AmiFieldError
+from hotline_bridge.ami.fields import validate_fields
 
 #: Largest environment block accepted (Asterisk 22 sends ~700 bytes).
 MAX_ENV_BYTES = 16 * 1024

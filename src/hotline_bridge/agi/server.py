@@ -46,7 +46,7 @@ from typing import Any
 import structlog
 from panoramisk.fast_agi import Application, Request
 
-from .protocol import (
+from hotline_bridge.agi.protocol import (
     MAX_ENV_BYTES,
     AgiProtocolError,
     args_of,

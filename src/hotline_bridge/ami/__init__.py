@@ -7,7 +7,7 @@ ActionIDs and action serialisation and works around that release's defects (see 
 ``protocol`` and ``client``).
 """
 
-from hotline_bridge.ami.client import AmiClient, AmiState, AmiStats
+from hotline_bridge.ami.client import AmiClient, AmiState
 from hotline_bridge.ami.errors import (
     AmiActionFailed,
     AmiDisconnected,
@@ -17,6 +17,7 @@ from hotline_bridge.ami.errors import (
 )
 from hotline_bridge.ami.fields import validate_action_name, validate_fields
 from hotline_bridge.ami.messages import AmiEvent, AmiResponse
+from hotline_bridge.ami.stats import AmiStats
 
 __all__ = [
     "AmiActionFailed",

@@ -26,7 +26,6 @@ import random
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -43,6 +42,7 @@ from hotline_bridge.ami.errors import (
 from hotline_bridge.ami.fields import Fields, validate_fields
 from hotline_bridge.ami.messages import AmiEvent, AmiResponse
 from hotline_bridge.ami.protocol import AmiConnection
+from hotline_bridge.ami.stats import AmiStats
 
 log = structlog.get_logger(__name__)
 
@@ -61,24 +61,6 @@ class AmiState(StrEnum):
     AUTHENTICATING = "authenticating"
     READY = "ready"
     CLOSED = "closed"
-
-
-@dataclass
-class AmiStats:
-    """Monotonic counters (for metrics)."""
-
-    connects: int = 0  # sessions that reached ready
-    reconnects: int = 0  # ready sessions after the first one
-    connect_failures: int = 0  # attempts that never reached ready
-    disconnects: int = 0  # ready sessions lost
-    keepalive_failures: int = 0  # sessions dropped because Ping went unanswered
-    keepalive_slow: int = 0  # Pings unanswered in time while other data kept arriving
-    actions_sent: int = 0  # including Login and keep-alive Pings
-    actions_timed_out: int = 0
-    events_received: int = 0  # every event read from the socket
-    events_dropped: int = 0  # of which dropped by the event-name filter
-    handler_errors: int = 0
-    resyncs: int = 0  # completed resync-hook rounds
 
 
 def _positive(name: str, value: float) -> float:

@@ -27,7 +27,7 @@ from hotline_bridge.ami.errors import AmiDisconnected, AmiTimeout
 from hotline_bridge.ami.messages import AmiEvent, AmiResponse, parse_lines
 
 if TYPE_CHECKING:
-    from hotline_bridge.ami.client import AmiStats
+    from hotline_bridge.ami.stats import AmiStats
 
 log = structlog.get_logger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from ..events import PbxEvent
+from hotline_bridge.core.events import PbxEvent
 
 
 @dataclass(frozen=True, slots=True)

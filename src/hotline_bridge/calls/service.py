@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable
 
 import structlog
 
-from ..errors import Conflict, NotFound, Unavailable
-from ..events import PbxEvent
-from .model import CallModel, LiveCall
+from hotline_bridge.calls.model import CallModel, LiveCall
+from hotline_bridge.core.errors import Conflict, NotFound, Unavailable
+from hotline_bridge.core.events import PbxEvent
 
 log = structlog.get_logger(__name__)
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .model import Catalog, MatterClass, Platform, Via
+from hotline_bridge.catalog.model import Catalog, MatterClass, Platform, Via
 
 
 class Action(StrEnum):

@@ -16,12 +16,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .model import Catalog, Category, MatterClass, MatterClassInfo, Via
+from hotline_bridge.catalog.model import Catalog, Category, MatterClass, MatterClassInfo, Via
+from hotline_bridge.core.vocabulary import CategoryCode
 
 SUPPORTED_VERSION = 1
-CategoryCode = Annotated[
-    str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$", min_length=1, max_length=64)
-]
 _Label = Annotated[str, Field(min_length=1, max_length=200)]
 _Rule = Annotated[str, Field(min_length=1, max_length=2000)]
 

@@ -6,13 +6,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ..calls.api import HotkeyRequest, resolve_call
-from ..errors import Forbidden
-from ..http import json_ok, read_model, require
-from ..openapi import described
-from ..privacy import mask_number
-from .machine import Conference
-from .service import ConferenceService
+from hotline_bridge.conferences.machine import Conference
+from hotline_bridge.conferences.service import ConferenceService
+from hotline_bridge.core.errors import Forbidden
+from hotline_bridge.core.privacy import mask_number
+from hotline_bridge.handoffs.hotkey import HotkeyRequest, resolve_call
+from hotline_bridge.web.http import json_ok, read_model, require
+from hotline_bridge.web.openapi import described
 
 CONFERENCES = web.AppKey("conferences", ConferenceService)
 

@@ -15,9 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from ..calls.model import LiveCall
-from ..commands import Command, CommandResult, ConfbridgeKick, Hangup, Originate, Redirect, SetVar
-from ..outcomes import Outcome, TimelineEntry, outcome_of_originate_reason
+from hotline_bridge.calls.model import LiveCall
+from hotline_bridge.core.commands import (
+    Command,
+    CommandResult,
+    ConfbridgeKick,
+    Hangup,
+    Originate,
+    Redirect,
+    SetVar,
+)
+from hotline_bridge.core.outcomes import Outcome, TimelineEntry, outcome_of_originate_reason
 
 CONFERENCE_CONTEXT = "hotline-conference"
 RETURN_CONTEXT = "hotline-return"

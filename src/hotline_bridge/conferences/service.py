@@ -11,17 +11,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ..calls.book import HandoffBook, resolve_target
-from ..calls.model import LiveCall
-from ..calls.service import CallService
-from ..commands import Command, CommandResult
-from ..errors import Conflict, Forbidden
-from ..events import PbxEvent
-from ..handoffs.model import HandoffInput
-from ..recorder import HandoffRecorder
-from ..settings import Settings
-from . import machine
-from .machine import Conference, Role
+from hotline_bridge.calls.model import LiveCall
+from hotline_bridge.calls.service import CallService
+from hotline_bridge.conferences import machine
+from hotline_bridge.conferences.machine import Conference, Role
+from hotline_bridge.config.settings import Settings
+from hotline_bridge.core.commands import Command, CommandResult
+from hotline_bridge.core.errors import Conflict, Forbidden
+from hotline_bridge.core.events import PbxEvent
+from hotline_bridge.handoffs.book import HandoffBook, resolve_target
+from hotline_bridge.handoffs.model import HandoffInput
+from hotline_bridge.handoffs.ports import HandoffRecorder
 
 
 class ConferenceService:

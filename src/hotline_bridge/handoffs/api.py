@@ -16,9 +16,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..http import json_ok, read_model, require
-from ..openapi import described
-from .service import EventInput, HandoffService, RouteInput, WorkOrderInput, parse_query
+from hotline_bridge.handoffs.service import (
+    EventInput,
+    HandoffService,
+    RouteInput,
+    WorkOrderInput,
+    parse_query,
+)
+from hotline_bridge.web.http import json_ok, read_model, require
+from hotline_bridge.web.openapi import described
 
 HANDOFFS = web.AppKey("handoffs", HandoffService)
 _ANY_ROLE = ("agent", "supervisor", "partner")

@@ -30,9 +30,9 @@ from pydantic import (
     model_validator,
 )
 
-from ..catalog.loader import CategoryCode
-from ..catalog.model import Catalog, MatterClass, Platform
-from ..textfields import PhoneNumber, SafeLine, SafeText
+from hotline_bridge.catalog.model import Catalog, MatterClass, Platform
+from hotline_bridge.core.textfields import PhoneNumber, SafeLine, SafeText
+from hotline_bridge.core.vocabulary import CategoryCode, Jurisdiction
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -96,27 +96,6 @@ class IntakeChannel(StrEnum):
     WEB = "web"  # 网站
     APP = "app"  # 客户端
     EMAIL = "email"  # 电子邮件
-
-
-class Jurisdiction(StrEnum):
-    """Lijiang's counties and district (属地), for routing by territory."""
-
-    GUCHENG = "gucheng"  # 古城区
-    YULONG = "yulong"  # 玉龙县
-    YONGSHENG = "yongsheng"  # 永胜县
-    HUAPING = "huaping"  # 华坪县
-    NINGLANG = "ninglang"  # 宁蒗县
-    UNKNOWN = "unknown"
-
-
-JURISDICTION_ZH: Mapping[Jurisdiction, str] = {
-    Jurisdiction.GUCHENG: "古城区",
-    Jurisdiction.YULONG: "玉龙县",
-    Jurisdiction.YONGSHENG: "永胜县",
-    Jurisdiction.HUAPING: "华坪县",
-    Jurisdiction.NINGLANG: "宁蒗县",
-    Jurisdiction.UNKNOWN: "未知",
-}
 
 
 class ActorKind(StrEnum):

@@ -15,14 +15,13 @@ from datetime import UTC, datetime
 import structlog
 from pydantic import ValidationError
 
-from ..calls.model import LiveCall
-from ..catalog import Catalog, CatalogError, Platform, load_catalog
-from ..errors import Invalid
-from ..http import field_errors
-from ..outcomes import outcome_of_dialstatus, outcome_of_originate_reason
-from ..settings import ConfigError, Settings
-from .ids import new_handoff_id
-from .model import (
+from hotline_bridge.calls.model import LiveCall
+from hotline_bridge.catalog import Catalog, CatalogError, Platform, load_catalog
+from hotline_bridge.config.settings import ConfigError, Settings
+from hotline_bridge.core.errors import Invalid, field_errors
+from hotline_bridge.core.outcomes import outcome_of_dialstatus, outcome_of_originate_reason
+from hotline_bridge.handoffs.ids import new_handoff_id
+from hotline_bridge.handoffs.model import (
     Actor,
     CallRef,
     Direction,
@@ -33,8 +32,8 @@ from .model import (
     HandoffKind,
     new_handoff,
 )
-from .service import HandoffService
-from .store import HandoffStore, SqliteHandoffStore, StoreError
+from hotline_bridge.handoffs.service import HandoffService
+from hotline_bridge.handoffs.store import HandoffStore, SqliteHandoffStore, StoreError
 
 log = structlog.get_logger(__name__)
 

@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
-from ..calls.api import CALLS
-from ..errors import Conflict, Forbidden, NotFound
-from ..http import json_ok, require
-from ..openapi import described
-from .api import HANDOFFS
-from .store import CallEntry
+from hotline_bridge.calls.api import CALLS
+from hotline_bridge.core.errors import Conflict, Forbidden, NotFound
+from hotline_bridge.handoffs.api import HANDOFFS
+from hotline_bridge.handoffs.store import CallEntry
+from hotline_bridge.web.http import json_ok, require
+from hotline_bridge.web.openapi import described
 
 
 def current_entry(

@@ -14,14 +14,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..catalog.advisor import AdviceError, Channel, advise
-from ..catalog.loader import CategoryCode
-from ..catalog.model import Catalog, MatterClass, Platform
-from ..http import ApiError, Principal, field_errors
-from ..textfields import PhoneNumber
-from . import views
-from .ids import new_handoff_id
-from .model import (
+from hotline_bridge.catalog.advisor import AdviceError, Channel, advise
+from hotline_bridge.catalog.model import Catalog, MatterClass, Platform
+from hotline_bridge.core.errors import Forbidden, Invalid, NotFound, field_errors, refusal
+from hotline_bridge.core.principal import Principal
+from hotline_bridge.core.textfields import PhoneNumber
+from hotline_bridge.core.vocabulary import CategoryCode, Jurisdiction
+from hotline_bridge.handoffs import views
+from hotline_bridge.handoffs.ids import new_handoff_id
+from hotline_bridge.handoffs.model import (
     DataValue,
     Direction,
     EventKind,
@@ -31,14 +32,13 @@ from .model import (
     HandoffKind,
     HandoffRecord,
     IntakeChannel,
-    Jurisdiction,
     Satisfaction,
     ShortText,
     Status,
     UtcDatetime,
     new_handoff,
 )
-from .store import HandoffFilter, HandoffStore, PageRequest
+from hotline_bridge.handoffs.store import HandoffFilter, HandoffStore, PageRequest
 
 # -- request bodies ----------------------------------------------------------------------------
 
@@ -88,7 +88,7 @@ def event_data(body: EventInput) -> dict[str, str]:
         for f in sorted(given.keys() - allowed)
     ]
     if problems:
-        raise ApiError(422, "invalid request body", problems)
+        raise Invalid("invalid request body", problems)
     return {k: str(v) for k, v in given.items()}
 
 
@@ -150,8 +150,8 @@ class HandoffService:
     def create_work_order(
         self, principal: Principal, body: WorkOrderInput, *, channel: IntakeChannel | None = None
     ) -> dict[str, Any]:
-        if (refusal := views.may_create(principal)) is not None:
-            raise ApiError(403, refusal)
+        if (why := views.may_create(principal)) is not None:
+            raise Forbidden(why)
         data = HandoffInput.model_validate(body.model_dump(exclude={"citizen_number"}))
         try:
             record = new_handoff(
@@ -167,7 +167,7 @@ class HandoffService:
                 channel=channel,
             )
         except HandoffInputError as exc:
-            raise ApiError(422, "invalid request body", exc.problems) from None
+            raise Invalid("invalid request body", exc.problems) from None
         self.store.create(record, outbox=True)
         return views.record_view(record, principal)
 
@@ -182,9 +182,9 @@ class HandoffService:
         data = event_data(body)
         kind = EventKind(body.kind)
         record = self._get(handoff_id)
-        refusal = views.append_refusal(principal, record, kind, site=self.site)
-        if refusal is not None:
-            raise ApiError(*refusal)
+        problem = views.append_refusal(principal, record, kind, site=self.site)
+        if problem is not None:
+            raise refusal(*problem)
         event = HandoffEvent(
             at=self._clock(), actor=views.actor_of(principal), kind=kind, data=data
         )
@@ -207,9 +207,7 @@ class HandoffService:
                 PageRequest(limit=query.limit, cursor=query.cursor),
             )
         except ValueError as exc:
-            raise ApiError(
-                422, "invalid query", [{"field": "cursor", "problem": str(exc)}]
-            ) from None
+            raise Invalid("invalid query", [{"field": "cursor", "problem": str(exc)}]) from None
         now = self._clock()
         for record in page.items:
             if views.read_is_audited(record):
@@ -233,15 +231,13 @@ class HandoffService:
                 channel=body.channel,
             )
         except AdviceError as exc:
-            raise ApiError(
-                422, "cannot advise", [{"field": exc.field, "problem": exc.problem}]
-            ) from None
+            raise Invalid("cannot advise", [{"field": exc.field, "problem": exc.problem}]) from None
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(advice).items()}
 
     def _get(self, handoff_id: str) -> HandoffRecord:
         record = self.store.get(handoff_id)
         if record is None:
-            raise ApiError(404, f"no handoff {handoff_id}")
+            raise NotFound(f"no handoff {handoff_id}")
         return record
 
 
@@ -249,4 +245,4 @@ def parse_query(params: dict[str, str]) -> ListQuery:
     try:
         return ListQuery.model_validate(params)
     except ValidationError as exc:
-        raise ApiError(422, "invalid query", field_errors(exc)) from None
+        raise Invalid("invalid query", field_errors(exc)) from None

@@ -41,15 +41,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
-from ..catalog.model import MatterClass
-from .model import (
+from hotline_bridge.catalog.model import MatterClass
+from hotline_bridge.core.vocabulary import Jurisdiction
+from hotline_bridge.handoffs.model import (
     Direction,
     EventKind,
     HandoffEvent,
     HandoffKind,
     HandoffRecord,
     HandoffSnapshot,
-    Jurisdiction,
     Status,
     next_status,
 )

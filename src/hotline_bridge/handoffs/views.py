@@ -18,10 +18,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ..catalog.model import Platform
-from ..http import Principal
-from ..privacy import mask_number, mask_text
-from .model import (
+from hotline_bridge.catalog.model import Platform
+from hotline_bridge.core.principal import Principal
+from hotline_bridge.core.privacy import mask_number, mask_text
+from hotline_bridge.handoffs.model import (
     Actor,
     ActorKind,
     EventKind,

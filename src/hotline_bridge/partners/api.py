@@ -15,13 +15,14 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..handoffs.model import Actor, ActorKind, HandoffEvent, HandoffRecord
-from ..handoffs.store import DuplicateHandoff, HandoffStore, UnknownHandoff
-from ..http import MAX_BODY, error_response, field_errors, json_ok
-from ..openapi import described
-from ..settings import PartnerSettings
-from .link import PUSH_PATH
-from .signing import NonceCache, SignatureError, verify
+from hotline_bridge.config.settings import PartnerSettings
+from hotline_bridge.core.errors import field_errors
+from hotline_bridge.handoffs.model import Actor, ActorKind, HandoffEvent, HandoffRecord
+from hotline_bridge.handoffs.store import DuplicateHandoff, HandoffStore, UnknownHandoff
+from hotline_bridge.partners.link import PUSH_PATH
+from hotline_bridge.partners.signing import NonceCache, SignatureError, verify
+from hotline_bridge.web.http import MAX_BODY, error_response, json_ok
+from hotline_bridge.web.openapi import described
 
 log = structlog.get_logger(__name__)
 

@@ -15,14 +15,14 @@ import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 import aiohttp
 import structlog
 
-from ..handoffs.store import HandoffStore, OutboxItem
-from ..metrics import PushOutcome
-from ..settings import PartnerSettings
-from .signing import sign
+from hotline_bridge.config.settings import PartnerSettings
+from hotline_bridge.handoffs.store import HandoffStore, OutboxItem
+from hotline_bridge.partners.signing import sign
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +36,14 @@ def push_body(item: OutboxItem) -> bytes:
         ensure_ascii=False,
         separators=(",", ":"),
     ).encode()
+
+
+class PushOutcome(StrEnum):
+    """What became of one attempt to push a handoff outbox item to the partner platform."""
+
+    DELIVERED = "delivered"  # the partner acknowledged it; the outbox marks it delivered
+    FAILED = "failed"  # network error, timeout or 5xx; the outbox retries it later
+    REJECTED = "rejected"  # the partner refused it (4xx); retrying will not help; a person looks
 
 
 def classify(status: int) -> PushOutcome:

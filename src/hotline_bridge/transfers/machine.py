@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from ..calls.model import LiveCall
-from ..commands import BlindTransfer, Command, CommandResult, SetVar
-from ..outcomes import Outcome, TimelineEntry, outcome_of_dialstatus
+from hotline_bridge.calls.model import LiveCall
+from hotline_bridge.core.commands import BlindTransfer, Command, CommandResult, SetVar
+from hotline_bridge.core.outcomes import Outcome, TimelineEntry, outcome_of_dialstatus
 
 HANDOFF_CONTEXT = "hotline-handoff"
 HANDOFF_EXTEN = "carry"

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..http import json_ok, read_model, require
-from ..openapi import described
-from .service import NonVoiceWorkOrderInput, WorkOrderService
+from hotline_bridge.web.http import json_ok, read_model, require
+from hotline_bridge.web.openapi import described
+from hotline_bridge.workorders.service import NonVoiceWorkOrderInput, WorkOrderService
 
 WORK_ORDERS = web.AppKey("work_orders", WorkOrderService)
 

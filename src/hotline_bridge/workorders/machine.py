@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from ..commands import Command, CommandResult, Hangup, Originate
-from ..outcomes import Outcome, outcome_of_originate_reason
+from hotline_bridge.core.commands import Command, CommandResult, Hangup, Originate
+from hotline_bridge.core.outcomes import Outcome, outcome_of_originate_reason
 
 # How long after the ring timeout an attempt may stay unreported before it counts as failed.
 WATCHDOG_GRACE_S = 15.0

@@ -24,17 +24,18 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from ..catalog.advisor import Advice, AdviceError, Channel, advise
-from ..catalog.model import Catalog, Platform
-from ..commands import Command, CommandResult
-from ..events import PbxEvent
-from ..handoffs.model import Actor, EventKind, HandoffEvent, IntakeChannel
-from ..handoffs.service import HandoffService, WorkOrderInput
-from ..handoffs.store import HandoffStore, StoreError
-from ..http import ApiError, Principal
-from ..settings import DutyLineSettings
-from . import machine
-from .machine import Reminder, ReminderPlan
+from hotline_bridge.catalog.advisor import Advice, AdviceError, Channel, advise
+from hotline_bridge.catalog.model import Catalog, Platform
+from hotline_bridge.config.settings import DutyLineSettings
+from hotline_bridge.core.commands import Command, CommandResult
+from hotline_bridge.core.errors import NotFound
+from hotline_bridge.core.events import PbxEvent
+from hotline_bridge.core.principal import Principal
+from hotline_bridge.handoffs.model import Actor, EventKind, HandoffEvent, IntakeChannel
+from hotline_bridge.handoffs.service import HandoffService, WorkOrderInput
+from hotline_bridge.handoffs.store import HandoffStore, StoreError
+from hotline_bridge.workorders import machine
+from hotline_bridge.workorders.machine import Reminder, ReminderPlan
 
 log = structlog.get_logger(__name__)
 
@@ -306,5 +307,5 @@ class WorkOrderService:
     def reminder(self, handoff_id: str) -> dict[str, Any]:
         r = self.reminders.get(reminder_id_for(handoff_id))
         if r is None:
-            raise ApiError(404, f"no duty-line reminder for {handoff_id}")
+            raise NotFound(f"no duty-line reminder for {handoff_id}")
         return reminder_view(r)

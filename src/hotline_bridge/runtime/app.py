@@ -19,33 +19,34 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import __version__
-from .agi.hooks import AgiHooks
-from .agi.server import AgiServer
-from .ami import AmiClient
-from .calls import api as calls_api
-from .calls.model import CallModel
-from .calls.service import CallService
-from .catalog.model import Platform
-from .conferences import api as conferences_api
-from .conferences.service import ConferenceService
-from .handoffs import api as handoffs_api
-from .handoffs import screen as handoffs_screen
-from .handoffs.recorder import StoreRecorder
-from .handoffs.store import HandoffStore
-from .http import MAX_BODY, Principal, TokenAuth, json_ok, make_middlewares
-from .interpreter import Interpreter
-from .metrics import GaugeCollector, Metrics, OutboxStats
-from .openapi import described, openapi_document
-from .partners import api as partners_api
-from .partners.api import Receiver
-from .partners.link import PartnerLink
-from .settings import Settings
-from .switchboard import EVENTS, Switchboard
-from .transfers import api as transfers_api
-from .transfers.service import TransferService
-from .workorders import api as workorders_api
-from .workorders.service import ReminderService, WorkOrderService
+from hotline_bridge import __version__
+from hotline_bridge.agi.hooks import AgiHooks
+from hotline_bridge.agi.server import AgiServer
+from hotline_bridge.ami import AmiClient
+from hotline_bridge.calls import api as calls_api
+from hotline_bridge.calls.model import CallModel
+from hotline_bridge.calls.service import CallService
+from hotline_bridge.catalog.model import Platform
+from hotline_bridge.conferences import api as conferences_api
+from hotline_bridge.conferences.service import ConferenceService
+from hotline_bridge.config.settings import Settings
+from hotline_bridge.core.principal import Principal
+from hotline_bridge.handoffs import api as handoffs_api
+from hotline_bridge.handoffs import screen as handoffs_screen
+from hotline_bridge.handoffs.recorder import StoreRecorder
+from hotline_bridge.handoffs.store import HandoffStore
+from hotline_bridge.partners import api as partners_api
+from hotline_bridge.partners.api import Receiver
+from hotline_bridge.partners.link import PartnerLink
+from hotline_bridge.runtime.interpreter import Interpreter
+from hotline_bridge.runtime.metrics import GaugeCollector, Metrics, OutboxStats
+from hotline_bridge.runtime.switchboard import EVENTS, Switchboard
+from hotline_bridge.transfers import api as transfers_api
+from hotline_bridge.transfers.service import TransferService
+from hotline_bridge.web.http import MAX_BODY, TokenAuth, json_ok, make_middlewares
+from hotline_bridge.web.openapi import described, openapi_document
+from hotline_bridge.workorders import api as workorders_api
+from hotline_bridge.workorders.service import ReminderService, WorkOrderService
 
 log = structlog.get_logger(__name__)
 

@@ -17,15 +17,15 @@ from typing import Generic, Protocol, TypeVar
 
 import structlog
 
-from ..commands import Command
-from ..errors import Invalid, NotFound
-from ..handoffs.model import HandoffInput
-from ..outcomes import Outcome, TimelineEntry
-from ..privacy import mask_number
-from ..recorder import HandoffRecorder
-from ..settings import Settings, TargetSettings
-from .model import LiveCall
-from .service import CallService
+from hotline_bridge.calls.model import LiveCall
+from hotline_bridge.calls.service import CallService
+from hotline_bridge.config.settings import Settings, TargetSettings
+from hotline_bridge.core.commands import Command
+from hotline_bridge.core.errors import Invalid, NotFound
+from hotline_bridge.core.outcomes import Outcome, TimelineEntry
+from hotline_bridge.core.privacy import mask_number
+from hotline_bridge.handoffs.model import HandoffInput
+from hotline_bridge.handoffs.ports import HandoffRecorder
 
 log = structlog.get_logger(__name__)
 

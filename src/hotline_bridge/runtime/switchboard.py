@@ -11,12 +11,12 @@ from collections.abc import Iterable
 
 import structlog
 
-from .calls.service import CallService
-from .commands import CommandResult
-from .conferences.service import ConferenceService
-from .events import PbxEvent
-from .transfers.service import TransferService
-from .workorders.service import ReminderService
+from hotline_bridge.calls.service import CallService
+from hotline_bridge.conferences.service import ConferenceService
+from hotline_bridge.core.commands import CommandResult
+from hotline_bridge.core.events import PbxEvent
+from hotline_bridge.transfers.service import TransferService
+from hotline_bridge.workorders.service import ReminderService
 
 log = structlog.get_logger(__name__)
 

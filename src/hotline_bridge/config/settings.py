@@ -30,8 +30,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .catalog.loader import CategoryCode
-from .handoffs.model import Jurisdiction
+from hotline_bridge.core.vocabulary import CategoryCode, Jurisdiction
 
 CONFIG_ENV = "HOTLINE_BRIDGE_CONFIG"
 

@@ -26,7 +26,7 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = REPO / "sipp_scenarios"
 CITIZENS_CSV = SCENARIOS / "citizens.csv"
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"

@@ -7,7 +7,7 @@ edge that can (``send_batch``), the whole batch leaves in ONE write, synchronous
 :meth:`Interpreter.submit`: a hotkey's actions are on the wire before its HTTP answer, not an
 event-loop turn or two after it (measured: that wait was most of what the bridge added to the
 hotkey -> INVITE-at-110 time under load). Each reply comes back as a
-:class:`~hotline_bridge.commands.CommandResult` through ``on_result``, in command order.
+:class:`~hotline_bridge.core.commands.CommandResult` through ``on_result``, in command order.
 Nothing is ever re-sent: a command whose reply was lost is reported as failed, and the machine
 that issued it decides.
 """
@@ -21,8 +21,8 @@ from typing import Any, Protocol, cast
 
 import structlog
 
-from .ami import AmiDisconnected, AmiError, AmiFieldError, AmiResponse, AmiTimeout
-from .commands import (
+from hotline_bridge.ami import AmiDisconnected, AmiError, AmiFieldError, AmiResponse, AmiTimeout
+from hotline_bridge.core.commands import (
     BlindTransfer,
     Command,
     CommandResult,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .calls.model import LiveCall
-from .handoffs.model import HandoffInput
+from hotline_bridge.calls.model import LiveCall
+from hotline_bridge.handoffs.model import HandoffInput
 
 
 class HandoffRecorder(Protocol):

@@ -15,7 +15,6 @@ import functools
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, ParamSpec
 
 import structlog
@@ -30,10 +29,11 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .conferences.machine import Conference
-from .events import PbxEvent
-from .outcomes import Outcome
-from .transfers.machine import Transfer
+from hotline_bridge.conferences.machine import Conference
+from hotline_bridge.core.events import PbxEvent
+from hotline_bridge.core.outcomes import Outcome
+from hotline_bridge.partners.link import PushOutcome
+from hotline_bridge.transfers.machine import Transfer
 
 log = structlog.get_logger(__name__)
 
@@ -57,14 +57,6 @@ _QUEUE_RESULTS = {
 
 OTHER = "other"  # where out-of-bounds label values go
 _UNKNOWN = "unknown"
-
-
-class PushOutcome(StrEnum):
-    """What became of one attempt to push a handoff outbox item to the partner platform."""
-
-    DELIVERED = "delivered"  # the partner acknowledged it; the outbox marks it delivered
-    FAILED = "failed"  # network error, timeout or 5xx; the outbox retries it later
-    REJECTED = "rejected"  # the partner refused it (4xx); retrying will not help; a person looks
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,14 +12,22 @@ import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from .errors import Refused
+from hotline_bridge.core.errors import (
+    Forbidden,
+    Invalid,
+    Refused,
+    TooLarge,
+    Unauthenticated,
+    UnsupportedMedia,
+    field_errors,
+)
+from hotline_bridge.core.principal import Principal
 
 log = structlog.get_logger(__name__)
 
@@ -27,14 +35,6 @@ M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MAX_BODY = web.AppKey("max_body", int)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, reason: str, details: Any = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.details = details
 
 
 def error_response(status: int, reason: str, details: Any = None) -> web.Response:
@@ -50,15 +50,6 @@ def json_ok(data: Any, status: int = 200) -> web.Response:
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: an agent (acts on its own calls), a supervisor or a partner platform."""
-
-    id: str
-    role: str  # "agent" | "supervisor" | "partner"
-    agent_id: str | None = None
 
 
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -87,9 +78,9 @@ def require(request: web.Request, *roles: str) -> Principal:
     """The authenticated principal, or 401 (no/unknown token) / 403 (role not allowed)."""
     principal: Principal | None = request.get(PRINCIPAL)
     if principal is None:
-        raise ApiError(401, "missing or unknown bearer token")
+        raise Unauthenticated("missing or unknown bearer token")
     if roles and principal.role not in roles:
-        raise ApiError(403, f"this action needs one of the roles: {', '.join(roles)}")
+        raise Forbidden(f"this action needs one of the roles: {', '.join(roles)}")
     return principal
 
 
@@ -101,10 +92,8 @@ def make_middlewares(auth: TokenAuth) -> list[Any]:
             request[PRINCIPAL] = principal
         try:
             return await handler(request)
-        except ApiError as exc:
-            return error_response(exc.status, exc.reason, exc.details)
         except Refused as exc:
-            return error_response(exc.status, str(exc))
+            return error_response(exc.status, exc.reason, exc.details)
         except web.HTTPRequestEntityTooLarge:
             return error_response(413, "request body too large")
         except web.HTTPException as exc:
@@ -122,22 +111,15 @@ async def read_model(request: web.Request, model: type[M]) -> M:
     """Parse a JSON body into ``model``: 413 if too big, 400 if not JSON, 422 listing bad fields."""
     limit = request.app[MAX_BODY]
     if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, f"request body larger than {limit} bytes")
+        raise TooLarge(f"request body larger than {limit} bytes")
     if request.content_type != "application/json":
-        raise ApiError(415, "the body must be application/json")
+        raise UnsupportedMedia("the body must be application/json")
     raw = await request.read()  # aiohttp enforces client_max_size while reading
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"malformed JSON: {exc}") from None
+        raise Refused(f"malformed JSON: {exc}") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ApiError(422, "invalid request body", field_errors(exc)) from None
-
-
-def field_errors(exc: ValidationError) -> list[dict[str, str]]:
-    return [
-        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "problem": err["msg"]}
-        for err in exc.errors()
-    ]
+        raise Invalid("invalid request body", field_errors(exc)) from None

@@ -29,7 +29,7 @@ from typing import Any
 
 from .ami import AmiSession
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]
 SANDBOX_PY = REPO / "asterisk" / "sandbox.py"
 # HOTLINE_SANDBOX_TOPOLOGY points the whole test session at another site's topology file.
 DEFAULT_TOPOLOGY = Path(

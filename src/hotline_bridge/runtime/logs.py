@@ -1,6 +1,6 @@
 """Structured logging: JSON lines in production, readable lines in a terminal, never a raw number.
 
-Every string that reaches a log line goes through :func:`hotline_bridge.privacy.mask_text`, so a
+Every string that reaches a log line goes through :func:`~hotline_bridge.core.privacy.mask_text`: a
 citizen number that slipped into an event field is masked anyway; fields that hold secrets are
 dropped. Code should still log ``citizen=mask_number(n)`` explicitly: the filter is a safety net.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from .privacy import mask_text
+from hotline_bridge.core.privacy import mask_text
 
 _SECRET_KEYS = frozenset({"secret", "token", "password", "authorization", "api_key"})
 

@@ -7,9 +7,9 @@ import asyncio
 import sys
 from pathlib import Path
 
-from . import __version__
-from .logs import configure_logging
-from .settings import ConfigError, Settings, load_settings
+from hotline_bridge import __version__
+from hotline_bridge.config.settings import ConfigError, Settings, load_settings
+from hotline_bridge.runtime.logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _serve(settings: Settings) -> None:
-    from .app import serve
-    from .handoffs.recorder import open_recorder
+    from hotline_bridge.handoffs.recorder import open_recorder
+    from hotline_bridge.runtime.app import serve
 
     with open_recorder(settings) as recorder:
         await serve(settings, recorder)

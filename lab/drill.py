@@ -1,6 +1,6 @@
 """Load drill: citizens talking G.711, agents pressing the hotkeys, a 110 desk checking every call.
 
-    python -m hotline_bridge.lab.drill --rate 20 --duration 60 --mix 0.1     (make drill)
+    python -m lab.drill --rate 20 --duration 60 --mix 0.1     (make drill)
 
 Against the running sandbox PBX, with the topology's [agent_pool] and [drill] peers (their own
 carrier trunk, queue, 200 agents and 110 desk, so the tests' peers and ports are never touched):
@@ -52,9 +52,10 @@ from typing import Any
 
 import aiohttp
 
-from ..calls.model import LiveCall
-from ..interpreter import to_action
-from ..transfers import machine as transfer_machine
+from hotline_bridge.calls.model import LiveCall
+from hotline_bridge.runtime.interpreter import to_action
+from hotline_bridge.transfers import machine as transfer_machine
+
 from .bridge import RunningBridge, start_bridge
 from .loadami import LoadAmi, Message
 from .sandbox import DEFAULT_TOPOLOGY, REPO, Sandbox, load_topology
@@ -1206,7 +1207,7 @@ async def run_drill(opts: DrillOptions) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hotline_bridge.lab.drill", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m lab.drill", description=__doc__)
     p.add_argument("--rate", type=float, default=20.0, help="citizen calls per second (20)")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of new calls (60)")
     p.add_argument("--mix", type=float, default=0.0, help="share of three-way calls, 0..1 (0)")

@@ -1,6 +1,6 @@
 """Micro-benchmarks of the bridge's hot paths, in a process of their own, on ONE core.
 
-    python -m hotline_bridge.lab.microbench [--events FILE] [--calls 2000] [--cpu N]
+    python -m lab.microbench [--events FILE] [--calls 2000] [--cpu N]
 
 1. AMI event ingestion: the bytes of an AMI session (recorded by a drill, ``--events FILE``; or
    a synthetic stream of complete hotline calls) are fed through the REAL receive path: the
@@ -31,10 +31,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..ami.protocol import AmiConnection
-from ..app import build
-from ..handoffs.recorder import open_recorder
-from ..settings import load_settings
+from hotline_bridge.ami.protocol import AmiConnection
+from hotline_bridge.config.settings import load_settings
+from hotline_bridge.handoffs.recorder import open_recorder
+from hotline_bridge.runtime.app import build
+
 from .sandbox import DEFAULT_TOPOLOGY
 
 BANNER = b"Asterisk Call Manager/9.0.0\r\n"
@@ -290,7 +291,7 @@ async def run_recorded(args: argparse.Namespace, recorded: bytes) -> dict[str, A
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hotline_bridge.lab.microbench")
+    p = argparse.ArgumentParser(prog="python -m lab.microbench")
     p.add_argument("--events", type=Path, help="a recorded AMI byte stream (drill --record)")
     p.add_argument("--synthetic-calls", type=int, default=2000)
     p.add_argument("--calls", type=int, default=2000, help="live calls for the RSS measure")

@@ -1,6 +1,6 @@
 """Benchmark: the same load through the bridge, a raw AMI client, and the phones' own REFER.
 
-    python -m hotline_bridge.lab.bench [--rate 20 --duration 60 --burst-rate 50 ...]   (make bench)
+    python -m lab.bench [--rate 20 --duration 60 --burst-rate 50 ...]   (make bench)
 
 One run, on the running sandbox PBX (this machine is shared and noisy, so every comparison is
 against baselines measured in the SAME run, minutes apart):
@@ -82,7 +82,7 @@ async def run_phase(opts: DrillOptions) -> tuple[dict[str, Any], list[DrillCall]
 
 
 def microbench(events: Path | None) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "hotline_bridge.lab.microbench"]
+    cmd = [sys.executable, "-m", "lab.microbench"]
     if events is not None and events.exists():
         cmd += ["--events", str(events)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
@@ -334,7 +334,7 @@ async def _foreign_channels(topology: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hotline_bridge.lab.bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m lab.bench", description=__doc__)
     p.add_argument("--rate", type=float, default=20.0)
     p.add_argument("--duration", type=float, default=60.0)
     p.add_argument("--hold", type=float, default=8.0)

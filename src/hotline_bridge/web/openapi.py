@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
-from . import __version__
+from hotline_bridge import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
 

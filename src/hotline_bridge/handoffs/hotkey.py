@@ -1,0 +1,48 @@
+"""A hotkey press (carry-transfer, three-way): its body, and how it finds the call it is about.
+
+Shared by the transfer and three-way resources; the key acts on the agent's own call only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from hotline_bridge.calls.api import CALLS
+from hotline_bridge.calls.model import LiveCall
+from hotline_bridge.core.errors import Forbidden
+from hotline_bridge.core.principal import Principal
+from hotline_bridge.core.textfields import SafeLine
+from hotline_bridge.handoffs.model import HandoffInput
+from hotline_bridge.web.http import require
+
+
+class HotkeyRequest(BaseModel):
+    """Body of a carry-transfer or three-way hotkey press."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: Annotated[SafeLine, Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
+    handoff: HandoffInput = Field(default_factory=HandoffInput)
+
+
+def resolve_call(request: web.Request) -> tuple[Principal, LiveCall]:
+    """The agent's own call, addressed by agent (``/v1/agents/{agent}``) or by call id.
+
+    401 without a valid token; 403 if the token is not that agent's or the call is another
+    agent's; 503 if the PBX link is down; 409 if the agent is on no call; 404 for an unknown call.
+    """
+    principal = require(request, "agent")
+    calls = request.app[CALLS]
+    agent_id = request.match_info.get("agent")
+    if agent_id is not None and agent_id != principal.agent_id:
+        raise Forbidden("an agent may act only on its own calls")
+    calls.ensure_ready()
+    if agent_id is not None:
+        return principal, calls.call_of_agent(agent_id)
+    call = calls.call_by_id(request.match_info["call_id"])
+    if call.agent_id != principal.agent_id:
+        raise Forbidden("this call belongs to another agent")
+    return principal, call

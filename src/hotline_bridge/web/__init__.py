@@ -1,0 +1,1 @@
+"""The HTTP edge of every capability's resource: JSON errors, bearer auth, bodies, OpenAPI."""
