@@ -24,17 +24,30 @@ import asyncio, sys
 from pathlib import Path
 from aiohttp import web
 from hotline_bridge.catalog import Platform, load_catalog
-from hotline_bridge.handoffs.api import install
+from hotline_bridge.config.settings import DutyLineSettings
+from hotline_bridge.handoffs.api import HANDOFFS, routes
+from hotline_bridge.workorders import api as wo
+from hotline_bridge.workorders.service import ReminderService, WorkOrderService
 from hotline_bridge.handoffs.service import HandoffService
 from hotline_bridge.handoffs.store import SqliteHandoffStore
-from hotline_bridge.web.http import MAX_BODY, Principal, TokenAuth, make_middlewares
+from hotline_bridge.core.principal import Principal
+from hotline_bridge.web.http import MAX_BODY, TokenAuth, make_middlewares
 
 async def main():
     store = SqliteHandoffStore(Path(sys.argv[1]))
     auth = TokenAuth([({TOKEN!r}, Principal("agent-1001", "agent", "1001"))])
     app = web.Application(middlewares=make_middlewares(auth))
     app[MAX_BODY] = 64 * 1024
-    install(app, HandoffService(store, load_catalog(), site=Platform.HOTLINE_12345, target="110"))
+    records = app[HANDOFFS] = HandoffService(
+        store, load_catalog(), site=Platform.HOTLINE_12345, target="110"
+    )
+    reminders = ReminderService(
+        DutyLineSettings(), caller_id="12345", store=store, record_url=str, submit=list
+    )
+    app[wo.WORK_ORDERS] = WorkOrderService(
+        records, reminders, records.catalog, site=Platform.HOTLINE_12345
+    )
+    app.router.add_routes([*routes(), *wo.routes()])
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -49,7 +62,7 @@ asyncio.run(main())
 class Child:
     def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
         self.proc = proc
-        self.url = f"http://127.0.0.1:{port}/v1/handoffs"
+        self.url = f"http://127.0.0.1:{port}/v1/work-orders"
 
     @classmethod
     async def start(cls, db: Path) -> Child:

@@ -35,8 +35,9 @@ from hotline_bridge.config.settings import load_settings
 from hotline_bridge.core.commands import CommandResult, Redirect
 from hotline_bridge.handoffs.recorder import StoreRecorder
 from hotline_bridge.handoffs.store import SqliteHandoffStore
+from hotline_bridge.partners.link import PushOutcome
 from hotline_bridge.runtime.app import METRICS, build
-from hotline_bridge.runtime.metrics import Metrics, OutboxStats, PushOutcome
+from hotline_bridge.runtime.metrics import Metrics, OutboxStats
 from hotline_bridge.transfers import machine as tm
 from tests.plans import CARRY_PLAN, THREE_WAY_PLAN, another_call
 

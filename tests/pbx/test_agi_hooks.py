@@ -52,7 +52,7 @@ def supervisor(bridge: RunningBridge) -> str:
 
 
 async def file_work_order(bridge: RunningBridge, **body: Any) -> str:
-    status, view = await bridge.request("POST", "/v1/handoffs", body, supervisor(bridge))
+    status, view = await bridge.request("POST", "/v1/work-orders", body, supervisor(bridge))
     assert status == 201, view
     return str(view["id"])
 

@@ -903,9 +903,12 @@ async def test_interpreter_writes_a_batch_before_returning_and_reports_in_order(
 
     results: list[CommandResult] = []
     latencies: list[str] = []
-    interp = Interpreter(client, results.append, on_latency=lambda a, s: latencies.append(a))
+    others: list[CommandResult] = []
+    interp = Interpreter(client, on_latency=lambda a, s: latencies.append(a))
+    submit = interp.submitter(results.append)
+    interp.submitter(others.append)  # another capability's: sees none of these results
     sent_before = client.stats.actions_sent
-    interp.submit(
+    submit(
         [
             SetVar("t-1", "PJSIP/c-1", "HANDOFF_ID", "h-1"),
             SetVar("t-1", "PJSIP/c-1", "HANDOFF_URL", "bad\nvalue"),
@@ -921,3 +924,4 @@ async def test_interpreter_writes_a_batch_before_returning_and_reports_in_order(
     ]
     assert results[1].reason.startswith("refused before sending")
     assert latencies == ["Setvar", "Setvar", "BlindTransfer"]
+    assert others == []

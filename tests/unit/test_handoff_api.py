@@ -12,7 +12,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from hotline_bridge.catalog import Platform, load_catalog
-from hotline_bridge.handoffs.api import install
+from hotline_bridge.catalog import api as catalog_api
+from hotline_bridge.config.settings import DutyLineSettings
+from hotline_bridge.core.principal import Principal
+from hotline_bridge.handoffs import api as handoffs_api
 from hotline_bridge.handoffs.model import (
     Actor,
     Direction,
@@ -23,7 +26,9 @@ from hotline_bridge.handoffs.model import (
 )
 from hotline_bridge.handoffs.service import HandoffService
 from hotline_bridge.handoffs.store import SqliteHandoffStore
-from hotline_bridge.web.http import MAX_BODY, Principal, TokenAuth, make_middlewares
+from hotline_bridge.web.http import MAX_BODY, TokenAuth, make_middlewares
+from hotline_bridge.workorders import api as workorders_api
+from hotline_bridge.workorders.service import ReminderService, WorkOrderService
 
 TOKENS = {
     "agent1": ("tok-agent-1001-xxxxxxxx", Principal("agent-1001", "agent", "1001")),
@@ -56,9 +61,9 @@ class Api:
             return resp.status, body
 
     async def create(self, body: dict[str, Any], who: str = "agent1") -> dict[str, Any]:
-        status, data = await self.call("POST", "/v1/handoffs", who, json=body)
+        status, data = await self.call("POST", "/v1/work-orders", who, json=body)
         assert status == 201, data
-        return data  # type: ignore[no-any-return]
+        return data["handoff"]  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -71,7 +76,15 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
         middlewares=make_middlewares(TokenAuth(TOKENS.values())), client_max_size=64 * 1024
     )
     app[MAX_BODY] = 64 * 1024
-    install(app, service)
+    app[handoffs_api.HANDOFFS] = service
+    reminders = ReminderService(
+        DutyLineSettings(), caller_id="12345", store=store, record_url=str, submit=list
+    )
+    app[workorders_api.WORK_ORDERS] = WorkOrderService(
+        service, reminders, service.catalog, site=Platform.HOTLINE_12345
+    )
+    app.router.add_routes([*handoffs_api.routes(), *workorders_api.routes()])
+    catalog_api.install(app, service.catalog, Platform.HOTLINE_12345)
     async with TestClient(TestServer(app)) as client:
         yield Api(client, store)
     store.close()
@@ -94,8 +107,9 @@ BODY = {
 
 
 async def test_hotkey_style_empty_work_order(api: Api) -> None:
-    status, data = await api.call("POST", "/v1/handoffs", json={})
+    status, answer = await api.call("POST", "/v1/work-orders", json={})
     assert status == 201
+    data = answer["handoff"]
     assert data["snapshot"]["kind"] == "work_order"
     assert data["snapshot"]["direction"] == "12345->110"
     assert data["snapshot"]["created_by"] == {"kind": "agent", "id": "1001"}
@@ -109,13 +123,13 @@ async def test_hotkey_style_empty_work_order(api: Api) -> None:
 
 async def test_create_returns_location_and_keeps_chinese(api: Api) -> None:
     async with api.client.post(
-        "/v1/handoffs",
+        "/v1/work-orders",
         json=BODY,
         headers={"Authorization": f"Bearer {TOKENS['agent1'][0]}"},
     ) as resp:
         assert resp.status == 201
         raw = await resp.text()
-        data = await resp.json()
+        data = (await resp.json())["handoff"]
     assert resp.headers["Location"] == f"/v1/handoffs/{data['id']}"
     assert "酒吧门口有人打架" in raw  # not \u-escaped
     assert data["snapshot"]["matter"]["matter_class"] == "police_matter"
@@ -125,7 +139,9 @@ async def test_create_returns_location_and_keeps_chinese(api: Api) -> None:
 
 async def test_create_refuses_contradicting_class_naming_the_field(api: Api) -> None:
     status, data = await api.call(
-        "POST", "/v1/handoffs", json={"category": "dispute.family", "matter_class": "police_matter"}
+        "POST",
+        "/v1/work-orders",
+        json={"category": "dispute.family", "matter_class": "police_matter"},
     )
     assert status == 422
     assert [d["field"] for d in data["error"]["details"]] == ["matter_class"]
@@ -134,7 +150,7 @@ async def test_create_refuses_contradicting_class_naming_the_field(api: Api) -> 
 async def test_create_lists_every_bad_field(api: Api) -> None:
     status, data = await api.call(
         "POST",
-        "/v1/handoffs",
+        "/v1/work-orders",
         json={
             "work_order_no": "LJ-1\r\nAction: Hangup",
             "narrative": "ok\x00",
@@ -152,18 +168,18 @@ async def test_create_malformed_json_and_wrong_type(api: Api) -> None:
         "Authorization": f"Bearer {TOKENS['agent1'][0]}",
         "Content-Type": "application/json",
     }
-    async with api.client.post("/v1/handoffs", data=b"{not json", headers=headers) as resp:
+    async with api.client.post("/v1/work-orders", data=b"{not json", headers=headers) as resp:
         assert resp.status == 400
         assert "malformed JSON" in (await resp.json())["error"]["reason"]
     headers["Content-Type"] = "text/plain"
-    async with api.client.post("/v1/handoffs", data=b"{}", headers=headers) as resp:
+    async with api.client.post("/v1/work-orders", data=b"{}", headers=headers) as resp:
         assert resp.status == 415
 
 
 async def test_create_needs_an_agent_or_supervisor(api: Api) -> None:
-    assert (await api.call("POST", "/v1/handoffs", who=None, json={}))[0] == 401
-    assert (await api.call("POST", "/v1/handoffs", who="partner", json={}))[0] == 403
-    assert (await api.call("POST", "/v1/handoffs", who="supervisor", json={}))[0] == 201
+    assert (await api.call("POST", "/v1/work-orders", who=None, json={}))[0] == 401
+    assert (await api.call("POST", "/v1/work-orders", who="partner", json={}))[0] == 403
+    assert (await api.call("POST", "/v1/work-orders", who="supervisor", json={}))[0] == 201
 
 
 # -- read ------------------------------------------------------------------------------------
@@ -418,8 +434,9 @@ async def test_routes_appear_in_the_openapi_document(api: Api) -> None:
 
     doc = openapi_document(api.client.app)  # type: ignore[arg-type]
     paths = doc["paths"]
-    assert set(paths["/v1/handoffs"]) == {"get", "post"}
+    assert set(paths["/v1/handoffs"]) == {"get"}
+    assert set(paths["/v1/work-orders"]) == {"post"}
     assert "post" in paths["/v1/handoffs/{handoff_id}/events"]
     assert "get" in paths["/v1/handoffs/{handoff_id}"]
     assert "post" in paths["/v1/route"]
-    assert "WorkOrderInput" in doc["components"]["schemas"]
+    assert "NonVoiceWorkOrderInput" in doc["components"]["schemas"]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from hotline_bridge.catalog import Platform, load_catalog
+from hotline_bridge.core.principal import Principal
 from hotline_bridge.handoffs import views
 from hotline_bridge.handoffs.model import (
     Actor,
@@ -20,7 +21,6 @@ from hotline_bridge.handoffs.model import (
     HandoffRecord,
     new_handoff,
 )
-from hotline_bridge.web.http import Principal
 
 NOW = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 CREATOR = Principal(id="agent-1001", role="agent", agent_id="1001")

@@ -16,13 +16,19 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from hotline_bridge.calls import api as calls_api
+from hotline_bridge.calls.api import CALLS
 from hotline_bridge.calls.model import CallModel, LiveCall
 from hotline_bridge.calls.service import CallService
+from hotline_bridge.conferences import api as conferences_api
+from hotline_bridge.conferences.api import CONFERENCES
 from hotline_bridge.conferences.service import ConferenceService
 from hotline_bridge.config.settings import load_settings
 from hotline_bridge.core.commands import Command
 from hotline_bridge.handoffs.model import HandoffInput
 from hotline_bridge.runtime.app import make_app
+from hotline_bridge.transfers import api as transfers_api
+from hotline_bridge.transfers.api import TRANSFERS
 from hotline_bridge.transfers.service import TransferService
 
 TOPOLOGY = Path(__file__).resolve().parents[2] / "asterisk" / "sandbox.toml"
@@ -90,7 +96,9 @@ async def harness() -> AsyncIterator[Harness]:
     recorder = MemoryRecorder()
     transfers = TransferService(settings, calls, recorder, submitted.extend)
     conferences = ConferenceService(settings, calls, recorder, submitted.extend)
-    app = make_app(settings, FakeAmi(), calls, transfers, conferences)  # type: ignore[arg-type]
+    app = make_app(settings, FakeAmi())  # type: ignore[arg-type]
+    app[CALLS], app[TRANSFERS], app[CONFERENCES] = calls, transfers, conferences
+    app.router.add_routes([*calls_api.routes(), *transfers_api.routes(), *conferences_api.routes()])
     client = TestClient(TestServer(app))
     await client.start_server()
     try:

@@ -29,9 +29,8 @@ from hotline_bridge.handoffs.model import (
 from hotline_bridge.handoffs.store import HandoffFilter, PageRequest, SqliteHandoffStore
 from hotline_bridge.partners import api as partners_api
 from hotline_bridge.partners.api import Receiver
-from hotline_bridge.partners.link import PUSH_PATH, PartnerLink, classify, push_body
+from hotline_bridge.partners.link import PUSH_PATH, PartnerLink, PushOutcome, classify, push_body
 from hotline_bridge.partners.signing import NonceCache, SignatureError, sign, verify
-from hotline_bridge.runtime.metrics import PushOutcome
 from hotline_bridge.web.http import MAX_BODY
 
 KEY_12345 = "k-12345-to-110"
@@ -229,7 +228,8 @@ def test_wrongly_addressed_or_mismatched_pushes_are_refused(store_110: SqliteHan
 async def partner_110(store_110: SqliteHandoffStore) -> AsyncIterator[TestServer]:
     app = web.Application()
     app[MAX_BODY] = 1 << 20
-    partners_api.install(app, Receiver(settings_of_110(), store_110))
+    app[partners_api.RECEIVER] = Receiver(settings_of_110(), store_110)
+    app.router.add_post(PUSH_PATH, partners_api.receive_push)
     server = TestServer(app, host="127.0.0.1")
     yield server
     await server.close()

@@ -14,11 +14,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from hotline_bridge.catalog import Platform, load_catalog
 from hotline_bridge.config.settings import ConfigError, DutyLineSettings, load_settings
 from hotline_bridge.core.commands import Command, CommandResult, Originate
+from hotline_bridge.core.principal import Principal
 from hotline_bridge.handoffs.model import HandoffSnapshot
 from hotline_bridge.handoffs.service import HandoffService
 from hotline_bridge.handoffs.store import SqliteHandoffStore
-from hotline_bridge.web.http import MAX_BODY, Principal, TokenAuth, make_middlewares
-from hotline_bridge.workorders.api import install
+from hotline_bridge.web.http import MAX_BODY, TokenAuth, make_middlewares
+from hotline_bridge.workorders import api as workorders_api
 from hotline_bridge.workorders.service import (
     ReminderService,
     WorkOrderService,
@@ -87,7 +88,8 @@ async def harness(tmp_path: Path, site: Platform, duty: DutyLineSettings) -> Asy
     )
     app = web.Application(middlewares=make_middlewares(TokenAuth(TOKENS.values())))
     app[MAX_BODY] = 64 * 1024
-    install(app, service)
+    app[workorders_api.WORK_ORDERS] = service
+    app.router.add_routes(workorders_api.routes())
     async with TestClient(TestServer(app)) as client:
         yield Harness(client, store, reminders, sent, clock)
     reminders.close()
@@ -216,10 +218,21 @@ async def test_at_110_an_online_matter_is_filed_to_12345_without_a_call(tmp_path
         assert body["reminder"] is None and h.sent == []
 
 
+async def test_a_work_order_without_channel_is_filed_by_hand_and_rings_nobody(
+    h12345: Harness,
+) -> None:
+    """The one endpoint also files what an agent writes up without a call (no channel): it is a
+    record like any other, and no duty line is rung for it, even for a police matter."""
+    status, answer = await h12345.file({"category": "police.public_order"})
+    assert status == 201, answer
+    assert answer["reminder"] is None and answer["advice"] is None
+    assert answer["handoff"]["snapshot"]["kind"] == "work_order"
+    assert h12345.sent == []
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"category": "gov.complaint_department"}, "channel"),
         ({"channel": "phone", "category": "gov.complaint_department"}, "channel"),
         ({"channel": "fax"}, "channel"),
         ({"channel": "sms", "category": "no.such"}, "category"),
@@ -292,24 +305,53 @@ def test_bad_duty_line_settings_stop_start_up(
         load_settings(CONFIG)
 
 
-def test_the_switchboard_routes_r_refs_and_events_to_the_reminders() -> None:
+async def test_the_switchboard_routes_results_by_registration_and_events_to_every_listener() -> (
+    None
+):
+    """Results go back to the capability whose submit function sent the command, whatever its
+    ref looks like; every registered capability sees every event, after the call model."""
+    from hotline_bridge.runtime.interpreter import Interpreter
     from hotline_bridge.runtime.switchboard import Switchboard
 
-    class Stub:
-        def __init__(self) -> None:
-            self.results: list[Any] = []
-            self.events: list[Any] = []
+    seen: list[str] = []
 
-        def on_result(self, result: Any) -> None:
+    class Stub:
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self.results: list[CommandResult] = []
+
+        def on_result(self, result: CommandResult) -> None:
             self.results.append(result)
 
         def on_event(self, event: Any) -> None:
-            self.events.append(event)
+            seen.append(f"{self.name}:{event['Event']}")
 
-    calls, transfers, conferences, reminders = Stub(), Stub(), Stub(), Stub()
-    board = Switchboard(calls, transfers, conferences, reminders)  # type: ignore[arg-type]
-    cmd = Originate("r-x", "PJSIP/110@duty-110", "Playback", "beep", "12345", 5, "r-x-1")
-    board.on_result(CommandResult(cmd, True))
-    board.on_event({"Event": "Hangup", "Uniqueid": "r-x-1"})
-    assert len(reminders.results) == 1 and transfers.results == conferences.results == []
-    assert reminders.events == [{"Event": "Hangup", "Uniqueid": "r-x-1"}]
+        def reconcile(self, live: set[str]) -> None:
+            seen.append(f"{self.name}:reconcile")
+
+    class Ami:
+        def send_batch(self, batch: Any, *, timeout: float | None = None) -> list[Any]:
+            async def ok() -> Any:
+                from hotline_bridge.ami import AmiResponse
+
+                return AmiResponse({"Response": "Success"})
+
+            return [ok() for _ in batch]
+
+    calls = Stub("calls")
+    board = Switchboard(calls, Interpreter(Ami()))  # type: ignore[arg-type]
+    reminders, transfers = Stub("reminders"), Stub("transfers")
+    submit = board.submitter(reminders.on_result)
+    board.submitter(transfers.on_result)
+    board.listen(reminders)
+    board.listen(transfers)
+    # A "t-" ref sent by the reminders still comes back to the reminders.
+    cmd = Originate(
+        "t-looks-like-a-transfer", "PJSIP/110@duty-110", "Playback", "beep", "12345", 5, "x-1"
+    )
+    submit([cmd])
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert [r.command for r in reminders.results] == [cmd] and transfers.results == []
+    board.on_event({"Event": "Hangup", "Uniqueid": "x-1"})
+    assert seen == ["calls:Hangup", "reminders:Hangup", "transfers:Hangup"]

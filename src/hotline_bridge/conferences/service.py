@@ -19,9 +19,16 @@ from hotline_bridge.config.settings import Settings
 from hotline_bridge.core.commands import Command, CommandResult
 from hotline_bridge.core.errors import Conflict, Forbidden
 from hotline_bridge.core.events import PbxEvent
-from hotline_bridge.handoffs.book import HandoffBook, resolve_target
+from hotline_bridge.handoffs.book import BookSpec, HandoffBook, resolve_target
 from hotline_bridge.handoffs.model import HandoffInput
 from hotline_bridge.handoffs.ports import HandoffRecorder
+
+THREE_WAY = BookSpec(
+    kind="three_way",
+    label="three-way",
+    id_key="conference_id",
+    id_prefix="c",
+)
 
 
 class ConferenceService:
@@ -36,10 +43,7 @@ class ConferenceService:
     ) -> None:
         self._settings = settings
         self.book: HandoffBook[Conference] = HandoffBook(
-            "three_way",
-            "three-way",
-            "conference_id",
-            "c",
+            THREE_WAY,
             calls,
             recorder,
             submit,

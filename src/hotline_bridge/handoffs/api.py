@@ -1,15 +1,13 @@
-"""The handoff record resource: ``/v1/handoffs`` and ``/v1/route`` (aiohttp route table).
+"""The handoff record resource: ``/v1/handoffs`` (aiohttp route table).
 
-Handlers only parse, authenticate and answer; decisions live in ``service`` and ``views``. Wire it
-with ``app[HANDOFFS] = service`` and ``app.router.add_routes(routes())`` (or :func:`install`).
+Handlers only parse, authenticate and answer; decisions live in ``service`` and ``views``.
+Mounted by ``handoffs.plugin.install``.
 
-- ``POST /v1/handoffs`` files a work order (a record without a live call) → 201 + Location;
 - ``GET /v1/handoffs/{handoff_id}`` one record as the caller may see it (confidential reads are
   audited);
 - ``POST /v1/handoffs/{handoff_id}/events`` records 签收/退回/status/note/督办/回访/办结 → 201;
 - ``GET /v1/handoffs?from=&to=&class=&direction=&status=&jurisdiction=&kind=&limit=&cursor=``
   newest first, numbers masked for all but supervisors;
-- ``POST /v1/route`` the routing advisor.
 """
 
 from __future__ import annotations
@@ -19,8 +17,6 @@ from aiohttp import web
 from hotline_bridge.handoffs.service import (
     EventInput,
     HandoffService,
-    RouteInput,
-    WorkOrderInput,
     parse_query,
 )
 from hotline_bridge.web.http import json_ok, read_model, require
@@ -28,21 +24,6 @@ from hotline_bridge.web.openapi import described
 
 HANDOFFS = web.AppKey("handoffs", HandoffService)
 _ANY_ROLE = ("agent", "supervisor", "partner")
-
-
-@described(
-    "File a work order (a handoff record without a live call)",
-    body=WorkOrderInput,
-    ok=201,
-    errors=(400, 401, 403, 413, 415, 422),
-)
-async def create_handoff(request: web.Request) -> web.Response:
-    principal = require(request, "agent", "supervisor")
-    body = await read_model(request, WorkOrderInput)
-    view = request.app[HANDOFFS].create_work_order(principal, body)
-    response = json_ok(view, status=201)
-    response.headers["Location"] = f"/v1/handoffs/{view['id']}"
-    return response
 
 
 @described("One handoff record as the caller may see it", errors=(401, 403, 404))
@@ -71,27 +52,9 @@ async def list_handoffs(request: web.Request) -> web.Response:
     return json_ok(request.app[HANDOFFS].list(principal, query))
 
 
-@described(
-    "Routing advice for a matter (the annex's rules)",
-    body=RouteInput,
-    errors=(400, 401, 413, 415, 422),
-)
-async def route_matter(request: web.Request) -> web.Response:
-    require(request, *_ANY_ROLE)
-    return json_ok(request.app[HANDOFFS].route(await read_model(request, RouteInput)))
-
-
 def routes() -> list[web.RouteDef]:
     return [
-        web.post("/v1/handoffs", create_handoff),
         web.get("/v1/handoffs", list_handoffs),
         web.get("/v1/handoffs/{handoff_id}", get_handoff),
         web.post("/v1/handoffs/{handoff_id}/events", append_handoff_event),
-        web.post("/v1/route", route_matter),
     ]
-
-
-def install(app: web.Application, service: HandoffService) -> None:
-    """Register the service and its routes on ``app``."""
-    app[HANDOFFS] = service
-    app.router.add_routes(routes())

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 import structlog
@@ -61,28 +62,35 @@ def resolve_target(settings: Settings, target: str) -> TargetSettings:
     return tgt
 
 
+@dataclass(frozen=True, slots=True)
+class BookSpec:
+    """What tells one kind of handoff on a live call from another, for records and logs."""
+
+    kind: str  # the record's kind: "carry_transfer" | "three_way"
+    label: str  # how logs and errors name it: "carry transfer" | "three-way"
+    id_key: str  # the id's name in log lines: "transfer_id" | "conference_id"
+    id_prefix: str  # a readable prefix of its ids ("t", "c"); nothing routes on it
+
+
 class HandoffBook(Generic[T]):
     def __init__(
         self,
-        kind: str,
-        label: str,
-        id_key: str,
-        id_prefix: str,
+        spec: BookSpec,
         calls: CallService,
         recorder: HandoffRecorder,
         submit: Callable[[list[Command]], None],
         clock: Callable[[], float] = time.time,
         on_change: Callable[[T, T], None] | None = None,
     ) -> None:
-        self.kind = kind  # "carry_transfer" | "three_way": the record's kind
-        self.label = label  # "carry transfer" | "three-way": how logs and errors name it
-        self._id_key = id_key  # "transfer_id" | "conference_id" in log lines
-        self._prefix = id_prefix
+        self.kind = spec.kind
+        self.label = spec.label
+        self._id_key = spec.id_key
+        self._prefix = spec.id_prefix
         self.calls = calls
         self.recorder = recorder
         self._submit = submit
         self.clock = clock
-        self._on_change = on_change
+        self.on_change = on_change  # observers of every move (metrics)
         self.items: OrderedDict[str, T] = OrderedDict()
 
     def open(
@@ -149,8 +157,8 @@ class HandoffBook(Generic[T]):
             )
         if new.done:
             self.calls.release(new.call_id, new.id)
-        if self._on_change is not None:
-            self._on_change(old, new)
+        if self.on_change is not None:
+            self.on_change(old, new)
         self._submit(commands)
         return new
 

@@ -8,18 +8,16 @@ the pure functions of ``model``, ``views`` and ``catalog.advisor``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hotline_bridge.catalog.advisor import AdviceError, Channel, advise
 from hotline_bridge.catalog.model import Catalog, MatterClass, Platform
 from hotline_bridge.core.errors import Forbidden, Invalid, NotFound, field_errors, refusal
 from hotline_bridge.core.principal import Principal
 from hotline_bridge.core.textfields import PhoneNumber
-from hotline_bridge.core.vocabulary import CategoryCode, Jurisdiction
+from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.handoffs import views
 from hotline_bridge.handoffs.ids import new_handoff_id
 from hotline_bridge.handoffs.model import (
@@ -106,20 +104,6 @@ class ListQuery(BaseModel):
     kind: HandoffKind | None = None
     limit: int = Field(50, ge=1, le=200)
     cursor: Annotated[str, Field(max_length=400)] | None = None
-
-
-class RouteInput(BaseModel):
-    """``POST /v1/route``: what the agent knows about the matter so far."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    category: CategoryCode | None = None
-    matter_class: MatterClass | None = None
-    danger_to_life: bool = False
-    violent_risk: bool = False
-    received_by: Platform | None = None  # default: this site
-    decided: bool | None = None
-    channel: Channel = Channel.PHONE
 
 
 # -- the service -------------------------------------------------------------------------------
@@ -217,22 +201,6 @@ class HandoffService:
             "items": [views.record_view(r, principal, listing=True) for r in page.items],
             "next_cursor": page.next_cursor,
         }
-
-    def route(self, body: RouteInput) -> dict[str, Any]:
-        try:
-            advice = advise(
-                body.category,
-                catalog=self.catalog,
-                matter_class=body.matter_class,
-                danger_to_life=body.danger_to_life,
-                violent_risk=body.violent_risk,
-                received_by=body.received_by or self.site,
-                decided=body.decided,
-                channel=body.channel,
-            )
-        except AdviceError as exc:
-            raise Invalid("cannot advise", [{"field": exc.field, "problem": exc.problem}]) from None
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(advice).items()}
 
     def _get(self, handoff_id: str) -> HandoffRecord:
         record = self.store.get(handoff_id)

@@ -139,8 +139,3 @@ async def receive_push(request: web.Request) -> web.Response:
     if status >= 400:
         return error_response(status, body["reason"], body.get("details"))
     return json_ok(body, status=status)
-
-
-def install(app: web.Application, receiver: Receiver) -> None:
-    app[RECEIVER] = receiver
-    app.router.add_post(PUSH_PATH, receive_push)

@@ -72,7 +72,7 @@ class PartnerLink:
     ) -> None:
         self._s = settings
         self._store = store
-        self._on_push = on_push
+        self.on_push = on_push  # one call per push attempt (metrics)
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -105,8 +105,8 @@ class PartnerLink:
             if item.handoff_id in blocked:
                 continue
             outcome = await self._push(item)
-            if self._on_push is not None:
-                self._on_push(outcome)
+            if self.on_push is not None:
+                self.on_push(outcome)
             if outcome is PushOutcome.DELIVERED:
                 self._store.outbox_mark_delivered(item.id)
                 delivered += 1

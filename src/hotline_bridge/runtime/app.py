@@ -1,8 +1,8 @@
 """The service shell: builds every capability from settings and serves them on one aiohttp app.
 
-This is the composition root. Capabilities (calls, transfers, conferences, handoffs) know nothing
-of each other's wiring; here the AMI edge, the interpreter, the switchboard and the HTTP resources
-are connected, and nothing else happens.
+This is the composition root: it lists the capabilities and calls each one's ``install``; each
+mounts its own routes and registers its own PBX feedback (see ``hotline_bridge.deps``). Here only
+the AMI edge, the interpreter, the switchboard and the ops surface are made, and nothing else.
 """
 
 from __future__ import annotations
@@ -13,51 +13,47 @@ import signal
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hotline_bridge import __version__
-from hotline_bridge.agi.hooks import AgiHooks
+from hotline_bridge.agi import plugin as agi
+from hotline_bridge.agi.plugin import AGI
 from hotline_bridge.agi.server import AgiServer
 from hotline_bridge.ami import AmiClient
-from hotline_bridge.calls import api as calls_api
-from hotline_bridge.calls.model import CallModel
-from hotline_bridge.calls.service import CallService
-from hotline_bridge.catalog.model import Platform
-from hotline_bridge.conferences import api as conferences_api
-from hotline_bridge.conferences.service import ConferenceService
+from hotline_bridge.calls import plugin as calls
+from hotline_bridge.calls.api import CALLS
+from hotline_bridge.catalog import api as catalog
+from hotline_bridge.conferences import plugin as conferences
 from hotline_bridge.config.settings import Settings
 from hotline_bridge.core.principal import Principal
-from hotline_bridge.handoffs import api as handoffs_api
-from hotline_bridge.handoffs import screen as handoffs_screen
+from hotline_bridge.deps import Deps
+from hotline_bridge.handoffs import plugin as handoffs
 from hotline_bridge.handoffs.recorder import StoreRecorder
 from hotline_bridge.handoffs.store import HandoffStore
-from hotline_bridge.partners import api as partners_api
-from hotline_bridge.partners.api import Receiver
+from hotline_bridge.partners import plugin as partners
 from hotline_bridge.partners.link import PartnerLink
 from hotline_bridge.runtime.interpreter import Interpreter
 from hotline_bridge.runtime.metrics import GaugeCollector, Metrics, OutboxStats
 from hotline_bridge.runtime.switchboard import EVENTS, Switchboard
-from hotline_bridge.transfers import api as transfers_api
-from hotline_bridge.transfers.service import TransferService
+from hotline_bridge.transfers import plugin as transfers
 from hotline_bridge.web.http import MAX_BODY, TokenAuth, json_ok, make_middlewares
 from hotline_bridge.web.openapi import described, openapi_document
-from hotline_bridge.workorders import api as workorders_api
-from hotline_bridge.workorders.service import ReminderService, WorkOrderService
+from hotline_bridge.workorders import plugin as workorders
 
 log = structlog.get_logger(__name__)
 
 AMI = web.AppKey("ami", AmiClient)
 SWITCHBOARD = web.AppKey("switchboard", Switchboard)
 METRICS = web.AppKey("metrics", Metrics)
-AGI = web.AppKey("agi", AgiServer)
 
 
 @dataclass
-class Bridge:
+class Runtime:
+    """The assembled service: what ``serve`` starts and stops."""
+
     settings: Settings
     ami: AmiClient
     switchboard: Switchboard
@@ -67,7 +63,8 @@ class Bridge:
     agi: AgiServer | None = None  # the dialplan's FastAGI hooks (hotline_bridge.agi)
 
 
-def build(settings: Settings, recorder: StoreRecorder) -> Bridge:
+def build(settings: Settings, recorder: StoreRecorder) -> Runtime:
+    """Assemble the service: the AMI edge, then each capability in turn, then ops."""
     ami = AmiClient(
         settings.ami.host,
         settings.ami.port,
@@ -78,35 +75,33 @@ def build(settings: Settings, recorder: StoreRecorder) -> Bridge:
         ping_interval=settings.ami.ping_interval_s,
         ping_timeout=settings.ami.ping_timeout_s,
     )
-    model = CallModel(
-        agent_endpoints={a.endpoint: a.id for a in settings.agents},
-        partner_endpoints=[t.endpoint for t in settings.targets.values() if t.endpoint],
-    )
-    calls = CallService(model)
-    # The interpreter reports results to the switchboard, which exists only after the services
-    # that need the interpreter: break the cycle with a late-bound callback.
-    switchboard: Switchboard | None = None
-
-    def on_result(result: Any) -> None:
-        assert switchboard is not None
-        switchboard.on_result(result)
-
     metrics = Metrics(queues=[settings.bridge.return_queue])
-    interpreter = Interpreter(ami, on_result, on_latency=metrics.observe_ami_action)
-    transfers = TransferService(
-        settings, calls, recorder, interpreter.submit, on_change=metrics.transfer_changed
+    app = make_app(settings, ami)
+    call_service = calls.install(app, settings)
+    interpreter = Interpreter(ami, on_latency=metrics.observe_ami_action)
+    switchboard = Switchboard(call_service, interpreter)
+    partner = "110" if settings.bridge.site == "12345" else "12345"
+    deps = Deps(
+        settings=settings,
+        pbx=switchboard,
+        calls=call_service,
+        recorder=recorder,
+        handoffs=handoffs.install(app, recorder, partner=partner),
     )
-    conferences = ConferenceService(
-        settings, calls, recorder, interpreter.submit, on_change=metrics.conference_changed
-    )
-    reminders = ReminderService(
-        settings.duty_lines,
-        caller_id=settings.bridge.site,
-        store=recorder.store,
-        record_url=recorder.url,
-        submit=interpreter.submit,
-    )
-    switchboard = Switchboard(calls, transfers, conferences, reminders)
+    catalog.install(app, recorder.catalog, deps.site)
+    transfer_service = transfers.install(app, deps)
+    conference_service = conferences.install(app, deps)
+    workorders.install(app, deps)
+    link = partners.install(app, deps)
+    agi_server = agi.install(app, deps)
+
+    # Ops: metrics observe the capabilities; nothing they decide depends on it.
+    transfer_service.book.on_change = metrics.transfer_changed
+    conference_service.book.on_change = metrics.conference_changed
+    if link is not None:
+        link.on_push = metrics.handoff_pushed
+        store = recorder.store
+        metrics.watch_outbox(lambda: _outbox_stats(store))
     metrics.add_collector(
         GaugeCollector(
             lambda: {
@@ -114,12 +109,15 @@ def build(settings: Settings, recorder: StoreRecorder) -> Bridge:
                 "ami_reconnects": ami.stats.reconnects,
                 "ami_events": ami.stats.events_received,
                 "ami_timeouts": ami.stats.actions_timed_out,
-                "live_calls": len(calls.model.live_calls()),
-                "live_transfers": sum(not t.done for t in transfers.transfers.values()),
-                "live_conferences": sum(not c.done for c in conferences.conferences.values()),
+                "live_calls": len(call_service.model.live_calls()),
+                "live_transfers": len(transfer_service.book.live()),
+                "live_conferences": len(conference_service.book.live()),
             }
         )
     )
+    app[SWITCHBOARD] = switchboard
+    app[METRICS] = metrics
+    app.router.add_get("/metrics", serve_metrics)
 
     ami.subscribe(switchboard.on_event)
     ami.subscribe(metrics.on_pbx_event)
@@ -130,36 +128,7 @@ def build(settings: Settings, recorder: StoreRecorder) -> Bridge:
 
     ami.add_resync_hook(resync)
     ami.add_state_listener(lambda state: None if state == "ready" else switchboard.link_down())
-
-    app = make_app(settings, ami, calls, transfers, conferences)
-    partner = "110" if settings.bridge.site == "12345" else "12345"
-    handoffs = recorder.service(partner)
-    handoffs_api.install(app, handoffs)
-    site = Platform(settings.bridge.site)
-    work_orders = WorkOrderService(handoffs, reminders, recorder.catalog, site=site)
-    workorders_api.install(app, work_orders)
-    app.router.add_routes(handoffs_screen.routes())  # GET /v1/agents/{agent}/current-handoff
-    app[SWITCHBOARD] = switchboard
-    app[METRICS] = metrics
-    app.router.add_get("/metrics", serve_metrics)
-    link = None
-    if settings.partner is not None:
-        store = recorder.store
-        partners_api.install(app, Receiver(settings.partner, store))
-        link = PartnerLink(settings.partner, store, on_push=metrics.handoff_pushed)
-        metrics.watch_outbox(lambda: _outbox_stats(store))
-    agi = None
-    if settings.agi.enabled:
-        hooks = AgiHooks(settings.agi, recorder.store, recorder.catalog)
-        timeout = settings.agi.request_timeout_s
-        agi = app[AGI] = AgiServer(
-            settings.agi.host,
-            settings.agi.port,
-            hooks.routes(),
-            command_timeout_s=timeout,
-            env_timeout_s=timeout,
-        )
-    return Bridge(settings, ami, switchboard, interpreter, app, link, agi)
+    return Runtime(settings, ami, switchboard, interpreter, app, link, agi_server)
 
 
 def _outbox_stats(store: HandoffStore) -> OutboxStats:
@@ -168,13 +137,8 @@ def _outbox_stats(store: HandoffStore) -> OutboxStats:
     return OutboxStats(depth, max(age, 0.0))
 
 
-def make_app(
-    settings: Settings,
-    ami: AmiClient,
-    calls: CallService,
-    transfers: TransferService,
-    conferences: ConferenceService,
-) -> web.Application:
+def make_app(settings: Settings, ami: AmiClient) -> web.Application:
+    """The aiohttp app with auth, error handling and the service-wide routes."""
     tokens = [
         (a.token.get_secret_value(), Principal(a.id, "agent", agent_id=a.id))
         for a in settings.agents
@@ -185,18 +149,7 @@ def make_app(
     )
     app[MAX_BODY] = settings.http.max_body_bytes
     app[AMI] = ami
-    app[calls_api.CALLS] = calls
-    app[transfers_api.TRANSFERS] = transfers
-    app[conferences_api.CONFERENCES] = conferences
-    app.router.add_routes(
-        [
-            web.get("/healthz", healthz),
-            web.get("/v1/openapi.json", openapi),
-            *calls_api.routes(),
-            *transfers_api.routes(),
-            *conferences_api.routes(),
-        ]
-    )
+    app.router.add_routes([web.get("/healthz", healthz), web.get("/v1/openapi.json", openapi)])
     return app
 
 
@@ -204,14 +157,15 @@ def make_app(
 async def healthz(request: web.Request) -> web.Response:
     """200 when the AMI link is ready and the call model rebuilt, 503 otherwise."""
     ami = request.app[AMI]
-    ready = ami.state == "ready" and request.app[calls_api.CALLS].pbx_ready
+    ready = ami.state == "ready" and request.app[CALLS].pbx_ready
     body = {
         "status": "ok" if ready else "degraded",
         "version": __version__,
         "ami": {"state": ami.state, "reconnects": ami.stats.reconnects},
     }
     # The hooks are advisory (the dialplan goes on without them): reported, not a 503.
-    body["agi"] = agi.health() if (agi := request.app.get(AGI)) else {"state": "disabled"}
+    hooks = request.app.get(AGI)
+    body["agi"] = hooks.health() if hooks is not None else {"state": "disabled"}
     return json_ok(body, status=200 if ready else 503)
 
 
@@ -228,20 +182,20 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def serve(settings: Settings, recorder: StoreRecorder) -> None:
     """Run until SIGINT/SIGTERM: connect AMI, serve HTTP, shut down cleanly."""
-    bridge = build(settings, recorder)
-    runner = web.AppRunner(bridge.app, access_log=None)
+    runtime = build(settings, recorder)
+    runner = web.AppRunner(runtime.app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http.host, settings.http.port)
     await site.start()
-    if bridge.agi is not None:
+    if runtime.agi is not None:
         try:
-            await bridge.agi.start()
+            await runtime.agi.start()
         except OSError as exc:
             # The dialplan goes on without its hooks (AGISTATUS=FAILURE); everything else works.
             log.error("AGI hooks not listening", error=str(exc))
-    await bridge.ami.start()
-    if bridge.partner_link is not None:
-        await bridge.partner_link.start()
+    await runtime.ami.start()
+    if runtime.partner_link is not None:
+        await runtime.partner_link.start()
     log.info(
         "hotline-bridge serving",
         http=f"{settings.http.host}:{settings.http.port}",
@@ -256,10 +210,10 @@ async def serve(settings: Settings, recorder: StoreRecorder) -> None:
     started = time.monotonic()
     await stop.wait()
     log.info("hotline-bridge stopping", uptime_s=round(time.monotonic() - started, 1))
-    if bridge.agi is not None:
-        await bridge.agi.close()
-    await bridge.interpreter.drain()
-    if bridge.partner_link is not None:
-        await bridge.partner_link.close()
-    await bridge.ami.close()
+    if runtime.agi is not None:
+        await runtime.agi.close()
+    await runtime.interpreter.drain()
+    if runtime.partner_link is not None:
+        await runtime.partner_link.close()
+    await runtime.ami.close()
     await runner.cleanup()

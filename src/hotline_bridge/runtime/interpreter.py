@@ -3,11 +3,12 @@
 A batch of commands is written to AMI back to back without waiting for each reply: Asterisk
 runs one manager session's actions in the order received, so ``Setvar`` x N then
 ``BlindTransfer`` keeps its order while costing one round trip instead of N + 1. With an AMI
-edge that can (``send_batch``), the whole batch leaves in ONE write, synchronously inside
+edge's ``send_batch``, the whole batch leaves in ONE write, synchronously inside
 :meth:`Interpreter.submit`: a hotkey's actions are on the wire before its HTTP answer, not an
 event-loop turn or two after it (measured: that wait was most of what the bridge added to the
 hotkey -> INVITE-at-110 time under load). Each reply comes back as a
-:class:`~hotline_bridge.core.commands.CommandResult` through ``on_result``, in command order.
+:class:`~hotline_bridge.core.commands.CommandResult` to the ``on_result`` of the capability that
+submitted the batch (see :meth:`Interpreter.submitter`), in command order.
 Nothing is ever re-sent: a command whose reply was lost is reported as failed, and the machine
 that issued it decides.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import structlog
 
@@ -32,6 +33,7 @@ from hotline_bridge.core.commands import (
     Redirect,
     SetVar,
 )
+from hotline_bridge.core.feedback import ResultHandler, Submit
 
 log = structlog.get_logger(__name__)
 
@@ -47,16 +49,6 @@ class AmiBatchSender(Protocol):
         *,
         timeout: float | None = None,
     ) -> list[Coroutine[Any, Any, AmiResponse]]: ...
-
-
-class AmiSender(Protocol):
-    async def send(
-        self,
-        action: str,
-        fields: Mapping[str, str | Sequence[str]] | None = None,
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109 - mirrors AmiClient.send
-    ) -> AmiResponse: ...
 
 
 def to_action(cmd: Command) -> tuple[str, Fields]:
@@ -120,29 +112,31 @@ async def outcome_of(cmd: Command, reply: Awaitable[AmiResponse]) -> CommandResu
 class Interpreter:
     def __init__(
         self,
-        ami: AmiSender,
-        on_result: Callable[[CommandResult], None],
+        ami: AmiBatchSender,
         on_latency: Callable[[str, float], None] | None = None,
     ) -> None:
         self._ami = ami
-        self._on_result = on_result
         self._on_latency = on_latency
         self._tasks: set[asyncio.Task[list[CommandResult]]] = set()
 
-    def submit(self, commands: Sequence[Command]) -> None:
-        """Write a batch now (or start it, for an edge without ``send_batch``); results arrive
-        through ``on_result``, in command order."""
+    def submitter(self, on_result: ResultHandler) -> Submit:
+        """A submit function whose results all go to ``on_result`` (one per capability)."""
+
+        def submit(commands: Sequence[Command]) -> None:
+            self.submit(commands, on_result)
+
+        return submit
+
+    def submit(self, commands: Sequence[Command], on_result: ResultHandler) -> None:
+        """Write a batch now, in one write; results arrive through ``on_result``, in order."""
         if not commands:
             return
-        loop = asyncio.get_running_loop()
-        send_batch = getattr(self._ami, "send_batch", None)
-        if send_batch is None:
-            task = loop.create_task(self.run(commands))
-        else:
-            actions = [to_action(cmd) for cmd in commands]
-            started = time.perf_counter()
-            replies = cast(AmiBatchSender, self._ami).send_batch(actions)
-            task = loop.create_task(self._collect(commands, actions, replies, started))
+        actions = [to_action(cmd) for cmd in commands]
+        started = time.perf_counter()
+        replies = self._ami.send_batch(actions)
+        task = asyncio.get_running_loop().create_task(
+            self._collect(commands, actions, replies, started, on_result)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -152,6 +146,7 @@ class Interpreter:
         actions: Sequence[tuple[str, Fields]],
         replies: Sequence[Coroutine[Any, Any, AmiResponse]],
         started: float,
+        on_result: ResultHandler,
     ) -> list[CommandResult]:
         results = []
         for cmd, (action, _), reply in zip(commands, actions, replies, strict=True):
@@ -159,29 +154,9 @@ class Interpreter:
             if self._on_latency is not None:
                 self._on_latency(action, time.perf_counter() - started)
             log.debug("pbx command", ref=cmd.ref, command=type(cmd).__name__, ok=result.ok)
-            self._on_result(result)
+            on_result(result)
             results.append(result)
         return results
-
-    async def run(self, commands: Sequence[Command]) -> list[CommandResult]:
-        # Create every send first so the actions hit the socket in order, then collect replies.
-        sends = [asyncio.ensure_future(self._send(cmd)) for cmd in commands]
-        results = []
-        for cmd, fut in zip(commands, sends, strict=True):
-            result = await fut
-            log.debug("pbx command", ref=cmd.ref, command=type(cmd).__name__, ok=result.ok)
-            self._on_result(result)
-            results.append(result)
-        return results
-
-    async def _send(self, cmd: Command) -> CommandResult:
-        action, fields = to_action(cmd)
-        started = time.perf_counter()
-        try:
-            return await outcome_of(cmd, self._ami.send(action, fields))
-        finally:
-            if self._on_latency is not None:
-                self._on_latency(action, time.perf_counter() - started)
 
     async def drain(self) -> None:
         if self._tasks:

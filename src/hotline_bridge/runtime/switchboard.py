@@ -1,8 +1,8 @@
 """Routes PBX feedback to the capabilities, in order, and rebuilds state after reconnects.
 
 Every AMI event is handed synchronously, in socket arrival order, first to the call model and
-then to transfers and three-way calls; nothing is scheduled per event, so one call's events are
-always handled in the order Asterisk sent them. Command results are routed by their ``ref``.
+then to every capability that registered (transfers, three-way calls, reminders...); nothing is
+scheduled per event, so one call's events are always handled in the order Asterisk sent them.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from collections.abc import Iterable
 import structlog
 
 from hotline_bridge.calls.service import CallService
-from hotline_bridge.conferences.service import ConferenceService
-from hotline_bridge.core.commands import CommandResult
 from hotline_bridge.core.events import PbxEvent
-from hotline_bridge.transfers.service import TransferService
-from hotline_bridge.workorders.service import ReminderService
+from hotline_bridge.core.feedback import PbxFeedback, ResultHandler, Submit
+from hotline_bridge.runtime.interpreter import Interpreter
 
 log = structlog.get_logger(__name__)
 
@@ -45,39 +43,37 @@ EVENTS = frozenset(
 
 
 class Switchboard:
-    def __init__(
-        self,
-        calls: CallService,
-        transfers: TransferService,
-        conferences: ConferenceService,
-        reminders: ReminderService | None = None,
-    ) -> None:
+    """The runtime's :class:`~hotline_bridge.core.feedback.PbxPort`: capabilities register here.
+
+    The call model always sees an event first (the others read it); then every registered
+    capability, in registration order. Results never pass here: each capability's submit
+    function (``submitter``) sends them straight back to the capability that issued them.
+    """
+
+    def __init__(self, calls: CallService, interpreter: Interpreter) -> None:
         self.calls = calls
-        self.transfers = transfers
-        self.conferences = conferences
-        self.reminders = reminders  # 110 duty-line reminders of work orders (ref "r-")
+        self._interpreter = interpreter
+        self._listeners: list[PbxFeedback] = []
         self.events_handled = 0
+
+    def submitter(self, on_result: ResultHandler) -> Submit:
+        return self._interpreter.submitter(on_result)
+
+    def listen(self, feedback: PbxFeedback) -> None:
+        self._listeners.append(feedback)
 
     def on_event(self, event: PbxEvent) -> None:
         self.events_handled += 1
         try:
             self.calls.on_event(event)
-            self.transfers.on_event(event)
-            self.conferences.on_event(event)
-            if self.reminders is not None:
-                self.reminders.on_event(event)
         except Exception:
-            # One bad event must not stop the stream for every other call.
-            log.exception("event handling failed", ami_event=event.get("Event", ""))
-
-    def on_result(self, result: CommandResult) -> None:
-        ref = result.command.ref
-        if ref.startswith("t-"):
-            self.transfers.on_result(result)
-        elif ref.startswith("c-"):
-            self.conferences.on_result(result)
-        elif ref.startswith("r-") and self.reminders is not None:
-            self.reminders.on_result(result)
+            log.exception("call model failed on event", ami_event=event.get("Event", ""))
+        for listener in self._listeners:
+            try:
+                listener.on_event(event)
+            except Exception:
+                # One bad event must not stop the stream for every other call or capability.
+                log.exception("event handling failed", ami_event=event.get("Event", ""))
 
     def link_down(self) -> None:
         self.calls.pbx_ready = False
@@ -86,8 +82,6 @@ class Switchboard:
         """Replace the call model with Asterisk's own view after a (re)connect."""
         self.calls.rebuild(channels)
         live = set(self.calls.model.channels)
-        self.transfers.reconcile(live)
-        self.conferences.reconcile(live)
-        if self.reminders is not None:
-            self.reminders.reconcile(live)
+        for listener in self._listeners:
+            listener.reconcile(live)
         self.calls.pbx_ready = True

@@ -17,13 +17,18 @@ from hotline_bridge.calls.service import CallService
 from hotline_bridge.config.settings import Settings
 from hotline_bridge.core.commands import Command, CommandResult
 from hotline_bridge.core.events import PbxEvent
-from hotline_bridge.handoffs.book import HandoffBook, resolve_target
+from hotline_bridge.handoffs.book import BookSpec, HandoffBook, resolve_target
 from hotline_bridge.handoffs.model import HandoffInput
 from hotline_bridge.handoffs.ports import HandoffRecorder
 from hotline_bridge.transfers import machine
 from hotline_bridge.transfers.machine import Transfer, TransferState
 
 _EXPIRY_MARGIN_S = 30.0
+
+
+CARRY_TRANSFER = BookSpec(
+    kind="carry_transfer", label="carry transfer", id_key="transfer_id", id_prefix="t"
+)
 
 
 class TransferService:
@@ -39,10 +44,7 @@ class TransferService:
         self._settings = settings
         self._calls = calls
         self.book: HandoffBook[Transfer] = HandoffBook(
-            "carry_transfer",
-            "carry transfer",
-            "transfer_id",
-            "t",
+            CARRY_TRANSFER,
             calls,
             recorder,
             submit,

@@ -1,8 +1,8 @@
 """The work-order resource for matters received without a call (aiohttp route table).
 
-- ``POST /v1/work-orders`` files a work order that arrived by WeChat, SMS, web, app or email
-  (``channel``) → 201 + Location of its record; a police matter filed at 12345 also rings the
-  jurisdiction's 110 duty line (the answer's ``reminder``);
+- ``POST /v1/work-orders`` files a work order (a record without a live call) → 201 + Location of
+  its record; one that arrived by WeChat, SMS, web, app or email says so (``channel``), and a
+  police matter received so at 12345 also rings the jurisdiction's 110 duty line (``reminder``);
 - ``GET /v1/work-orders/{handoff_id}/reminder`` that reminder's state, attempts and timeline.
 """
 
@@ -18,7 +18,7 @@ WORK_ORDERS = web.AppKey("work_orders", WorkOrderService)
 
 
 @described(
-    "File a work order received by WeChat, SMS, web, app or email (rings 110 for police matters)",
+    "File a work order; one received online (channel) may ring the 110 duty line",
     body=NonVoiceWorkOrderInput,
     ok=201,
     errors=(400, 401, 403, 413, 415, 422),
@@ -43,9 +43,3 @@ def routes() -> list[web.RouteDef]:
         web.post("/v1/work-orders", file_work_order),
         web.get("/v1/work-orders/{handoff_id}/reminder", get_reminder),
     ]
-
-
-def install(app: web.Application, service: WorkOrderService) -> None:
-    """Register the service and its routes on ``app``."""
-    app[WORK_ORDERS] = service
-    app.router.add_routes(routes())

@@ -53,9 +53,13 @@ class NonVoiceChannel(StrEnum):
 
 
 class NonVoiceWorkOrderInput(WorkOrderInput):
-    """A matter received without a call: the handoff fields plus the channel it came by."""
+    """A work order: the handoff fields plus the channel the matter came by.
 
-    channel: NonVoiceChannel
+    ``channel`` absent: an agent or supervisor files it themselves (e.g. after a call), and no
+    duty line is rung; present: a matter received online, which the advisor may say needs 110.
+    """
+
+    channel: NonVoiceChannel | None = None
 
 
 def reminder_id_for(handoff_id: str) -> str:
@@ -268,10 +272,9 @@ class WorkOrderService:
     def file(self, principal: Principal, body: NonVoiceWorkOrderInput) -> dict[str, Any]:
         """Store the work order (outbox: pushed to the partner), then ring 110 if it needs it."""
         order = WorkOrderInput.model_validate(body.model_dump(exclude={"channel"}))
-        view = self._handoffs.create_work_order(
-            principal, order, channel=IntakeChannel(body.channel.value)
-        )
-        advice = self.advice(body)
+        channel = IntakeChannel(body.channel.value) if body.channel is not None else None
+        view = self._handoffs.create_work_order(principal, order, channel=channel)
+        advice = self.advice(body) if channel is not None else None
         reminder = None
         if advice is not None and advice.alert_110_by_phone:
             reminder = self.reminders.start(view["id"], body.jurisdiction.value)

@@ -1,0 +1,17 @@
+"""Mounts the handoff record: ``/v1/handoffs`` (reads, events, listing) and the agent's screen
+data of a handed-over call (``/v1/agents/{agent}/current-handoff``)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hotline_bridge.handoffs import api, screen
+from hotline_bridge.handoffs.recorder import StoreRecorder
+from hotline_bridge.handoffs.service import HandoffService
+
+
+def install(app: web.Application, recorder: StoreRecorder, *, partner: str) -> HandoffService:
+    """``partner``: the partner platform's target key (``110`` at 12345, ``12345`` at 110)."""
+    service = app[api.HANDOFFS] = recorder.service(partner)
+    app.router.add_routes([*api.routes(), *screen.routes()])
+    return service

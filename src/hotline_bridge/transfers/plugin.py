@@ -1,0 +1,19 @@
+"""Mounts carry-number transfers: the hotkey routes, the service, its PBX feedback."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hotline_bridge.deps import Deps
+from hotline_bridge.transfers import api
+from hotline_bridge.transfers.service import TransferService
+
+
+def install(app: web.Application, deps: Deps) -> TransferService:
+    service: TransferService
+    # Results of this service's commands come back to it alone (bound before it exists).
+    submit = deps.pbx.submitter(lambda result: service.on_result(result))
+    service = app[api.TRANSFERS] = TransferService(deps.settings, deps.calls, deps.recorder, submit)
+    deps.pbx.listen(service)
+    app.router.add_routes(api.routes())
+    return service
