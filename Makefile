@@ -82,10 +82,11 @@ test: setup ## the whole suite, real PBX and SIPp included (a PBX test never sil
 test-unit: venv ## pure-logic tests only (no PBX)
 	$(BIN)/pytest -q tests/unit
 
-lint: venv ## ruff (lint + format check) and mypy
+lint: venv ## ruff (lint + format check), mypy, and the package's layers (import-linter)
 	$(BIN)/ruff check src tests lab
 	$(BIN)/ruff format --check src tests lab
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: venv
 	$(BIN)/ruff format src tests lab
