@@ -7,7 +7,6 @@ can assert on what actually went over the wire, e.g. that nothing is re-sent aft
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -187,6 +186,17 @@ async def client(fake: FakeAmi) -> AsyncIterator[AmiClient]:
     await c.wait_ready(2)
     yield c
     await c.close()
+
+
+class Waits:
+    """An injected reconnect sleep: records the delay asked for, waits only a moment."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+        await asyncio.sleep(0.005)
 
 
 async def until(predicate: Callable[[], object], within: float = 2.0) -> None:
@@ -542,10 +552,8 @@ async def test_logins_refused_while_shutting_down_are_retried_within_a_second(
     fake: FakeAmi,
 ) -> None:
     refusing = True
-    login_times: list[float] = []
 
     def login(conn: FakeConn, msg: Msg) -> None:
-        login_times.append(time.monotonic())
         if refusing:
             conn.respond(msg, "Error", Message="Asterisk is shutting down")
         else:
@@ -553,14 +561,15 @@ async def test_logins_refused_while_shutting_down_are_retried_within_a_second(
             conn.write("Event: FullyBooted\r\nPrivilege: system,all\r\n\r\n")
 
     fake.handlers["login"] = login
-    c = make_client(fake, backoff_initial=0.05, backoff_max=5.0)
+    waits = Waits()
+    c = make_client(fake, backoff_initial=0.05, backoff_max=5.0, sleep=waits, jitter=lambda: 1.0)
     await c.start()
-    await asyncio.sleep(3.0)
-    gaps = [b - a for a, b in itertools.pairwise(login_times)]
-    # Plain backoff would be at 1.6-5 s by now; during a restart the cap is ~1 s.
-    assert len(login_times) >= 5 and max(gaps) < 1.0
+    await until(lambda: len(waits.delays) >= 8, within=5)
+    # Plain backoff would be at 1.6-5 s by the 6th wait; during a restart the cap is ~1 s.
+    assert max(waits.delays) <= 1.0
+    assert waits.delays[:5] == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.8])
     refusing = False
-    await c.wait_ready(1.5)
+    await c.wait_ready(2)
     await c.close()
 
 
@@ -610,21 +619,15 @@ async def test_an_overloaded_server_still_streaming_events_is_slow_not_dead(
 
 
 async def test_backoff_reconnect_when_port_closed_then_reopened(fake: FakeAmi) -> None:
-    c = make_client(fake, backoff_initial=0.05, backoff_max=0.4)
-    transitions: list[tuple[float, str]] = []
-    c.add_state_listener(lambda s: transitions.append((time.monotonic(), s)))
+    waits = Waits()
+    c = make_client(fake, backoff_initial=0.05, backoff_max=0.4, sleep=waits, jitter=lambda: 1.0)
     await c.start()
     await c.wait_ready(2)
     await fake.stop()  # Asterisk gone: connects are now refused
-    await until(lambda: not c.connected)
-    down_at = time.monotonic()
-    await asyncio.sleep(1.2)
-    refused = c.stats.connect_failures
-    # Exponential: 0.05, 0.1, 0.2, 0.4, 0.4... (x0.5-1 jitter) -> a handful, not a hot loop.
-    assert 3 <= refused <= 12
-    attempts = [t for t, s in transitions if s == "connecting" and t > down_at]
-    gaps = [b - a for a, b in itertools.pairwise(attempts)]
-    assert gaps and max(gaps) <= 0.45 and max(gaps) > 2 * min(gaps)
+    await until(lambda: len(waits.delays) >= 6, within=5)
+    # Exponential up to the cap, not a hot loop (jitter pinned to its top here).
+    assert waits.delays[:6] == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.4, 0.4])
+    assert c.stats.connect_failures >= 5
     await fake.start()  # same port
     await c.wait_ready(2)
     assert c.stats.reconnects == 1
@@ -639,11 +642,13 @@ async def test_a_flapping_session_keeps_backing_off(fake: FakeAmi) -> None:
         asyncio.get_running_loop().call_later(0.01, conn.drop)
 
     fake.handlers["login"] = login_then_drop
-    c = make_client(fake, backoff_initial=0.05, backoff_max=0.4)
+    waits = Waits()
+    c = make_client(fake, backoff_initial=0.05, backoff_max=0.4, sleep=waits, jitter=lambda: 1.0)
     await c.start()
-    await asyncio.sleep(1.5)
-    # Resetting the backoff on every login would reconnect ~20 times here.
-    assert 3 <= c.stats.connects <= 9
+    await until(lambda: len(waits.delays) >= 5, within=5)
+    # Resetting the backoff on every login would wait 0.05 s every time.
+    assert waits.delays[:5] == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.4])
+    assert c.stats.connects >= 4
     await c.close()
 
 
@@ -817,23 +822,21 @@ def _event_stream(n: int) -> bytes:
 
 
 @pytest.mark.parametrize("wanted", [None, frozenset({b"newstate"}), frozenset({b"hangup"})])
-async def test_ingestion_rate_micro_benchmark(wanted: frozenset[bytes] | None) -> None:
-    """>= 20,000 events/s on one core is the requirement; expect several times that."""
+async def test_a_large_stream_in_64k_chunks_is_counted_and_filtered_exactly(
+    wanted: frozenset[bytes] | None,
+) -> None:
+    """Events split across chunk boundaries are all seen and filtered by name. (How fast is the
+    benchmark's business: ``make bench`` runs lab/microbench.py's ingestion figures.)"""
     sink = _Sink()
     conn = AmiConnection(sink, wanted)
     conn.data_received(b"Asterisk Call Manager/11.0.0\r\n")
     n = 20_000
     data = _event_stream(n)
     chunks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
-    started = time.perf_counter()
     for chunk in chunks:
         conn.data_received(chunk)
-    elapsed = time.perf_counter() - started
     assert sink.stats.events_received == n
     assert sink.count == (0 if wanted == frozenset({b"hangup"}) else n)
-    rate = n / elapsed
-    print(f"ingestion wanted={wanted}: {rate:,.0f} events/s")
-    assert rate > 20_000
 
 
 # -- batches (the interpreter's pipelined Setvar x N + BlindTransfer) --------------------------

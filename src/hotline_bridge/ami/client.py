@@ -21,7 +21,6 @@ system events and Asterisk only sends the post-login ``FullyBooted`` when that c
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
@@ -32,6 +31,7 @@ from typing import Any
 import structlog
 
 from hotline_bridge.ami.actions import ActionResult, EdgeAction, build_action
+from hotline_bridge.ami.backoff import Backoff
 from hotline_bridge.ami.errors import (
     AmiActionFailed,
     AmiDisconnected,
@@ -88,10 +88,13 @@ class AmiClient:
         backoff_max: float = 5.0,
         connect_timeout: float = 5.0,
         boot_timeout: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         """``events``: event names to deliver (case-insensitive; None = all). ``event_classes``:
         Login ``Events:`` class mask, e.g. ``{"call", "agent"}`` (None = ``on``, i.e. everything
-        the AMI user may read)."""
+        the AMI user may read). ``sleep`` (the wait between reconnects) and ``jitter`` (the
+        backoff's randomness) are injectable: tests check the reconnect schedule, no clock."""
         self._host = host
         self._port = port
         if event_classes is None:
@@ -114,12 +117,15 @@ class AmiClient:
         self._action_timeout = _positive("action_timeout", action_timeout)
         self._ping_interval = _positive("ping_interval", ping_interval)
         self._ping_timeout = _positive("ping_timeout", ping_timeout)
-        self._backoff_initial = _positive("backoff_initial", backoff_initial)
-        self._backoff_max = max(_positive("backoff_max", backoff_max), self._backoff_initial)
+        self._backoff = Backoff(
+            _positive("backoff_initial", backoff_initial),
+            _positive("backoff_max", backoff_max),
+            stable_s=_STABLE_SESSION,
+            jitter=jitter,
+        )
+        self._sleep = sleep
         self._connect_timeout = _positive("connect_timeout", connect_timeout)
         self._boot_timeout = _positive("boot_timeout", boot_timeout)
-        # Backoff step whose delay is still <= 1 s (used while Asterisk refuses "shutting down").
-        self._restart_attempts = max(0, math.floor(math.log2(1.0 / self._backoff_initial)))
 
         self.stats = AmiStats()
         self._state = AmiState.DISCONNECTED
@@ -338,14 +344,8 @@ class AmiClient:
                 self.stats.handler_errors += 1
                 log.exception("ami.handler.failed", ami_event=event.name)
 
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(self._backoff_max, self._backoff_initial * 2.0 ** min(attempt, 30))
-        # Jitter in [ceiling/2, ceiling]: spreads several bridges reconnecting after a restart.
-        return ceiling * (0.5 + random.random() / 2)
-
     async def _supervise(self) -> None:
         loop = asyncio.get_running_loop()
-        attempt = 0
         while True:
             self._set_state(AmiState.CONNECTING)
             conn: AmiConnection | None = None
@@ -355,10 +355,7 @@ class AmiClient:
                 await self._login(conn)
                 ready_at = loop.time()
                 await self._serve(conn)
-                # A session that held resets the backoff; one that keeps flapping (login, then
-                # dropped at once) keeps growing it instead of reconnecting several times a second.
-                if loop.time() - ready_at >= _STABLE_SESSION:
-                    attempt = 0
+                self._backoff.session_ended(loop.time() - ready_at)
             except (OSError, AmiError) as exc:
                 self.stats.connect_failures += 1
                 log.warning(
@@ -368,9 +365,7 @@ class AmiClient:
                     error=f"{type(exc).__name__}: {exc}",
                 )
                 if isinstance(exc, AmiActionFailed) and "shutting down" in exc.message.lower():
-                    # Asterisk is alive and mid-restart (refusals can last 15 s+): keep retrying
-                    # at <= ~1 s so the bridge is back soon after it, not up to backoff_max later.
-                    attempt = min(attempt, self._restart_attempts)
+                    self._backoff.peer_restarting()
             except Exception:
                 # A bug must not end AMI supervision for good: log it and reconnect.
                 self.stats.connect_failures += 1
@@ -382,10 +377,11 @@ class AmiClient:
             if self._closing:
                 return
             self._set_state(AmiState.DISCONNECTED)
-            delay = self._backoff(attempt)
-            attempt += 1
-            log.info("ami.reconnect.scheduled", delay=round(delay, 3), attempt=attempt)
-            await asyncio.sleep(delay)
+            delay = self._backoff.next_delay()
+            log.info(
+                "ami.reconnect.scheduled", delay=round(delay, 3), attempt=self._backoff.attempt
+            )
+            await self._sleep(delay)
 
     async def _connect(self) -> AmiConnection:
         loop = asyncio.get_running_loop()
