@@ -25,7 +25,7 @@ PBX from another topology file) can run from the same chroot side by side:
 
 The functions are importable (stdlib only, Python 3.11): load_topology, render_files, render,
 start, stop, restart, reload, status, rx, find_root, wait_fully_booted. The test suite drives
-this file as a subprocess (see tests/support/sandbox.py), so the Asterisk process never becomes a
+this file as a subprocess (see lab/sandbox.py), so the Asterisk process never becomes a
 child of pytest.
 
 Environment: HOTLINE_SANDBOX_ROOT uses an existing chroot instead of provision.sh's;

@@ -11,7 +11,7 @@ from the file with importlib, see :func:`sandbox_module`.
     sb.rx("core show channels")    # CLI output
     sb.restart()                   # core restart now, back when FullyBooted
     sb.log_path                    # host path of Asterisk's messages.log
-    async with sb.admin_ami() as ami: ...   # tests.support.ami.AmiSession as sandbox-admin
+    async with sb.admin_ami() as ami: ...   # lab.ami.AmiSession as sandbox-admin
     sb.stop()
 """
 

@@ -119,7 +119,7 @@ class Drill:
         self.tasks: set[asyncio.Task[None]] = set()
         self.ami: LoadAmi | None = None
         self.raw_ami: LoadAmi | None = None
-        self.recorder: LoadAmi | None = None
+        self.ami_tape: LoadAmi | None = None  # raw AMI bytes for the micro-bench
         self.http: aiohttp.ClientSession | None = None  # the after-run checks
         self.hotkeys: HotkeyClient | None = None  # the presses (measured)
         self.bridge: RunningBridge | None = None
@@ -350,7 +350,7 @@ class Drill:
                 )
             if opts.record_ami is not None:
                 opts.record_ami.parent.mkdir(parents=True, exist_ok=True)
-                self.recorder = await LoadAmi.connect(
+                self.ami_tape = await LoadAmi.connect(
                     ami_cfg["host"],
                     int(ami_cfg["port"]),
                     ami_cfg["username"],
@@ -465,7 +465,7 @@ class Drill:
                 await self.hotkeys.close()
             if self.bridge is not None:
                 self.bridge.stop()
-            for a in (self.recorder, self.raw_ami, self.ami):
+            for a in (self.ami_tape, self.raw_ami, self.ami):
                 if a is not None:
                     await a.close()
 

@@ -26,6 +26,7 @@ from hotline_bridge.ami import (
     AmiFieldError,
     AmiState,
 )
+from tests.pbx.waiting import holds
 
 pytestmark = pytest.mark.pbx
 
@@ -185,8 +186,7 @@ async def test_injection_is_refused_and_the_call_survives(edge: AmiClient, sandb
         with pytest.raises(AmiFieldError):
             await edge.send(action, fields)
     assert edge.stats.actions_sent == sent_before  # nothing reached the socket
-    await asyncio.sleep(1.0)
-    assert rec.find("Hangup", uid) is None
+    await holds(lambda: rec.find("Hangup", uid) is None, "no injected Hangup ever ran", period=1.0)
     assert await channel_alive(edge, uid)
     status = await edge.send_list("Status", {"Channel": channel})
     assert [item.get("Uniqueid") for item in status] == [uid]
@@ -245,8 +245,7 @@ async def test_pending_action_fails_on_cut_and_is_not_resent(edge: AmiClient, sa
         await edge.wait_ready(15)
         await until(lambda: len(hooks) == 1)
         assert (await edge.send("Ping")).success
-        await asyncio.sleep(1.5)
-        assert len(executions) == 1, f"Originate executed {len(executions)} times"
+        await holds(lambda: len(executions) == 1, "the Originate ran once, never re-sent", 1.5)
     finally:
         for name in executions:
             with contextlib.suppress(AmiError):

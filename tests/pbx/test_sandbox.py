@@ -1,7 +1,7 @@
 """The sandbox PBX itself: a real Asterisk 22 on loopback, configured from asterisk/sandbox.toml,
 running the product dialplan (dialplans/hotline.conf) with SIPp citizens, agents and partners.
 
-The pbx tests need root and sipp (see tests/support/__init__.py); the render test runs anywhere.
+The pbx tests need root and sipp (see tests/conftest.py); the render test runs anywhere.
 Timings are printed (pytest -s).
 """
 
@@ -12,6 +12,7 @@ import ipaddress
 import re
 import subprocess
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from lab.calls import (
 )
 from lab.sandbox import Sandbox, sandbox_module
 from lab.sipp import SippProcess, stop_all
+
+from tests.pbx.waiting import eventually
 
 pbx = pytest.mark.pbx
 
@@ -533,8 +536,7 @@ async def test_three_way_call_goes_on_when_agent_or_partner_leaves(
         await admin_ami.wait_event(
             is_event("ConfbridgeLeave", Conference=room, Channel=gone), since=kicked
         )
-        await asyncio.sleep(0.3)
-        assert await members() == three - {gone}
+        await eventually(lambda: _is(members(), three - {gone}), f"{gone} left the room")
 
         await admin_ami.action_ok("Hangup", Channel=pair.citizen)  # the citizen ends the room
         await admin_ami.wait_event(is_event("ConfbridgeEnd", Conference=room), since=kicked)
@@ -548,3 +550,7 @@ async def test_three_way_call_goes_on_when_agent_or_partner_leaves(
     assert f"sip:{FIRST_CITIZEN}@" in invite.header("P-Asserted-Identity")
     assert invite.header("X-Handoff-Id") == "h-3way-1"
     assert presult.received("BYE"), presult.describe()
+
+
+async def _is(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected

@@ -20,6 +20,8 @@ from lab.bridge import RunningBridge, start_bridge
 from lab.sandbox import Sandbox
 from lab.sipp import SippProcess
 
+from tests.pbx.waiting import holds
+
 from .conftest import Parties
 
 pytestmark = pytest.mark.pbx
@@ -109,8 +111,7 @@ async def test_sms_complaint_is_filed_and_queued_for_the_partner(
     assert snap["kind"] == "work_order" and snap["channel"] == "sms"
     assert snap["citizen"]["number"] == CITIZEN and snap["direction"] == "12345->110"
     assert outbox_rows(bridge, handoff_id) == [("handoff.created", None)]
-    await asyncio.sleep(1.0)
-    assert duty.snapshot().received("INVITE") == []
+    await holds(lambda: duty.snapshot().received("INVITE") == [], "no duty line rung", period=1.0)
 
 
 async def test_police_work_order_rings_the_duty_line_from_the_platform_number(
