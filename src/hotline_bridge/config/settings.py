@@ -244,6 +244,13 @@ class BridgeSettings(_Section):
     catalog_path: Path | None = None
 
 
+class ReportSettings(_Section):
+    """The quarterly joint analysis report (``hotline-bridge report``, ``/v1/reports``)."""
+
+    # Where reports are written, one folder per quarter; default: ``reports/`` beside the store.
+    dir: Path | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HOTLINE_BRIDGE_",
@@ -263,6 +270,7 @@ class Settings(BaseSettings):
     partner: PartnerSettings | None = None
     targets: dict[Identifier, TargetSettings] = Field(default_factory=dict)
     duty_lines: DutyLineSettings = DutyLineSettings()
+    reports: ReportSettings = ReportSettings()
     log_format: Annotated[str, Field(pattern=r"^(json|console|auto)$")] = "auto"
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
 
@@ -314,6 +322,10 @@ class Settings(BaseSettings):
         if settings_cls.model_config.get("toml_file"):
             sources.append(TomlConfigSettingsSource(settings_cls))
         return tuple(sources)
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.reports.dir or self.bridge.store_path.parent / "reports"
 
     def agent(self, agent_id: str) -> AgentSettings | None:
         return next((a for a in self.agents if a.id == agent_id), None)

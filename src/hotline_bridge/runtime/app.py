@@ -35,6 +35,7 @@ from hotline_bridge.handoffs.recorder import StoreRecorder
 from hotline_bridge.handoffs.store import HandoffStore
 from hotline_bridge.partners import plugin as partners
 from hotline_bridge.partners.link import PartnerLink
+from hotline_bridge.reports import plugin as reports
 from hotline_bridge.runtime.interpreter import Interpreter
 from hotline_bridge.runtime.metrics import GaugeCollector, Metrics, OutboxStats
 from hotline_bridge.runtime.switchboard import EVENTS, Switchboard
@@ -94,6 +95,7 @@ def build(settings: Settings, recorder: StoreRecorder) -> Runtime:
     workorders.install(app, deps)
     link = partners.install(app, deps)
     agi_server = agi.install(app, deps)
+    reports.install(app, deps)
 
     # Ops: metrics observe the capabilities; nothing they decide depends on it.
     transfer_service.book.on_change = metrics.transfer_changed

@@ -1,4 +1,5 @@
-"""Command line: ``hotline-bridge serve`` runs the service; ``check-config`` validates settings."""
+"""Command line: ``serve`` runs the service; ``check-config`` validates settings; ``report``
+writes a quarter's joint analysis report from the store."""
 
 from __future__ import annotations
 
@@ -16,13 +17,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hotline-bridge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"hotline-bridge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("serve", "run the bridge"), ("check-config", "validate settings")):
-        cmd = sub.add_parser(name, help=text)
+    commands = {}
+    for name, text in (
+        ("serve", "run the bridge"),
+        ("check-config", "validate settings"),
+        ("report", "write a quarter's joint analysis report (HTML, CSV, charts)"),
+    ):
+        cmd = commands[name] = sub.add_parser(name, help=text)
         cmd.add_argument(
             "--config",
             type=Path,
             help="settings file (TOML); default: $HOTLINE_BRIDGE_CONFIG",
         )
+    commands["report"].add_argument("--quarter", required=True, help="e.g. 2026Q4 (local time)")
+    commands["report"].add_argument(
+        "--out", type=Path, help="output folder; default: [reports].dir/QUARTER"
+    )
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
@@ -35,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             f"targets {', '.join(sorted(settings.targets)) or 'none'}"
         )
         return 0
+    if args.command == "report":
+        return _report(settings, args.quarter, args.out)
     configure_logging(settings.log_format, settings.log_level)
     try:
         asyncio.run(_serve(settings))
@@ -50,6 +62,34 @@ async def _serve(settings: Settings) -> None:
 
     with open_recorder(settings) as recorder:
         await serve(settings, recorder)
+
+
+def _report(settings: Settings, quarter_text: str, out: Path | None) -> int:
+    from hotline_bridge.handoffs.recorder import open_recorder
+    from hotline_bridge.reports.render import ReportError
+    from hotline_bridge.reports.service import Quarter, write_quarter_report
+
+    try:
+        quarter = Quarter.parse(quarter_text)
+    except ValueError as exc:
+        print(f"hotline-bridge: {exc}", file=sys.stderr)
+        return 2
+    folder = out or settings.reports_dir / quarter.label
+    try:
+        with open_recorder(settings) as recorder:
+            page = write_quarter_report(
+                recorder.store,
+                recorder.catalog,
+                quarter,
+                folder,
+                site=settings.bridge.site,
+                nuisance_categories=frozenset(settings.agi.nuisance_categories),
+            )
+    except (ConfigError, ReportError) as exc:
+        print(f"hotline-bridge: {exc}", file=sys.stderr)
+        return 2
+    print(f"report for {quarter.label}: {page}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""After the handoff: the assessment figures and the quarterly joint analysis report."""
