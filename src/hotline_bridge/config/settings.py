@@ -141,10 +141,11 @@ class AgentPoolSettings(_Section):
 
 
 class ApiClientSettings(_Section):
-    """A non-agent API user: a supervisor (sees full numbers, audited) or a partner platform."""
+    """A non-agent API user: a supervisor (sees full numbers, audited), a partner platform, or a
+    handling unit (``id`` is then the unit's id in the units directory)."""
 
     id: Identifier
-    role: Annotated[str, Field(pattern=r"^(supervisor|partner)$")]
+    role: Annotated[str, Field(pattern=r"^(supervisor|partner|unit)$")]
     token: SecretStr = Field(min_length=16)
 
 
@@ -244,6 +245,16 @@ class BridgeSettings(_Section):
     catalog_path: Path | None = None
 
 
+class UnitSettings(_Section):
+    """Handling units (承办单位), their time limits and the working-day calendar: data files
+    (default: those shipped in the package), and how often time limits are checked."""
+
+    directory_path: Path | None = None
+    limits_path: Path | None = None
+    calendar_path: Path | None = None
+    scan_interval_s: float = Field(60.0, ge=0, le=3600)  # 0: no automatic supervision scan
+
+
 class ReportSettings(_Section):
     """The quarterly joint analysis report (``hotline-bridge report``, ``/v1/reports``)."""
 
@@ -271,6 +282,7 @@ class Settings(BaseSettings):
     targets: dict[Identifier, TargetSettings] = Field(default_factory=dict)
     duty_lines: DutyLineSettings = DutyLineSettings()
     reports: ReportSettings = ReportSettings()
+    units: UnitSettings = UnitSettings()
     log_format: Annotated[str, Field(pattern=r"^(json|console|auto)$")] = "auto"
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
 

@@ -15,7 +15,7 @@ is ``SafeText`` with line endings normalised to LF. Times are UTC.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -103,6 +103,7 @@ class ActorKind(StrEnum):
     SYSTEM = "system"
     PARTNER = "partner"
     SUPERVISOR = "supervisor"
+    UNIT = "unit"  # a handling unit (承办单位): a county government or a city department
 
 
 class Status(StrEnum):
@@ -112,6 +113,8 @@ class Status(StrEnum):
     ACKNOWLEDGED = "acknowledged"  # 签收
     IN_PROGRESS = "in_progress"  # 办理中
     RETURNED = "returned"  # 退回, with a reason
+    ASSIGNED = "assigned"  # 交办: given to a handling unit, waiting for its 签收
+    UNIT_RETURNED = "unit_returned"  # the unit gave it back (退回): to be assigned again
     CLOSED = "closed"  # 办结
 
 
@@ -135,6 +138,11 @@ class EventKind(StrEnum):
     FOLLOW_UP = "follow_up"  # 回访; data: satisfaction, text?
     CLOSED = "closed"  # 办结; data: outcome?
     READ_CONFIDENTIAL = "read_confidential"  # audit of a read; data: view, full
+    ASSIGNED = "assigned"  # 交办; data: unit, sign_by, complete_by, suggested, override_reason?
+    UNIT_ACKNOWLEDGED = "unit_acknowledged"  # the unit's 签收; data: unit
+    UNIT_RETURNED = "unit_returned"  # the unit's 退回; data: unit, reason
+    DUE_SOON = "due_soon"  # a time limit is near; data: stage (sign | complete), due
+    OVERDUE = "overdue"  # a time limit passed; data: stage, due (督办 follows)
 
 
 class Satisfaction(StrEnum):
@@ -156,6 +164,11 @@ _REQUIRED_DATA: Mapping[EventKind, Mapping[str, frozenset[str] | None]] = {
     EventKind.FOLLOW_UP: {"satisfaction": frozenset(s.value for s in Satisfaction)},
     EventKind.READ_CONFIDENTIAL: {"view": frozenset({"record", "list"})},
     EventKind.CALL_PROGRESS: {"what": None},
+    EventKind.ASSIGNED: {"unit": None, "sign_by": None, "complete_by": None},
+    EventKind.UNIT_ACKNOWLEDGED: {"unit": None},
+    EventKind.UNIT_RETURNED: {"unit": None, "reason": None},
+    EventKind.DUE_SOON: {"stage": frozenset({"sign", "complete"}), "due": None},
+    EventKind.OVERDUE: {"stage": frozenset({"sign", "complete"}), "due": None},
 }
 
 
@@ -464,6 +477,8 @@ class Timeline(_Frozen):
     pushed: datetime | None = None
     acknowledged: datetime | None = None
     returned: datetime | None = None
+    assigned: datetime | None = None
+    unit_acknowledged: datetime | None = None
     closed: datetime | None = None
 
 
@@ -480,6 +495,11 @@ class HandoffState(_Frozen):
     return_reason: str | None = None
     satisfaction: Satisfaction | None = None
     supervised: int = 0  # how many times a supervisor urged it (督办)
+    unit: str | None = None  # the handling unit it is assigned to now (交办)
+    sign_by: datetime | None = None  # the unit's 签收 time limit
+    complete_by: datetime | None = None  # the unit's 办结 time limit (办理时限)
+    unit_return_reason: str | None = None
+    flagged: frozenset[str] = frozenset()  # "due_soon:complete@<due>", "overdue:sign@<due>", ...
     last_seq: int
     updated_at: datetime
 
@@ -496,6 +516,23 @@ _MOVES: Mapping[EventKind, tuple[frozenset[Status], Status | None]] = {
     EventKind.RETURNED: (
         frozenset({Status.CREATED, Status.PUSHED, Status.ACKNOWLEDGED, Status.IN_PROGRESS}),
         Status.RETURNED,
+    ),
+    EventKind.ASSIGNED: (
+        frozenset(
+            {
+                Status.CREATED,
+                Status.PUSHED,
+                Status.ACKNOWLEDGED,
+                Status.ASSIGNED,
+                Status.UNIT_RETURNED,
+            }
+        ),
+        Status.ASSIGNED,
+    ),
+    EventKind.UNIT_ACKNOWLEDGED: (frozenset({Status.ASSIGNED}), Status.IN_PROGRESS),
+    EventKind.UNIT_RETURNED: (
+        frozenset({Status.ASSIGNED, Status.IN_PROGRESS}),
+        Status.UNIT_RETURNED,
     ),
     EventKind.CLOSED: (frozenset(Status) - {Status.CLOSED}, Status.CLOSED),
 }
@@ -554,6 +591,11 @@ def fold_events(events: Iterable[HandoffEvent], timeline: Timeline | None = None
         return_reason=acc.return_reason,
         satisfaction=acc.satisfaction,
         supervised=acc.supervised,
+        unit=acc.unit,
+        sign_by=acc.sign_by,
+        complete_by=acc.complete_by,
+        unit_return_reason=acc.unit_return_reason,
+        flagged=frozenset(acc.flagged),
         last_seq=acc.last.seq,
         updated_at=acc.last.at,
     )
@@ -568,6 +610,11 @@ class _Acc:
     return_reason: str | None = None
     satisfaction: Satisfaction | None = None
     supervised: int = 0
+    unit: str | None = None
+    sign_by: datetime | None = None
+    complete_by: datetime | None = None
+    unit_return_reason: str | None = None
+    flagged: set[str] = field(default_factory=set)
     last: HandoffEvent | None = None
 
     def apply(self, ev: HandoffEvent) -> None:
@@ -589,5 +636,24 @@ class _Acc:
                 self.satisfaction = Satisfaction(ev.data["satisfaction"])
             case EventKind.SUPERVISED:
                 self.supervised += 1
+            case EventKind.ASSIGNED if self.status is Status.ASSIGNED:
+                self.unit = ev.data["unit"]
+                self.sign_by = _when(ev.data["sign_by"])
+                self.complete_by = _when(ev.data["complete_by"])
+                self.unit_return_reason = None
+            case EventKind.UNIT_RETURNED if self.status is not before:
+                self.unit, self.unit_return_reason = None, ev.data["reason"]
+                self.sign_by = self.complete_by = None
+            case EventKind.DUE_SOON | EventKind.OVERDUE:
+                self.flagged.add(flag(ev.kind, ev.data["stage"], ev.data["due"]))
             case _:
                 pass
+
+
+def flag(kind: EventKind, stage: str, due: str) -> str:
+    """One time-limit warning's identity: raised at most once per stage and deadline."""
+    return f"{kind.value}:{stage}@{due}"
+
+
+def _when(text: str) -> datetime:
+    return _utc(datetime.fromisoformat(text))

@@ -40,6 +40,7 @@ from hotline_bridge.runtime.interpreter import Interpreter
 from hotline_bridge.runtime.metrics import GaugeCollector, Metrics, OutboxStats
 from hotline_bridge.runtime.switchboard import EVENTS, Switchboard
 from hotline_bridge.transfers import plugin as transfers
+from hotline_bridge.units import plugin as units
 from hotline_bridge.web.http import MAX_BODY, TokenAuth, json_ok, make_middlewares
 from hotline_bridge.web.openapi import described, openapi_document
 from hotline_bridge.workorders import plugin as workorders
@@ -96,9 +97,11 @@ def build(settings: Settings, recorder: StoreRecorder) -> Runtime:
     link = partners.install(app, deps)
     agi_server = agi.install(app, deps)
     reports.install(app, deps)
+    supervision = units.install(app, deps)
 
     # Ops: metrics observe the capabilities; nothing they decide depends on it.
     transfer_service.book.on_change = metrics.transfer_changed
+    supervision.on_scan = metrics.supervision_scanned
     conference_service.book.on_change = metrics.conference_changed
     if link is not None:
         link.on_push = metrics.handoff_pushed

@@ -21,6 +21,7 @@ import structlog
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -170,6 +171,24 @@ class Metrics:
         )
         for outcome in PushOutcome:
             self.handoff_pushes.labels(outcome.value)
+        self.supervision_flags = Counter(
+            "hotline_supervision_flags",
+            "Time-limit warnings raised on matters at handling units, by kind (due_soon, "
+            "overdue: an overdue matter is escalated to 督办) and stage (sign, complete).",
+            ["kind", "stage"],
+            registry=r,
+        )
+        self.matters_overdue = Gauge(
+            "hotline_matters_overdue",
+            "Matters at handling units past a time limit now, by stage (sign: not yet signed "
+            "for; complete: not yet closed), as of the last supervision scan.",
+            ["stage"],
+            registry=r,
+        )
+        for stage in ("sign", "complete"):
+            self.matters_overdue.labels(stage).set(0)
+            for kind in ("due_soon", "overdue"):
+                self.supervision_flags.labels(kind, stage)
         for queue in queues:
             for result in _QUEUE_RESULTS.values():
                 self.citizen_calls.labels(self._queue(queue), result)
@@ -177,6 +196,17 @@ class Metrics:
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         self._outbox: _OutboxCollector | None = None
+
+    @_never_raises
+    def supervision_scanned(
+        self, flags: Iterable[tuple[str, str]], overdue: dict[str, int]
+    ) -> None:
+        """One supervision scan: the (kind, stage) of each warning it raised, and the counts of
+        matters past a limit now."""
+        for kind, stage in flags:
+            self.supervision_flags.labels(kind, stage).inc()
+        for stage, n in overdue.items():
+            self.matters_overdue.labels(stage).set(n)
 
     @_never_raises
     def on_pbx_event(self, event: PbxEvent) -> None:
