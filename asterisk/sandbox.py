@@ -147,6 +147,9 @@ def validate_topology(topo: dict[str, Any]) -> None:
     _match(_need(topo, "citizens", "queue"), _NAME_RE, "[citizens].queue")
     _loopback(_need(topo, "citizens", "sip_host"), "[citizens].sip_host")
     _port(_need(topo, "citizens", "sip_port"), "[citizens].sip_port")
+    if topo["citizens"].get("callback_endpoint"):
+        _match(topo["citizens"]["callback_endpoint"], _NAME_RE, "[citizens].callback_endpoint")
+        _port(_need(topo, "citizens", "callback_sip_port"), "[citizens].callback_sip_port")
     agents = topo.get("agents") or []
     if not agents:
         raise SandboxError("topology has no [[agents]]")
@@ -373,6 +376,27 @@ def _peer_sections(topo: dict[str, Any]) -> str:
         f"match = {c['sip_host']}:{c['sip_port']}",
         "",
     ]
+    if c.get("callback_endpoint"):
+        # Calls out to citizens (the follow-up call, 回访): the carrier's outgoing side, here a
+        # SIPp "citizen phone" that answers and presses a key (RFC 4733 DTMF).
+        ep = c["callback_endpoint"]
+        out += [
+            f"; Calls to citizens (follow-up): SIPp on {c['sip_host']}:{c['callback_sip_port']}.",
+            f"[{ep}](hotline-endpoint)",
+            "context = hotline-citizens",
+            f"aors = {ep}",
+            "dtmf_mode = rfc4733",
+            "",
+            f"[{ep}]",
+            "type = aor",
+            f"contact = sip:{c['sip_host']}:{c['callback_sip_port']}",
+            "",
+            f"[{ep}-identify]",
+            "type = identify",
+            f"endpoint = {ep}",
+            f"match = {c['sip_host']}:{c['callback_sip_port']}",
+            "",
+        ]
     for a in topo["agents"]:
         ep = a["endpoint"]
         out += [

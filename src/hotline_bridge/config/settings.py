@@ -255,6 +255,32 @@ class UnitSettings(_Section):
     scan_interval_s: float = Field(60.0, ge=0, le=3600)  # 0: no automatic supervision scan
 
 
+# A dial string with the citizen's number in it: only digits can be substituted (see followups).
+FollowUpDial = Annotated[
+    str, Field(pattern=r"^(PJSIP|Local)/[A-Za-z0-9_.@+*#-]*\{number\}[A-Za-z0-9_.@+*#-]*$")
+]
+
+
+class FollowUpSettings(_Section):
+    """Follow-up calls (回访) after a matter is closed: who is called, when, how often.
+
+    ``dial`` is the dial string with ``{number}`` where the citizen's callback number goes (e.g.
+    ``PJSIP/{number}@carrier-out``); without it there are no automated calls, only the agents'
+    task list. ``prompt`` is the sound played before reading the key (1 satisfied, 2 not).
+    """
+
+    dial: FollowUpDial | None = None
+    caller_id: DialNumber | None = None  # default: this site's number
+    prompt: Annotated[str, Field(pattern=r"^[a-z0-9_/-]{1,60}(&[a-z0-9_/-]{1,60}){0,7}$")] = "beep"
+    delay_after_close_s: float = Field(3600.0, ge=0, le=30 * 86_400)
+    attempts: int = Field(2, ge=1, le=5)
+    retry_after_s: float = Field(3600.0, ge=1, le=7 * 86_400)
+    ring_timeout_s: int = Field(30, ge=5, le=120)
+    scan_interval_s: float = Field(60.0, ge=0, le=3600)  # 0: no automatic calls
+    window_days: int = Field(30, ge=1, le=365)  # matters closed longer ago are not called back
+    max_calls_at_once: int = Field(5, ge=1, le=50)
+
+
 class ReportSettings(_Section):
     """The quarterly joint analysis report (``hotline-bridge report``, ``/v1/reports``)."""
 
@@ -283,6 +309,7 @@ class Settings(BaseSettings):
     duty_lines: DutyLineSettings = DutyLineSettings()
     reports: ReportSettings = ReportSettings()
     units: UnitSettings = UnitSettings()
+    follow_up: FollowUpSettings = FollowUpSettings()
     log_format: Annotated[str, Field(pattern=r"^(json|console|auto)$")] = "auto"
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
 

@@ -59,6 +59,22 @@ class Originate:
 
 
 @dataclass(frozen=True, slots=True)
+class CallOut:
+    """Call ``dial`` and run the answered channel through ``context,exten`` of the dialplan
+    (an automated call that asks something, e.g. the 回访 rating); like :class:`Originate`,
+    ``channel_id`` fixes the new channel's Uniqueid."""
+
+    ref: str
+    dial: str
+    context: str
+    exten: str
+    caller_id: str
+    timeout_s: int
+    channel_id: str
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class ConfbridgeKick:
     ref: str
     conference: str
@@ -71,7 +87,7 @@ class Hangup:
     channel: str
 
 
-Command = SetVar | BlindTransfer | Redirect | Originate | ConfbridgeKick | Hangup
+Command = SetVar | BlindTransfer | Redirect | Originate | CallOut | ConfbridgeKick | Hangup
 
 
 @dataclass(frozen=True, slots=True)

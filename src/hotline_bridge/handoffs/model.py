@@ -208,6 +208,9 @@ class Citizen(_Frozen):
     callback: PhoneNumber | None = None
     name: PersonName | None = None
     confidential: bool = False  # 保密: number and narrative shown to supervisors only
+    # May the citizen be called back for the follow-up (回访)? None: not asked (allowed unless
+    # the record is confidential); a confidential record is called back only when True.
+    follow_up_consent: bool | None = None
 
 
 class Content(_Frozen):
@@ -342,6 +345,7 @@ class HandoffInput(_Frozen):
     citizen_name: PersonName | None = None
     callback: PhoneNumber | None = None
     confidential: bool = False
+    follow_up_consent: bool | None = None
     time: ShortText | None = None
     place: ShortText | None = None
     people: ShortText | None = None
@@ -431,6 +435,7 @@ def new_handoff(
             callback=data.callback,
             name=data.citizen_name,
             confidential=data.confidential,
+            follow_up_consent=data.follow_up_consent,
         ),
         content=Content(
             time=data.time,

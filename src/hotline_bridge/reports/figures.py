@@ -130,10 +130,12 @@ def compute(
     # 按时办结: of the matters the receiving platform kept (reached it and not returned) and that
     # have a time limit, those whose limit is settled: closed (in time or late), or still open
     # when the period ended after the limit.
+    # The limit is the handling unit's (办理时限, set when assigned), else the record's own.
     deadlines = [
         (d, s)
         for r, s in reached
-        if (d := r.snapshot.deadline) is not None and s.status is not Status.RETURNED
+        if (d := s.complete_by or r.snapshot.deadline) is not None
+        and s.status is not Status.RETURNED
     ]
     settled = [(d, s) for d, s in deadlines if s.timeline.closed is not None or d < until]
     closed_in_time = sum(

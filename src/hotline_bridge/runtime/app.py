@@ -30,6 +30,7 @@ from hotline_bridge.conferences import plugin as conferences
 from hotline_bridge.config.settings import Settings
 from hotline_bridge.core.principal import Principal
 from hotline_bridge.deps import Deps
+from hotline_bridge.followups import plugin as followups
 from hotline_bridge.handoffs import plugin as handoffs
 from hotline_bridge.handoffs.recorder import StoreRecorder
 from hotline_bridge.handoffs.store import HandoffStore
@@ -98,6 +99,7 @@ def build(settings: Settings, recorder: StoreRecorder) -> Runtime:
     agi_server = agi.install(app, deps)
     reports.install(app, deps)
     supervision = units.install(app, deps)
+    followups.install(app, deps)
 
     # Ops: metrics observe the capabilities; nothing they decide depends on it.
     transfer_service.book.on_change = metrics.transfer_changed

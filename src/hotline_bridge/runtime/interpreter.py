@@ -25,6 +25,7 @@ import structlog
 from hotline_bridge.ami import AmiDisconnected, AmiError, AmiFieldError, AmiResponse, AmiTimeout
 from hotline_bridge.core.commands import (
     BlindTransfer,
+    CallOut,
     Command,
     CommandResult,
     ConfbridgeKick,
@@ -82,6 +83,18 @@ def to_action(cmd: Command) -> tuple[str, Fields]:
                 "Timeout": str(cmd.timeout_s * 1000),
                 "ChannelId": cmd.channel_id,
                 # The answer comes later as an OriginateResponse event, matched by Uniqueid.
+                "Async": "true",
+                "Variable": [f"{k}={v}" for k, v in cmd.variables.items()],
+            }
+        case CallOut():
+            return "Originate", {
+                "Channel": cmd.dial,
+                "Context": cmd.context,
+                "Exten": cmd.exten,
+                "Priority": "1",
+                "CallerID": f'"{cmd.caller_id}" <{cmd.caller_id}>',
+                "Timeout": str(cmd.timeout_s * 1000),
+                "ChannelId": cmd.channel_id,
                 "Async": "true",
                 "Variable": [f"{k}={v}" for k, v in cmd.variables.items()],
             }
