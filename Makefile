@@ -52,8 +52,12 @@ sandbox-two-site-stop: ## stop the two-site pair
 	-$(PY) asterisk/sandbox.py --topology $(TWO_SITE)/110.toml stop
 	-$(PY) asterisk/sandbox.py --topology $(TWO_SITE)/12345.toml stop
 
+# The bridge reads its own settings, generated from the topology ([bridge].mode = "sandbox").
+BRIDGE_CONFIG := .sandbox/bridge.toml
+
 run: sandbox ## run the bridge against the sandbox PBX (Ctrl-C to stop)
-	$(BIN)/hotline-bridge serve --config $(TOPOLOGY)
+	$(SANDBOX) bridge-config --out $(BRIDGE_CONFIG) >/dev/null
+	$(BIN)/hotline-bridge serve --config $(BRIDGE_CONFIG)
 
 demo: setup ## place a citizen call, carry-transfer it to 110, then a three-way call; explain
 	$(BIN)/python -m lab.demo --topology $(TOPOLOGY)

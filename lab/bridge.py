@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .sandbox import bridge_config_file
+
 
 class BridgeError(RuntimeError):
     pass
@@ -125,7 +127,9 @@ def start_bridge(
         **(overrides or {}),
     }
     log_path = workdir / "bridge.log"
-    argv = [sys.executable, "-m", "hotline_bridge", "serve", "--config", str(topology_path)]
+    # The bridge reads its own settings file, generated from the topology (mode = sandbox).
+    config = bridge_config_file(topology_path, workdir / "bridge.toml")
+    argv = [sys.executable, "-m", "hotline_bridge", "serve", "--config", str(config)]
     proc = _spawn(argv, env, log_path)
     bridge = RunningBridge(base_url, log_path, topology, proc, env, argv)
     _wait_healthy(bridge, ready_within)

@@ -32,11 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from hotline_bridge.ami.protocol import AmiConnection
-from hotline_bridge.config.settings import load_settings
 from hotline_bridge.handoffs.recorder import open_recorder
 from hotline_bridge.runtime.app import build
 
-from .sandbox import DEFAULT_TOPOLOGY
+from .sandbox import DEFAULT_TOPOLOGY, bridge_settings
 
 BANNER = b"Asterisk Call Manager/9.0.0\r\n"
 CHUNK = 256 * 1024  # what asyncio's selector transport reads at most per data_received
@@ -172,7 +171,7 @@ async def _wired(workdir: Path, topology: Path, pool: int | None) -> Any:
     if pool is not None:
         overrides["agent_pool"] = {"count": pool, "first_id": 100001, "endpoint_prefix": "mb",
                                    "token_prefix": "microbench-token-"}  # fmt: skip
-    settings = load_settings(topology, **overrides)
+    settings = bridge_settings(topology, **overrides)
     stack = contextlib.ExitStack()
     recorder = stack.enter_context(open_recorder(settings))
     bridge = build(settings, recorder)

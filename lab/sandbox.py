@@ -21,6 +21,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from functools import cache
 from pathlib import Path
@@ -58,6 +59,25 @@ def load_topology(path: str | Path | None = None) -> dict[str, Any]:
 
 class SandboxError(RuntimeError):
     pass
+
+
+def bridge_config_file(topology_path: str | Path | None, out: Path) -> Path:
+    """The bridge's settings for a sandbox site (``[bridge].mode = "sandbox"``), written to
+    ``out``: the topology's bridge sections only, its [agent_pool] expanded (see
+    asterisk/sandbox.py ``bridge-config``)."""
+    topo = load_topology(topology_path)
+    return Path(sandbox_module().write_bridge_config(topo, out))
+
+
+def bridge_settings(topology_path: str | Path | None = None, **overrides: Any) -> Any:
+    """The bridge's Settings for a sandbox site, as ``hotline-bridge serve`` would load them
+    (from its generated file, so ``HOTLINE_BRIDGE_*`` variables override it as they would)."""
+    from hotline_bridge.config.settings import load_settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_settings(
+            bridge_config_file(topology_path, Path(tmp) / "bridge.toml"), **overrides
+        )
 
 
 class Sandbox:

@@ -27,12 +27,12 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from lab.sandbox import bridge_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from hotline_bridge.catalog import Platform, load_catalog
 from hotline_bridge.conferences import machine as cm
 from hotline_bridge.conferences.machine import Role
-from hotline_bridge.config.settings import load_settings
 from hotline_bridge.core.commands import CommandResult, Redirect
 from hotline_bridge.handoffs.recorder import StoreRecorder
 from hotline_bridge.handoffs.store import SqliteHandoffStore
@@ -171,7 +171,7 @@ def populate(m: Metrics) -> None:
 @pytest.fixture
 async def scrape(tmp_path: Path) -> AsyncIterator[str]:
     """``GET /metrics`` of the bridge's own app (``app.build``: real wiring, AMI not started)."""
-    settings = load_settings(TOPOLOGY)
+    settings = bridge_settings(TOPOLOGY)
     store = SqliteHandoffStore(tmp_path / "handoffs.sqlite3")
     recorder = StoreRecorder(
         store,

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lab.sandbox import bridge_settings
 
 from hotline_bridge.agi.hooks import AgiHooks
 from hotline_bridge.agi.server import AgiCall, AgiServer, Route
 from hotline_bridge.catalog import load_catalog
-from hotline_bridge.config.settings import AgiSettings, ConfigError, load_settings
+from hotline_bridge.config.settings import AgiSettings, ConfigError
 from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.handoffs.ids import new_handoff_id
 from hotline_bridge.handoffs.model import (
@@ -456,15 +457,15 @@ def test_unknown_nuisance_categories_stop_start_up(store: SqliteHandoffStore) ->
 
 def test_the_sandbox_topology_configures_the_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
     topology = Path(__file__).resolve().parents[2] / "asterisk" / "sandbox.toml"
-    agi = load_settings(topology).agi
+    agi = bridge_settings(topology).agi
     assert (agi.host, agi.port, agi.enabled) == ("127.0.0.1", 4573, True)
     assert agi.jurisdiction_by_endpoint == {"carrier": Jurisdiction.GUCHENG}
     assert agi.nuisance_categories == ("police.harassment",)
     monkeypatch.setenv("HOTLINE_BRIDGE_AGI__JURISDICTION_BY_NUMBER", '{"0888612345": "huaping"}')
     monkeypatch.setenv("HOTLINE_BRIDGE_AGI__ENABLED", "false")
-    agi = load_settings(topology).agi
+    agi = bridge_settings(topology).agi
     assert agi.jurisdiction_by_number == {"0888612345": Jurisdiction.HUAPING}
     assert agi.enabled is False
     monkeypatch.setenv("HOTLINE_BRIDGE_AGI__JURISDICTION_BY_NUMBER", '{"12345": "atlantis"}')
     with pytest.raises(ConfigError, match="jurisdiction_by_number"):
-        load_settings(topology)
+        bridge_settings(topology)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from lab.sandbox import bridge_settings
 
 from hotline_bridge.calls.api import CALLS
 from hotline_bridge.calls.model import CallModel
 from hotline_bridge.calls.service import CallService
-from hotline_bridge.config.settings import load_settings
 from hotline_bridge.handoffs.model import Actor, Direction, HandoffInput, HandoffKind, new_handoff
 from hotline_bridge.handoffs.recorder import StoreRecorder, open_recorder
 from hotline_bridge.handoffs.screen import current_entry
@@ -88,7 +88,7 @@ async def site110(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[TestClient, CallService, StoreRecorder]]:
     monkeypatch.setenv("HOTLINE_BRIDGE_BRIDGE__STORE_PATH", str(tmp_path / "h.sqlite3"))
-    settings = load_settings(SITE_110)
+    settings = bridge_settings(SITE_110)
     with open_recorder(settings) as recorder:
         bridge = build(settings, recorder)
         calls = bridge.app[CALLS]

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from lab.sandbox import bridge_settings
 
 from hotline_bridge.calls import api as calls_api
 from hotline_bridge.calls.api import CALLS
@@ -23,7 +24,6 @@ from hotline_bridge.calls.service import CallService
 from hotline_bridge.conferences import api as conferences_api
 from hotline_bridge.conferences.api import CONFERENCES
 from hotline_bridge.conferences.service import ConferenceService
-from hotline_bridge.config.settings import load_settings
 from hotline_bridge.core.commands import Command
 from hotline_bridge.handoffs.model import HandoffInput
 from hotline_bridge.runtime.app import make_app
@@ -81,7 +81,7 @@ def ev(name: str, uid: str, chan: str, **kw: str) -> dict[str, str]:
 
 @pytest.fixture
 async def harness() -> AsyncIterator[Harness]:
-    settings = load_settings(TOPOLOGY)
+    settings = bridge_settings(TOPOLOGY)
     model = CallModel({a.endpoint: a.id for a in settings.agents}, ["partner-110"])
     calls = CallService(model)
     calls.pbx_ready = True

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from lab.sandbox import bridge_settings
 
 from hotline_bridge.catalog import Platform, load_catalog
-from hotline_bridge.config.settings import ConfigError, DutyLineSettings, load_settings
+from hotline_bridge.config.settings import ConfigError, DutyLineSettings
 from hotline_bridge.core.commands import Command, CommandResult, Originate
 from hotline_bridge.core.principal import Principal
 from hotline_bridge.handoffs.model import HandoffSnapshot
@@ -281,7 +282,7 @@ def test_duty_line_by_jurisdiction_else_default() -> None:
 def test_sandbox_duty_lines_and_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOTLINE_BRIDGE_DUTY_LINES__ATTEMPTS", "2")
     monkeypatch.setenv("HOTLINE_BRIDGE_DUTY_LINES__RETRY_AFTER_S", "1")
-    s = load_settings(CONFIG)
+    s = bridge_settings(CONFIG)
     assert s.duty_lines.attempts == 2 and s.duty_lines.retry_after_s == 1
     assert s.duty_lines.ring_timeout_s == 20
     assert s.duty_lines.dial_for("gucheng") == "PJSIP/110@duty-110"
@@ -302,7 +303,7 @@ def test_bad_duty_line_settings_stop_start_up(
 ) -> None:
     monkeypatch.setenv(f"HOTLINE_BRIDGE_DUTY_LINES__{var}", value)
     with pytest.raises(ConfigError, match=f"duty_lines.{var.lower()}"):
-        load_settings(CONFIG)
+        bridge_settings(CONFIG)
 
 
 async def test_the_switchboard_routes_results_by_registration_and_events_to_every_listener() -> (

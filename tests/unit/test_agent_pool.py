@@ -9,45 +9,55 @@ from typing import Any
 import pytest
 from lab.drill import DrillError, DrillOptions, _gettimeofday, percentiles
 from lab.microbench import ingest, synthetic_stream
-from lab.sandbox import DEFAULT_TOPOLOGY, load_topology, sandbox_module
+from lab.sandbox import DEFAULT_TOPOLOGY, bridge_settings, load_topology, sandbox_module
 
 from hotline_bridge.config.settings import ConfigError, load_settings
 
 POOL = {"count": 3, "first_id": 2001, "endpoint_prefix": "pool", "token_prefix": "lab-token-pool-"}
-BASE: dict[str, Any] = {
-    "ami": {"host": "127.0.0.1", "username": "hotline-bridge", "secret": "x"},
-    "bridge": {"return_queue": "hotline-12345"},
-    "agents": [{"id": "1001", "endpoint": "agent1001", "token": "sandbox-token-agent-1001"}],
-}
 
 
-def test_pool_expands_into_agents_after_the_listed_ones() -> None:
-    s = load_settings(**BASE, agent_pool=POOL)
-    assert [a.id for a in s.agents] == ["1001", "2001", "2002", "2003"]
+def sandbox_config(**changes: Any) -> dict[str, Any]:
+    """The sandbox topology's bridge settings with the pool (and anything else) changed."""
+    topo = load_topology(DEFAULT_TOPOLOGY)
+    topo["agent_pool"] = {**topo["agent_pool"], **POOL, **changes.pop("agent_pool", {})}
+    topo.update(changes)
+    return dict(sandbox_module().bridge_config(topo))
+
+
+def test_the_sandbox_expands_its_pool_into_agents_after_the_listed_ones() -> None:
+    s = load_settings(**sandbox_config())
+    assert [a.id for a in s.agents] == ["1001", "1002", "2001", "2002", "2003"]
     pool2002 = s.agent("2002")
     assert pool2002 is not None
     assert pool2002.endpoint == "pool2002"
     assert pool2002.token.get_secret_value() == "lab-token-pool-2002"
+    assert s.bridge.mode == "sandbox"
 
 
-def test_pool_is_refused_off_loopback() -> None:
-    remote = {**BASE, "ami": {**BASE["ami"], "host": "10.1.2.3"}}
-    with pytest.raises(ConfigError, match="sandbox only"):
-        load_settings(**remote, agent_pool=POOL)
-    assert load_settings(**remote).agents  # without a pool the same settings are fine
+def test_the_production_settings_know_no_pool() -> None:
+    cfg = sandbox_config()
+    with pytest.raises(ConfigError, match="agent_pool"):
+        load_settings(**cfg, agent_pool=POOL)
+
+
+def test_sandbox_mode_is_for_loopback_only() -> None:
+    cfg = sandbox_config()
+    cfg["ami"] = {**cfg["ami"], "host": "10.1.2.3"}
+    with pytest.raises(ConfigError, match=r"loopback only: ami\.host"):
+        load_settings(**cfg)
 
 
 def test_pool_agents_obey_the_agent_rules() -> None:
-    clash = {**POOL, "first_id": 1001, "endpoint_prefix": "agent"}
+    clash = sandbox_config(agent_pool={"first_id": 1001, "endpoint_prefix": "agent"})
     with pytest.raises(ConfigError, match="duplicate agent"):
-        load_settings(**BASE, agent_pool=clash)
-    with pytest.raises(ConfigError, match="token_prefix"):
-        load_settings(**BASE, agent_pool={**POOL, "token_prefix": "short"})
+        load_settings(**clash)
+    with pytest.raises(ConfigError, match="token"):
+        load_settings(**sandbox_config(agent_pool={"token_prefix": "short"}))
 
 
 def test_the_sandbox_topology_has_a_pool_the_bridge_and_the_pbx_agree_on() -> None:
     topo = load_topology(DEFAULT_TOPOLOGY)
-    settings = load_settings(DEFAULT_TOPOLOGY)
+    settings = bridge_settings(DEFAULT_TOPOLOGY)
     sb = sandbox_module()
     rendered = sb.render_files(topo)
     pool = sb.pool_agents(topo)

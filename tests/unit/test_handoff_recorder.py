@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from lab.sandbox import bridge_settings
 from pydantic import ValidationError
 
 from hotline_bridge.calls.model import LiveCall
 from hotline_bridge.catalog import Platform, load_catalog
-from hotline_bridge.config.settings import ConfigError, load_settings
+from hotline_bridge.config.settings import ConfigError
 from hotline_bridge.core.errors import Invalid
 from hotline_bridge.handoffs.model import EventKind, HandoffInput, HandoffKind, Status, fold
 from hotline_bridge.handoffs.recorder import StoreRecorder, event_for, open_recorder
@@ -184,8 +185,8 @@ def test_partner_failed_outcome(detail: str, outcome: str) -> None:
 
 
 def test_open_recorder_from_settings(tmp_path: Path) -> None:
-    settings = load_settings(
-        TOPOLOGY, bridge={"return_queue": "q", "store_path": tmp_path / "s.db"}
+    settings = bridge_settings(
+        TOPOLOGY, bridge={"mode": "sandbox", "return_queue": "q", "store_path": tmp_path / "s.db"}
     )
     with open_recorder(settings) as recorder:
         assert recorder.site is Platform.HOTLINE_12345
@@ -198,9 +199,14 @@ def test_open_recorder_from_settings(tmp_path: Path) -> None:
 def test_broken_catalog_stops_start_up(tmp_path: Path) -> None:
     bad = tmp_path / "matters.toml"
     bad.write_text("[catalog]\nversion = 1\ntitle = \n", encoding="utf-8")
-    settings = load_settings(
+    settings = bridge_settings(
         TOPOLOGY,
-        bridge={"return_queue": "q", "store_path": tmp_path / "s.db", "catalog_path": bad},
+        bridge={
+            "mode": "sandbox",
+            "return_queue": "q",
+            "store_path": tmp_path / "s.db",
+            "catalog_path": bad,
+        },
     )
     with pytest.raises(ConfigError, match=r"matters\.toml:3"), open_recorder(settings):
         pass

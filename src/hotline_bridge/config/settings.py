@@ -1,9 +1,15 @@
 """Service settings: one TOML file plus ``HOTLINE_BRIDGE_*`` environment overrides.
 
-The file is the same shape as the sandbox topology (``asterisk/sandbox.toml``): the bridge reads
-its ``[ami]``, ``[http]``, ``[agi]``, ``[bridge]``, ``[[agents]]`` and ``[targets.*]`` sections and
-ignores the sections that only describe the sandbox PBX. Nested fields are overridden from the
-environment with ``__`` between levels, e.g. ``HOTLINE_BRIDGE_AMI__SECRET``.
+Strict: an unknown or misspelt key anywhere is an error naming it (``ring_timout_s = 90`` must
+not load and silently ring for 20 s). Nested fields are overridden from the environment with
+``__`` between levels, e.g. ``HOTLINE_BRIDGE_AMI__SECRET``. Every secret may instead be read from
+a file that only its owner can read (``secret_file``, ``token_file``, e.g.
+``HOTLINE_BRIDGE_AMI__SECRET_FILE``), so it need not sit in the TOML or the environment.
+
+Production is the default mode; ``[bridge].mode = "sandbox"`` is the exception that must say so
+(the sandbox writes its bridge settings from its topology: ``asterisk/sandbox.py bridge-config``).
+Production refuses what is only safe on loopback: sandbox secrets, short AMI secrets, plain HTTP
+off loopback (see :func:`production_problems`).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -42,7 +48,39 @@ DialString = Annotated[str, Field(pattern=r"^(PJSIP|Local)/[A-Za-z0-9_.@+*#-]{1,
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: Any) -> Any:
+        """``<name>_file = "/path"`` fills a secret field ``<name>`` from that file."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for field, info in cls.model_fields.items():
+            path = out.pop(f"{field}_file", None)
+            if path is None or info.annotation is not SecretStr:
+                if path is not None:
+                    raise ValueError(f"{field}_file: {field} is not a secret")
+                continue
+            if field in data:
+                raise ValueError(f"give {field} or {field}_file, not both")
+            out[field] = read_secret_file(Path(str(path)), f"{field}_file")
+        return out
+
+
+def read_secret_file(path: Path, where: str) -> str:
+    """A secret from a file only its owner may read (a group- or world-readable one is refused)."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot read {path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise ValueError(f"{where}: {path} is readable by others (mode {mode & 0o777:o})")
+    if not text:
+        raise ValueError(f"{where}: {path} is empty")
+    return text
 
 
 class AmiSettings(_Section):
@@ -60,6 +98,22 @@ class HttpSettings(_Section):
     port: int = Field(8345, ge=0, le=65535)
     public_url: str = "http://127.0.0.1:8345"
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # HTTPS for the agents' API and the partner receiver: a PEM certificate (chain) and its key.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        for f in (self.tls_cert_file, self.tls_key_file):
+            if f is not None and not f.is_file():
+                raise ValueError(f"{f}: no such file")
+        return self
 
     @field_validator("public_url")
     @classmethod
@@ -113,31 +167,6 @@ class AgentSettings(_Section):
     id: Identifier
     endpoint: Identifier
     token: SecretStr = Field(min_length=16)
-
-
-class AgentPoolSettings(_Section):
-    """A pool of lab agents for load drills, expanded into ``agents``. SANDBOX ONLY.
-
-    Agent ``id`` (``first_id`` .. ``first_id + count - 1``) sits on the PJSIP endpoint
-    ``endpoint_prefix + id`` with the API token ``token_prefix + id``. Whoever knows the prefix
-    knows every token, so a pool is refused unless AMI is on loopback (the sandbox PBX).
-    """
-
-    count: int = Field(ge=1, le=5000)
-    first_id: int = Field(ge=1, le=10**8)
-    endpoint_prefix: Identifier
-    token_prefix: str = Field(min_length=8, max_length=64, pattern=r"^[\x21-\x7e]+$")
-
-    def expand(self) -> list[dict[str, str]]:
-        ids = range(self.first_id, self.first_id + self.count)
-        return [
-            {
-                "id": str(n),
-                "endpoint": f"{self.endpoint_prefix}{n}",
-                "token": f"{self.token_prefix}{n}",
-            }
-            for n in ids
-        ]
 
 
 class ApiClientSettings(_Section):
@@ -236,6 +265,8 @@ class PartnerSettings(_Section):
 
 
 class BridgeSettings(_Section):
+    # production (the default) refuses sandbox shortcuts; "sandbox" is for the lab PBX only.
+    mode: Literal["production", "sandbox"] = "production"
     site: Annotated[str, Field(pattern=r"^(12345|110)$")] = "12345"
     return_queue: Identifier
     ring_timeout_s: int = Field(20, ge=1, le=120)
@@ -292,7 +323,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HOTLINE_BRIDGE_",
         env_nested_delimiter="__",
-        extra="ignore",
+        extra="forbid",
         frozen=True,
     )
 
@@ -301,8 +332,6 @@ class Settings(BaseSettings):
     agi: AgiSettings = AgiSettings()
     bridge: BridgeSettings
     agents: list[AgentSettings] = Field(default_factory=list)
-    # Expanded into ``agents`` before validation (see AgentPoolSettings; sandbox only).
-    agent_pool: AgentPoolSettings | None = None
     api_clients: list[ApiClientSettings] = Field(default_factory=list)
     partner: PartnerSettings | None = None
     targets: dict[Identifier, TargetSettings] = Field(default_factory=dict)
@@ -313,22 +342,6 @@ class Settings(BaseSettings):
     log_format: Annotated[str, Field(pattern=r"^(json|console|auto)$")] = "auto"
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
 
-    @model_validator(mode="before")
-    @classmethod
-    def _expand_agent_pool(cls, data: Any) -> Any:
-        """Append the pool's agents to ``agents``, so every agent rule applies to them too."""
-        if not isinstance(data, dict) or not data.get("agent_pool"):
-            return data
-        pool = AgentPoolSettings.model_validate(data["agent_pool"])
-        ami = data.get("ami")
-        host = ami.get("host", "") if isinstance(ami, dict) else getattr(ami, "host", "")
-        if not _is_loopback(str(host or "127.0.0.1")):
-            raise ValueError(
-                "agent_pool derives every agent's API token from token_prefix: it is for the "
-                "sandbox only and refused unless ami.host is a loopback address"
-            )
-        return {**data, "agents": [*(data.get("agents") or []), *pool.expand()]}
-
     @field_validator("agents")
     @classmethod
     def _unique_agents(cls, agents: list[AgentSettings]) -> list[AgentSettings]:
@@ -338,6 +351,22 @@ class Settings(BaseSettings):
             if dupes:
                 raise ValueError(f"duplicate agent {attr}: {', '.join(dupes)}")
         return agents
+
+    @model_validator(mode="after")
+    def _production(self) -> Settings:
+        if self.bridge.mode == "sandbox":
+            # The exception that must say so, and only where nothing else can reach it.
+            off = [f for f, h in (("ami.host", self.ami.host), ("http.host", self.http.host))
+                   if not _is_loopback(h)]  # fmt: skip
+            if off:
+                raise ValueError(f"sandbox mode is for loopback only: {', '.join(off)}")
+        if self.bridge.mode == "production":
+            problems = production_problems(self)
+            if problems:
+                raise ValueError(
+                    "refused in production mode ([bridge].mode):\n    " + "\n    ".join(problems)
+                )
+        return self
 
     @model_validator(mode="after")
     def _unique_tokens(self) -> Settings:
@@ -368,6 +397,50 @@ class Settings(BaseSettings):
 
     def agent(self, agent_id: str) -> AgentSettings | None:
         return next((a for a in self.agents if a.id == agent_id), None)
+
+
+# Secrets shipped in this repository's sandbox topologies: never valid in production.
+_SANDBOX_PREFIXES = ("sandbox-", "two-site-")
+MIN_AMI_SECRET = 16
+
+
+def production_problems(s: Settings) -> list[str]:
+    """What production mode refuses, each naming its field. Pure."""
+    problems: list[str] = []
+    secrets: list[tuple[str, str]] = [("ami.secret", s.ami.secret.get_secret_value())]
+    secrets += [(f"agents[{a.id}].token", a.token.get_secret_value()) for a in s.agents]
+    secrets += [(f"api_clients[{c.id}].token", c.token.get_secret_value()) for c in s.api_clients]
+    if s.partner is not None:
+        secrets.append(("partner.secret", s.partner.secret.get_secret_value()))
+        secrets += [
+            (f"partner.accept_keys.{k}", v.get_secret_value())
+            for k, v in s.partner.accept_keys.items()
+        ]
+    for where, value in secrets:
+        if value.startswith(_SANDBOX_PREFIXES):
+            problems.append(f"{where}: a sandbox value; set a real secret (or a *_file)")
+    if len(s.ami.secret.get_secret_value()) < MIN_AMI_SECRET:
+        problems.append(f"ami.secret: shorter than {MIN_AMI_SECRET} characters")
+    if not _is_loopback(s.http.host) and not s.http.tls:
+        problems.append(
+            f"http.host: {s.http.host} is off loopback without TLS (set http.tls_cert_file "
+            "and http.tls_key_file)"
+        )
+    if s.http.public_url.startswith("http://") and not _url_on_loopback(s.http.public_url):
+        problems.append("http.public_url: plain http:// off loopback; use https://")
+    if (
+        s.partner is not None
+        and s.partner.base_url.startswith("http://")
+        and not _url_on_loopback(s.partner.base_url)
+    ):
+        problems.append("partner.base_url: plain http:// off loopback; use https://")
+    return problems
+
+
+def _url_on_loopback(url: str) -> bool:
+    host = re.sub(r"^[a-z]+://", "", url).split("/", 1)[0]
+    host = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    return _is_loopback(host.strip("[]"))
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,0 +1,128 @@
+"""Settings: strict (a misspelt key is an error naming it), production by default (sandbox
+shortcuts refused, each naming its field), secrets readable from owner-only files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hotline_bridge.config.settings import ConfigError, load_settings, production_problems
+
+STRONG = "a-real-ami-secret-0123456789"
+PROD: dict[str, Any] = {
+    "ami": {"host": "10.0.0.5", "username": "hotline-bridge", "secret": STRONG},
+    "http": {"host": "127.0.0.1", "public_url": "https://hotline.example.cn"},
+    "bridge": {"return_queue": "hotline-12345"},
+    "agents": [{"id": "1001", "endpoint": "agent1001", "token": "t0k3n-of-agent-1001-xyz"}],
+}
+
+
+def with_(base: dict[str, Any], **sections: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for name, fields in sections.items():
+        out[name] = {**out.get(name, {}), **fields}
+    return out
+
+
+def test_production_is_the_default_and_a_clean_config_loads() -> None:
+    s = load_settings(**PROD)
+    assert s.bridge.mode == "production" and production_problems(s) == []
+
+
+def test_a_misspelt_key_is_an_error_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "bridge.toml"
+    config.write_text(
+        f'[ami]\nhost = "10.0.0.5"\nusername = "hb"\nsecret = "{STRONG}"\n'
+        '[bridge]\nreturn_queue = "q"\nring_timout_s = 90\n'
+        '[http]\npublic_url = "https://x.example.cn"\n'
+    )
+    with pytest.raises(ConfigError, match=r"bridge\.ring_timout_s: Extra inputs are not permitted"):
+        load_settings(config)
+    with pytest.raises(ConfigError, match=r"pbx: Extra inputs"):
+        load_settings(**PROD, pbx={"site": "12345"})  # the sandbox PBX's own data
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"ami": {"secret": "sandbox-ami-secret-but-long"}}, "ami.secret: a sandbox value"),
+        ({"ami": {"secret": "short-secret"}}, "ami.secret: shorter than 16"),
+        ({"http": {"host": "0.0.0.0"}}, "http.host: 0.0.0.0 is off loopback without TLS"),  # noqa: S104
+        ({"http": {"public_url": "http://10.0.0.9:8345"}}, "http.public_url: plain http://"),
+    ],
+)
+def test_production_refuses_sandbox_shortcuts_naming_the_field(
+    change: dict[str, dict[str, Any]], field: str
+) -> None:
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_settings(**with_(PROD, **change))
+    # In sandbox mode (loopback only) the same shortcut is allowed, except off loopback.
+    sandbox = with_(PROD, bridge={"mode": "sandbox"})
+    sandbox = with_(sandbox, ami={**sandbox["ami"], "host": "127.0.0.1"}, **{
+        k: v for k, v in change.items() if k != "ami"})  # fmt: skip
+    if "ami" in change:
+        sandbox = with_(sandbox, ami=change["ami"])
+    if sandbox["http"].get("host") == "0.0.0.0":  # noqa: S104 - the value under test
+        with pytest.raises(ConfigError, match=r"loopback only: http\.host"):
+            load_settings(**sandbox)
+    else:
+        load_settings(**sandbox)
+
+
+def test_production_refuses_sandbox_tokens_and_plain_http_partners() -> None:
+    cfg = with_(PROD)
+    cfg["agents"] = [{"id": "1001", "endpoint": "agent1001", "token": "sandbox-token-agent-1001"}]
+    cfg["partner"] = {
+        "site": "110",
+        "base_url": "http://110.example.cn:8345",
+        "key_id": "k-12345-to-110",
+        "secret": "two-site-sandbox-secret-12345-to-110-0001",
+        "accept_keys": {"k-110-to-12345": "x" * 40},
+    }
+    with pytest.raises(ConfigError) as err:
+        load_settings(**cfg)
+    text = str(err.value)
+    assert "agents[1001].token: a sandbox value" in text
+    assert "partner.secret: a sandbox value" in text
+    assert "partner.base_url: plain http://" in text
+
+
+def test_secrets_come_from_owner_only_files(tmp_path: Path) -> None:
+    secret = tmp_path / "ami.secret"
+    secret.write_text(STRONG + "\n")
+    os.chmod(secret, 0o600)
+    cfg = with_(PROD)
+    cfg["ami"] = {k: v for k, v in cfg["ami"].items() if k != "secret"} | {"secret_file": secret}
+    assert load_settings(**cfg).ami.secret.get_secret_value() == STRONG
+    os.chmod(secret, 0o644)
+    with pytest.raises(ConfigError, match=r"ami.*secret_file.*readable by others"):
+        load_settings(**cfg)
+    both = with_(cfg, ami={"secret": STRONG})
+    with pytest.raises(ConfigError, match="secret or secret_file, not both"):
+        load_settings(**both)
+
+
+def test_the_secret_file_can_be_named_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = tmp_path / "supervisor.token"
+    token.write_text("a-supervisor-token-from-a-file")
+    os.chmod(token, 0o400)
+    monkeypatch.setenv("HOTLINE_BRIDGE_AMI__SECRET_FILE", str(token))
+    cfg = with_(PROD)
+    cfg["ami"] = {k: v for k, v in cfg["ami"].items() if k != "secret"}
+    assert load_settings(**cfg).ami.secret.get_secret_value() == "a-supervisor-token-from-a-file"
+
+
+def test_tls_files_go_together(tmp_path: Path) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("x")
+    with pytest.raises(ConfigError, match="tls_cert_file and tls_key_file go together"):
+        load_settings(**with_(PROD, http={"tls_cert_file": cert}))
+    s = load_settings(
+        **with_(PROD, http={"host": "0.0.0.0", "tls_cert_file": cert, "tls_key_file": cert})  # noqa: S104
+    )
+    assert s.http.tls
