@@ -123,6 +123,14 @@ class HttpSettings(_Section):
         return value.rstrip("/")
 
 
+class OpsSettings(_Section):
+    """A separate listener for ``/metrics`` and ``/healthz`` (loopback by default): with a port,
+    the agents' API port serves neither."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=0, le=65535)
+
+
 class AgiSettings(_Section):
     """The FastAGI server of the dialplan's hooks (``hotline_bridge.agi``, dialplans/README.md).
 
@@ -247,6 +255,8 @@ class PartnerSettings(_Section):
     retry_max_s: float = Field(60.0, gt=0, le=3600)
     push_timeout_s: float = Field(5.0, gt=0, le=60)
     poll_interval_s: float = Field(0.05, gt=0, le=10)
+    # The CA (PEM) that signed the partner's HTTPS certificate; unset: the system's CAs.
+    ca_file: Path | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -329,6 +339,7 @@ class Settings(BaseSettings):
 
     ami: AmiSettings
     http: HttpSettings = HttpSettings()
+    ops: OpsSettings = OpsSettings()
     agi: AgiSettings = AgiSettings()
     bridge: BridgeSettings
     agents: list[AgentSettings] = Field(default_factory=list)

@@ -9,10 +9,21 @@ from __future__ import annotations
 
 import re
 
-# Mainland mobile numbers (11 digits starting 1[3-9]) and landlines with trunk prefix 0
-# (10-12 digits). Digit-runs adjacent to other digits are not numbers on their own (timestamps,
-# Asterisk Uniqueids such as 1764432000.12 have 10 digits before the dot and do not match).
-_PHONE_RE = re.compile(r"(?<![0-9])(?:1[3-9][0-9]{9}|0[1-9][0-9]{8,10})(?![0-9])")
+# Mainland mobile numbers (11 digits starting 1[3-9]), with or without the country code (+86,
+# 86, 0086), and landlines with the trunk prefix 0 (area code 2-3 digits after the 0, then 7-8
+# digits). People write them with spaces or hyphens between the groups ("138 0013 8000",
+# "010-12345678", "+86 138-0013-8000"): a separator may stand between any two digits. Digit runs
+# glued to other digits or letters are not numbers on their own (timestamps, Asterisk Uniqueids
+# such as 1764432000.12, ids), so the short service numbers (110, 12345) and dates never match.
+_SEP = r"[ \-]?"
+_MOBILE = r"1" + _SEP + r"[3-9]" + "".join(_SEP + r"[0-9]" for _ in range(9))
+_LANDLINE = r"0" + _SEP + r"[1-9]" + "".join(_SEP + r"[0-9]" for _ in range(7)) + (
+    "(?:" + _SEP + r"[0-9]){0,3}"
+)
+_COUNTRY = r"(?:(?:\+|00)?86" + _SEP + ")?"
+_PHONE_RE = re.compile(
+    r"(?<![0-9A-Za-z+])" + _COUNTRY + r"(?:" + _MOBILE + "|" + _LANDLINE + r")(?![0-9A-Za-z])"
+)
 
 
 def mask_number(number: str | None) -> str:
@@ -28,8 +39,15 @@ def mask_number(number: str | None) -> str:
 
 
 def mask_text(text: str) -> str:
-    """Mask every phone number found inside free text (a safety net for log lines)."""
-    return _PHONE_RE.sub(lambda m: mask_number(m.group(0)), text)
+    """Mask every phone number found inside free text (log lines, notes, derived state)."""
+    return _PHONE_RE.sub(lambda m: _mask_written(m.group(0)), text)
+
+
+def _mask_written(found: str) -> str:
+    """Mask a number as it was written: the digits lose their middle, separators stay."""
+    digits = [i for i, c in enumerate(found) if c.isdigit()]
+    keep = set(digits[:3] + digits[-4:])
+    return "".join("*" if i in digits and i not in keep else c for i, c in enumerate(found))
 
 
 def contains_phone_number(text: str) -> bool:

@@ -51,6 +51,8 @@ _HANDLER_KINDS = frozenset(
 )
 # Event data that may hold a citizen's own words.
 _FREE_TEXT_KEYS = frozenset({"text"})
+# Derived state copied from event data people wrote (masked like that data).
+_DERIVED_TEXT_KEYS = ("return_reason", "outcome", "unit_return_reason")
 
 _ACTOR_KIND = {
     "agent": ActorKind.AGENT,
@@ -133,7 +135,13 @@ def record_view(
                 k: (REDACTED if not words and k in _FREE_TEXT_KEYS else mask_text(v))
                 for k, v in ev["data"].items()
             }
-    data["state"] = (state or fold(record)).model_dump(mode="json")
+    derived = (state or fold(record)).model_dump(mode="json")
+    if not (full_number and words):
+        # The state repeats what events said (a return's reason, the outcome): mask it alike.
+        for key in _DERIVED_TEXT_KEYS:
+            if derived.get(key):
+                derived[key] = mask_text(derived[key])
+    data["state"] = derived
     data["view"] = {
         "numbers": "full" if full_number else "masked",
         "content": "full" if words else "redacted",

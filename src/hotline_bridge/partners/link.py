@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import random
+import ssl
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -85,7 +86,10 @@ class PartnerLink:
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self._s.push_timeout_s)
-        self._session = aiohttp.ClientSession(timeout=timeout)
+        # HTTPS to the partner is verified: against its CA when configured, else the system's.
+        tls = ssl.create_default_context(cafile=str(self._s.ca_file) if self._s.ca_file else None)
+        connector = aiohttp.TCPConnector(ssl=tls)
+        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -124,7 +125,8 @@ def build(settings: Settings, recorder: StoreRecorder) -> Runtime:
     )
     app[SWITCHBOARD] = switchboard
     app[METRICS] = metrics
-    app.router.add_get("/metrics", serve_metrics)
+    if settings.ops.port is None:
+        app.router.add_get("/metrics", serve_metrics)
 
     ami.subscribe(switchboard.on_event)
     ami.subscribe(metrics.on_pbx_event)
@@ -156,8 +158,31 @@ def make_app(settings: Settings, ami: AmiClient) -> web.Application:
     )
     app[MAX_BODY] = settings.http.max_body_bytes
     app[AMI] = ami
-    app.router.add_routes([web.get("/healthz", healthz), web.get("/v1/openapi.json", openapi)])
+    app.router.add_routes([web.get("/v1/openapi.json", openapi)])
+    if settings.ops.port is None:
+        app.router.add_get("/healthz", healthz)
     return app
+
+
+def make_ops_app(app: web.Application) -> web.Application:
+    """The ops listener's app: ``/healthz`` and ``/metrics`` over the main app's state."""
+    ops = web.Application()
+    ops[AMI], ops[CALLS], ops[METRICS] = app[AMI], app[CALLS], app[METRICS]
+    if AGI in app:
+        ops[AGI] = app[AGI]
+    ops.router.add_routes([web.get("/healthz", healthz), web.get("/metrics", serve_metrics)])
+    return ops
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The HTTPS server context of ``[http] tls_cert_file/tls_key_file``, or None (plain)."""
+    http = settings.http
+    if http.tls_cert_file is None or http.tls_key_file is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(http.tls_cert_file, http.tls_key_file)
+    return ctx
 
 
 @described("Liveness and AMI link state", errors=(503,), public=True)
@@ -192,8 +217,15 @@ async def serve(settings: Settings, recorder: StoreRecorder) -> None:
     runtime = build(settings, recorder)
     runner = web.AppRunner(runtime.app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.http.host, settings.http.port)
+    site = web.TCPSite(
+        runner, settings.http.host, settings.http.port, ssl_context=tls_context(settings)
+    )
     await site.start()
+    ops_runner = None
+    if settings.ops.port is not None:
+        ops_runner = web.AppRunner(make_ops_app(runtime.app), access_log=None)
+        await ops_runner.setup()
+        await web.TCPSite(ops_runner, settings.ops.host, settings.ops.port).start()
     if runtime.agi is not None:
         try:
             await runtime.agi.start()
@@ -223,4 +255,6 @@ async def serve(settings: Settings, recorder: StoreRecorder) -> None:
     if runtime.partner_link is not None:
         await runtime.partner_link.close()
     await runtime.ami.close()
+    if ops_runner is not None:
+        await ops_runner.cleanup()
     await runner.cleanup()
