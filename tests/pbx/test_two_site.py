@@ -335,7 +335,7 @@ async def test_a_handoff_made_while_110_is_down_arrives_once_after_it_returns(
     try:
         status, view = await hotline.bridge.request(
             "POST",
-            "/v1/handoffs",
+            "/v1/work-orders",
             {"category": "dispute.neighbour", "citizen_number": "13600136444"},
             token,
         )

@@ -12,6 +12,7 @@ harmless, and a hang-up at any moment is an ordinary transition.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -208,13 +209,23 @@ def start(plan: ThreeWayPlan, now: float) -> tuple[Conference, list[Command]]:
     return conf, commands
 
 
+# What may be presented as the citizen's number on the partner leg; anything else (a name, a
+# quote, "anonymous", a SIP URI fragment from the raw CallerIDNum) is withheld, not passed on.
+_PRESENTABLE = re.compile(r"^\+?[0-9]{3,20}$")
+
+
+def presentable_number(number: str) -> str:
+    """The citizen's number if it is one, else "" (withheld)."""
+    return number if _PRESENTABLE.fullmatch(number) else ""
+
+
 def _originate_partner(c: Conference) -> Originate:
     return Originate(
         ref=c.id,
         dial=c.partner_dial,
         application="ConfBridge",
         data=f"{c.id},{BRIDGE_PROFILE},{PARTNER_PROFILE}",
-        caller_id=c.citizen_number,
+        caller_id=presentable_number(c.citizen_number),
         timeout_s=c.ring_timeout_s,
         channel_id=c.partner_uniqueid,
         variables={

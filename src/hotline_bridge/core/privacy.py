@@ -17,8 +17,12 @@ import re
 # such as 1764432000.12, ids), so the short service numbers (110, 12345) and dates never match.
 _SEP = r"[ \-]?"
 _MOBILE = r"1" + _SEP + r"[3-9]" + "".join(_SEP + r"[0-9]" for _ in range(9))
-_LANDLINE = r"0" + _SEP + r"[1-9]" + "".join(_SEP + r"[0-9]" for _ in range(7)) + (
-    "(?:" + _SEP + r"[0-9]){0,3}"
+_LANDLINE = (
+    r"0"
+    + _SEP
+    + r"[1-9]"
+    + "".join(_SEP + r"[0-9]" for _ in range(7))
+    + ("(?:" + _SEP + r"[0-9]){0,3}")
 )
 _COUNTRY = r"(?:(?:\+|00)?86" + _SEP + ")?"
 _PHONE_RE = re.compile(

@@ -34,6 +34,7 @@ import base64
 import binascii
 import builtins
 import json
+import os
 import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -167,6 +168,11 @@ class HandoffStore(Protocol):
         """Log a call's arrival; False (nothing written) if its call id is logged already."""
         ...
 
+    def remember_nonce(self, nonce: str, expires_at: float, now: float) -> bool:
+        """Record a signed request's nonce until ``expires_at`` (epoch s); False if it is
+        already remembered (a replay). Forgets expired nonces as it goes."""
+        ...
+
     def get_call(self, call_id: str) -> CallEntry | None: ...
 
     def close(self) -> None: ...
@@ -263,6 +269,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "(json_extract(snapshot, '$.citizen.number'), created_at)",
         ),
     ),
+    Migration(
+        4,
+        "partner nonces seen, kept until their request's time window closes",
+        (
+            """CREATE TABLE partner_nonces (
+                nonce TEXT PRIMARY KEY,
+                expires_at REAL NOT NULL
+            ) WITHOUT ROWID""",
+            "CREATE INDEX partner_nonces_by_expiry ON partner_nonces (expires_at)",
+        ),
+    ),
 )
 _CITIZEN_NUMBER = "json_extract(snapshot, '$.citizen.number')"
 
@@ -325,7 +342,7 @@ class SqliteHandoffStore:
     ) -> None:
         self.path = path
         if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _private_file(path)
         # isolation_level=None: no implicit transactions; every write below says BEGIN itself.
         self._db = sqlite3.connect(path, isolation_level=None)
         try:
@@ -541,6 +558,15 @@ class SqliteHandoffStore:
         )
         return cursor.rowcount == 1
 
+    def remember_nonce(self, nonce: str, expires_at: float, now: float) -> bool:
+        with _Tx(self._db):
+            self._db.execute("DELETE FROM partner_nonces WHERE expires_at < ?", (now,))
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO partner_nonces (nonce, expires_at) VALUES (?, ?)",
+                (nonce, expires_at),
+            )
+        return bool(cur.rowcount == 1)
+
     def get_call(self, call_id: str) -> CallEntry | None:
         row = self._db.execute(
             "SELECT call_id, arrived_at, kind, jurisdiction, caller, dialled, endpoint, nuisance, "
@@ -561,6 +587,20 @@ class SqliteHandoffStore:
             handoff_id=row[8],
             urgency=row[9],
         )
+
+
+def _private_file(path: Path) -> None:
+    """The store holds citizens' numbers and words: its directory is created 0700, its file
+    0600 (SQLite gives the -wal and -shm files the database's own mode), and a store others
+    can read is refused rather than used."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise StoreError(f"{path} is readable by others (mode {mode:o}): chmod 600 it")
+        return
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 class _Tx:

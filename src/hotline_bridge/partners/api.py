@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hotline_bridge.config.settings import PartnerSettings
 from hotline_bridge.core.errors import field_errors
-from hotline_bridge.handoffs.model import Actor, ActorKind, HandoffEvent, HandoffRecord
+from hotline_bridge.handoffs.model import Actor, ActorKind, EventKind, HandoffEvent, HandoffRecord
 from hotline_bridge.handoffs.store import DuplicateHandoff, HandoffStore, UnknownHandoff
 from hotline_bridge.partners.link import PUSH_PATH
-from hotline_bridge.partners.signing import NonceCache, SignatureError, verify
+from hotline_bridge.partners.signing import Nonces, SignatureError, verify
 from hotline_bridge.web.http import MAX_BODY, error_response, json_ok
 from hotline_bridge.web.openapi import described
 
@@ -46,7 +46,8 @@ class Receiver:
         self._store = store
         self._clock = clock
         self._keys = {k: v.get_secret_value() for k, v in settings.accept_keys.items()}
-        self._nonces = NonceCache()
+        # Seen nonces live in the store: a restarted bridge still refuses a replay.
+        self._nonces: Nonces = store
         self.accepted = 0
 
     def receive(self, raw: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -77,7 +78,7 @@ class Receiver:
             return 422, {"reason": "invalid push", "details": field_errors(exc)}
 
     def _created(self, push: PartnerPush) -> tuple[int, dict[str, Any]]:
-        record = HandoffRecord.model_validate(push.payload)
+        record = self._theirs(HandoffRecord.model_validate(push.payload))
         if record.id != push.handoff_id:
             return 422, {"reason": "handoff_id does not match the record"}
         if record.snapshot.target != self._own_site():
@@ -100,13 +101,16 @@ class Receiver:
         if record is None:
             # Its handoff.created push has not landed yet: the sender retries.
             return 409, {"reason": f"unknown handoff {push.handoff_id}; retry later"}
+        allowed = PARTNER_KINDS_ON_OURS if self._we_sent(record) else PARTNER_KINDS_ON_THEIRS
+        if sent.kind not in allowed:
+            # Permanent (422): the link marks it rejected rather than retrying it forever.
+            return 422, {"reason": f"a partner may not record {sent.kind.value} on this handoff"}
         if any(e.data.get("partner_seq") == ref for e in record.events):
             return 200, {"handoff_id": record.id, "duplicate": True}
-        actor_id = f"{self._s.site}:{sent.actor.kind.value}:{sent.actor.id}"[:64]
         event = sent.model_copy(
             update={
                 "seq": 0,
-                "actor": Actor(kind=ActorKind.PARTNER, id=actor_id),
+                "actor": self._tagged(sent.actor),
                 "data": {**sent.data, "partner_seq": ref},
             }
         )
@@ -120,6 +124,44 @@ class Receiver:
     def _own_site(self) -> str:
         return "110" if self._s.site == "12345" else "12345"
 
+    def _we_sent(self, record: HandoffRecord) -> bool:
+        return record.snapshot.direction.source.value == self._own_site()
+
+    def _tagged(self, actor: Actor) -> Actor:
+        """The partner's people are not ours: agent 1001 at 110 is ``110:agent:1001`` here, so
+        our own agent 1001 never counts as its author."""
+        if actor.kind is ActorKind.PARTNER:
+            return actor
+        return Actor(
+            kind=ActorKind.PARTNER, id=f"{self._s.site}:{actor.kind.value}:{actor.id}"[:64]
+        )
+
+    def _theirs(self, record: HandoffRecord) -> HandoffRecord:
+        """A received record with every actor tagged with the sending site (deterministic, so a
+        re-pushed record still equals the one stored)."""
+        snapshot = record.snapshot.model_copy(
+            update={"created_by": self._tagged(record.snapshot.created_by)}
+        )
+        events = tuple(e.model_copy(update={"actor": self._tagged(e.actor)}) for e in record.events)
+        return HandoffRecord(id=record.id, snapshot=snapshot, events=events)
+
+
+# What a partner may append, by who sent the record. On a record WE sent, the partner handles
+# the matter: 签收, 退回, progress, notes, 督办 by its supervisors, 回访 and 办结. On a record THEY
+# sent, we handle it: they may only add notes and urge it (督办). Never an audit event, a
+# unit's or a time limit's (this platform's own business), nor anything telephony.
+PARTNER_KINDS_ON_OURS = frozenset(
+    {
+        EventKind.ACKNOWLEDGED,
+        EventKind.RETURNED,
+        EventKind.STATUS_CHANGED,
+        EventKind.NOTE,
+        EventKind.SUPERVISED,
+        EventKind.FOLLOW_UP,
+        EventKind.CLOSED,
+    }
+)
+PARTNER_KINDS_ON_THEIRS = frozenset({EventKind.NOTE, EventKind.SUPERVISED})
 
 RECEIVER = web.AppKey("partner_receiver", Receiver)
 

@@ -75,17 +75,19 @@ def to_action(cmd: Command) -> tuple[str, Fields]:
                 }
             return "Redirect", fields
         case Originate():
-            return "Originate", {
+            fields = {
                 "Channel": cmd.dial,
                 "Application": cmd.application,
                 "Data": cmd.data,
-                "CallerID": f'"{cmd.caller_id}" <{cmd.caller_id}>',
                 "Timeout": str(cmd.timeout_s * 1000),
                 "ChannelId": cmd.channel_id,
                 # The answer comes later as an OriginateResponse event, matched by Uniqueid.
                 "Async": "true",
                 "Variable": [f"{k}={v}" for k, v in cmd.variables.items()],
             }
+            if cmd.caller_id:  # empty: withheld (the machine found no presentable number)
+                fields["CallerID"] = f'"{cmd.caller_id}" <{cmd.caller_id}>'
+            return "Originate", fields
         case CallOut():
             return "Originate", {
                 "Channel": cmd.dial,

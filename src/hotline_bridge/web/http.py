@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -55,6 +56,9 @@ def _dumps(obj: Any) -> str:
 PRINCIPAL = web.RequestKey("principal", Principal)
 
 
+_TOKEN = re.compile(r"[\x21-\x7e]{1,512}")
+
+
 class TokenAuth:
     def __init__(self, tokens: Iterable[tuple[str, Principal]]) -> None:
         # Keyed by a digest so the dict lookup itself does not leak timing about the token.
@@ -63,7 +67,10 @@ class TokenAuth:
     def principal(self, header: str | None) -> Principal | None:
         if not header or not header.startswith("Bearer "):
             return None
-        digest = _digest(header[7:].strip())
+        token = header[7:].strip()
+        if not _TOKEN.fullmatch(token):
+            return None  # a token is printable ASCII; anything else (e.g. \xff) is no token
+        digest = _digest(token)
         for known, principal in self._by_digest.items():
             if hmac.compare_digest(known, digest):
                 return principal
@@ -119,6 +126,8 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Refused(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise Refused("malformed JSON: nested too deeply") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
