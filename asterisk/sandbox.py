@@ -578,6 +578,8 @@ def _globals_conf(topo: dict[str, Any]) -> str:
             "; The bridge's FastAGI hooks ([agi]); empty: the dialplan skips them.",
             "HOTLINE_AGI = "
             + (f"agi://{topo['agi']['host']}:{topo['agi']['port']}" if "agi" in topo else ""),
+            "; The key every hook request carries ([agi].key of the bridge).",
+            "HOTLINE_AGI_KEY = " + str(topo.get("agi", {}).get("key", "")),
             "",
         ]
     )

@@ -469,3 +469,32 @@ def test_the_sandbox_topology_configures_the_hooks(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("HOTLINE_BRIDGE_AGI__JURISDICTION_BY_NUMBER", '{"12345": "atlantis"}')
     with pytest.raises(ConfigError, match="jurisdiction_by_number"):
         bridge_settings(topology)
+
+
+# -- the shared key ------------------------------------------------------------------------------
+
+KEY = "agi-key-for-these-tests-0001"
+
+
+@pytest.fixture
+async def keyed(store: SqliteHandoffStore) -> AsyncIterator[AgiServer]:
+    hooks = AgiHooks(SETTINGS, store, CATALOG, clock=lambda: NOW)
+    srv = AgiServer(
+        "127.0.0.1", 0, hooks.routes(), command_timeout_s=0.3, env_timeout_s=0.3, key=KEY
+    )
+    await srv.start()
+    yield srv
+    await srv.close()
+
+
+@pytest.mark.parametrize("script", ["entry", "entry?key=", "entry?key=guess", f"entry?k={KEY}"])
+async def test_a_request_without_the_key_gets_no_command(keyed: AgiServer, script: str) -> None:
+    """Another local process cannot ask the hooks about a caller: no variable is set."""
+    assert await fake_asterisk(port_of(keyed), env_block(script)) == []
+    assert keyed.stats.wrong_key == 1 and keyed.stats.answered == 0
+
+
+async def test_the_dialplans_request_with_the_key_is_answered(keyed: AgiServer) -> None:
+    commands = await fake_asterisk(port_of(keyed), env_block(f"entry?key={KEY}"))
+    assert any("CALL_JURISDICTION" in c for c in commands)
+    assert keyed.stats.answered == 1

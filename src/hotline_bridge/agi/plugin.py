@@ -24,5 +24,6 @@ def install(app: web.Application, deps: Deps) -> AgiServer | None:
         hooks.routes(),
         command_timeout_s=timeout,
         env_timeout_s=timeout,
+        key=settings.key.get_secret_value() if settings.key else None,
     )
     return server

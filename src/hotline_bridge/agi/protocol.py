@@ -81,6 +81,23 @@ def route_of(env: Mapping[str, str]) -> str | None:
     return name if _ROUTE.fullmatch(name) else None
 
 
+def key_of(env: Mapping[str, str]) -> str:
+    """The shared key the dialplan passed: ``entry?key=K`` (the ``HOTLINE_AGI_KEY`` global);
+    "" if none."""
+    script = env.get("agi_network_script") or env.get("agi_request", "")
+    query = script.partition("?")[2]
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if name == "key":
+            return value
+    return ""
+
+
+def without_query(request: str) -> str:
+    """An AGI request URL fit for a log line (its query may hold the key)."""
+    return request.partition("?")[0]
+
+
 def args_of(env: Mapping[str, str]) -> list[str]:
     """The AGI() application's arguments: ``agi_arg_1``, ``agi_arg_2``, ... in order."""
     args: list[str] = []

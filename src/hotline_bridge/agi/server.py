@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -50,9 +51,11 @@ from hotline_bridge.agi.protocol import (
     MAX_ENV_BYTES,
     AgiProtocolError,
     args_of,
+    key_of,
     parse_env,
     route_of,
     set_variable,
+    without_query,
 )
 
 log = structlog.get_logger(__name__)
@@ -145,6 +148,7 @@ class AgiStats:
     malformed: int = 0  # not an AGI request, or not within the deadline
     unknown_route: int = 0
     refused: int = 0  # over MAX_CONNECTIONS
+    wrong_key: int = 0  # a request without the shared key
     recent_ms: dict[str, deque[float]] = field(default_factory=dict)
 
     def observe(self, route: str, ms: float) -> None:
@@ -187,8 +191,10 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk is untype
         command_timeout_s: float,
         env_timeout_s: float,
         loop: asyncio.AbstractEventLoop,
+        key: bytes | None = None,
     ) -> None:
         super().__init__(loop=loop)  # defect 7: never let it call get_event_loop()
+        self._key = key
         self._timeouts: dict[str, float] = {}
         for name, route in routes.items():
             if not asyncio.iscoroutinefunction(route.handler):
@@ -225,9 +231,18 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk is untype
                 if name is None or handler is None:
                     outcome = "unknown_route"
                     route = name or "?"
-                    log.warning("AGI request for an unknown hook", request=env.get("agi_request"))
+                    log.warning(
+                        "AGI request for an unknown hook",
+                        request=without_query(env.get("agi_request", "")),
+                    )
                     return
                 route = name
+                if self._key is not None and not hmac.compare_digest(
+                    key_of(env).encode(), self._key
+                ):
+                    outcome = "wrong_key"
+                    log.warning("AGI request without the right key; refused", route=name)
+                    return
                 deadline.reschedule(started + self._timeouts[name])  # defect 3
                 request = Request(self, env, reader, writer)
                 call = AgiCall(request, env, name, self._command_timeout_s)
@@ -290,7 +305,11 @@ class AgiServer:
         *,
         command_timeout_s: float = 0.5,
         env_timeout_s: float = 0.5,
+        key: str | None = None,
     ) -> None:
+        # FastAGI has no authentication of its own: with a key, a request must carry it
+        # (``/entry?key=``), so another local process cannot ask about citizens' numbers.
+        self._key = key.encode() if key else None
         self.host = host
         self.port = port
         self.routes = dict(routes)
@@ -319,6 +338,7 @@ class AgiServer:
             command_timeout_s=self._command_timeout_s,
             env_timeout_s=self._env_timeout_s,
             loop=loop,
+            key=self._key,
         )
         try:
             self._server = await asyncio.start_server(

@@ -141,6 +141,9 @@ class AgiSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(4573, ge=0, le=65535)
+    # The shared key the dialplan passes (``/entry?key=${HOTLINE_AGI_KEY}``): without it, any
+    # local process could ask the hooks about numbers. Required in production.
+    key: SecretStr | None = Field(None, min_length=16)
     # Longest time for one request apart from the receiving hook's wait: reading Asterisk's
     # environment, deciding, setting the variables. The dialplan waits this long at most.
     request_timeout_s: float = Field(0.5, gt=0, le=5)
@@ -427,6 +430,10 @@ def production_problems(s: Settings) -> list[str]:
             (f"partner.accept_keys.{k}", v.get_secret_value())
             for k, v in s.partner.accept_keys.items()
         ]
+    if s.agi.key is not None:
+        secrets.append(("agi.key", s.agi.key.get_secret_value()))
+    elif s.agi.enabled:
+        problems.append("agi.key: required while agi is enabled (FastAGI has no auth of its own)")
     for where, value in secrets:
         if value.startswith(_SANDBOX_PREFIXES):
             problems.append(f"{where}: a sandbox value; set a real secret (or a *_file)")
