@@ -66,6 +66,7 @@ def test_the_cli_writes_a_report_whose_tables_match_the_store(
         '[ami]\nhost = "127.0.0.1"\nport = 5038\nusername = "reports"\n'
         'secret = "report-only-ami-secret"\n'
         f'[bridge]\nsite = "12345"\nreturn_queue = "q"\nstore_path = "{quarter_store}"\n'
+        "[agi]\nenabled = false\n"
     )
     out = tmp_path / "2026Q4"
     done = subprocess.run(

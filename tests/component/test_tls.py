@@ -78,6 +78,7 @@ async def https_110(
             "public_url": "https://127.0.0.1",
         },
         bridge={"return_queue": "q"},
+        agi={"enabled": False},
     )
     app = web.Application()
     app[MAX_BODY] = 1 << 20

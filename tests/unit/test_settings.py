@@ -16,6 +16,7 @@ PROD: dict[str, Any] = {
     "ami": {"host": "10.0.0.5", "username": "hotline-bridge", "secret": STRONG},
     "http": {"host": "127.0.0.1", "public_url": "https://hotline.example.cn"},
     "bridge": {"return_queue": "hotline-12345"},
+    "agi": {"key": "a-real-agi-key-0123456789"},
     "agents": [{"id": "1001", "endpoint": "agent1001", "token": "t0k3n-of-agent-1001-xyz"}],
 }
 
@@ -37,7 +38,7 @@ def test_a_misspelt_key_is_an_error_naming_it(tmp_path: Path) -> None:
     config.write_text(
         f'[ami]\nhost = "10.0.0.5"\nusername = "hb"\nsecret = "{STRONG}"\n'
         '[bridge]\nreturn_queue = "q"\nring_timout_s = 90\n'
-        '[http]\npublic_url = "https://x.example.cn"\n'
+        '[http]\npublic_url = "https://x.example.cn"\n[agi]\nenabled = false\n'
     )
     with pytest.raises(ConfigError, match=r"bridge\.ring_timout_s: Extra inputs are not permitted"):
         load_settings(config)
@@ -126,3 +127,12 @@ def test_tls_files_go_together(tmp_path: Path) -> None:
         **with_(PROD, http={"host": "0.0.0.0", "tls_cert_file": cert, "tls_key_file": cert})  # noqa: S104
     )
     assert s.http.tls
+
+
+def test_production_requires_the_agi_key_while_the_hooks_are_on() -> None:
+    cfg = {k: v for k, v in PROD.items() if k != "agi"}
+    with pytest.raises(ConfigError, match=r"agi\.key: required"):
+        load_settings(**cfg)
+    assert load_settings(**cfg, agi={"enabled": False}).agi.key is None
+    with pytest.raises(ConfigError, match=r"agi\.key: a sandbox value"):
+        load_settings(**cfg, agi={"key": "sandbox-agi-key-12345-0001"})
