@@ -222,14 +222,30 @@ async def test_confidential_reads_are_audited_and_redacted(api: Api) -> None:
     assert boss["snapshot"]["citizen"]["number"] == "13800138000"
     assert boss["snapshot"]["content"]["narrative"] == BODY["narrative"]
     await api.call("GET", "/v1/handoffs", who="partner")
-    record = api.store.get(hid)
-    assert record is not None
-    audits = [(e.actor.id, e.data) for e in record.events if e.kind is EventKind.READ_CONFIDENTIAL]
-    assert audits == [
-        ("1001", {"view": "record", "full": "false", "role": "agent"}),
-        ("supervisor1", {"view": "record", "full": "true", "role": "supervisor"}),
-        ("partner-110", {"view": "list", "full": "false", "role": "partner"}),
+    status, log = await api.call("GET", f"/v1/handoffs/{hid}/access", who="supervisor")
+    assert status == 200
+    assert [
+        (r["principal"], r["role"], r["view"], r["full"], r["count"]) for r in log["reads"]
+    ] == [
+        ("1001", "agent", "record", False, 1),
+        ("supervisor1", "supervisor", "record", True, 1),
+        ("partner-110", "partner", "list", False, 1),
     ]
+    assert (await api.call("GET", f"/v1/handoffs/{hid}/access", who="agent1"))[0] == 403
+    # The reads are audited beside the record, not in it.
+    record = api.store.get(hid)
+    assert record is not None and [e.kind for e in record.events] == [EventKind.CREATED]
+
+
+async def test_a_screen_polling_a_confidential_record_leaves_it_alone(api: Api) -> None:
+    hid = (await api.create({**BODY, "confidential": True}))["id"]
+    for _ in range(300):
+        assert (await api.call("GET", f"/v1/handoffs/{hid}", who="agent2"))[0] == 200
+    record = api.store.get(hid)
+    assert record is not None and len(record.events) == 1  # the record's own story is untouched
+    _, log = await api.call("GET", f"/v1/handoffs/{hid}/access", who="supervisor")
+    # Every read is counted, in at most a row a minute (the clock moves 1 s a call here).
+    assert sum(r["count"] for r in log["reads"]) == 300 and len(log["reads"]) <= 7
 
 
 # -- append ----------------------------------------------------------------------------------

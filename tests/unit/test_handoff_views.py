@@ -127,14 +127,13 @@ def test_view_carries_derived_state() -> None:
     assert view["state"]["last_seq"] == 2
 
 
-def test_read_audit_event_names_the_reader() -> None:
+def test_the_access_entry_names_the_reader_and_what_they_saw() -> None:
     record = make(confidential=True)
-    ev = views.read_audit_event(PARTNER, record, listing=True, now=NOW)
-    assert ev.kind is EventKind.READ_CONFIDENTIAL
-    assert ev.actor == Actor(kind=ActorKind.PARTNER, id="partner-110")
-    assert ev.data == {"view": "list", "full": "false", "role": "partner"}
-    ev = views.read_audit_event(SUPERVISOR, record, listing=False, now=NOW)
-    assert ev.data["full"] == "true"
+    entry = views.access_entry(PARTNER, record, True, NOW)
+    assert (entry.principal, entry.role, entry.view, entry.full) == (
+        "partner-110", "partner", "list", False,
+    )  # fmt: skip
+    assert views.access_entry(SUPERVISOR, record, False, NOW).full is True
     assert views.read_is_audited(record) and not views.read_is_audited(make())
 
 

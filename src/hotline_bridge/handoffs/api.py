@@ -52,9 +52,18 @@ async def list_handoffs(request: web.Request) -> web.Response:
     return json_ok(request.app[HANDOFFS].list(principal, query))
 
 
+@described(
+    "Who read a confidential record, how and how often (supervisors)", errors=(401, 403, 404)
+)
+async def handoff_access(request: web.Request) -> web.Response:
+    principal = require(request, "supervisor")
+    return json_ok(request.app[HANDOFFS].access(principal, request.match_info["handoff_id"]))
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/v1/handoffs", list_handoffs),
         web.get("/v1/handoffs/{handoff_id}", get_handoff),
+        web.get("/v1/handoffs/{handoff_id}/access", handoff_access),
         web.post("/v1/handoffs/{handoff_id}/events", append_handoff_event),
     ]

@@ -158,9 +158,29 @@ class HandoffService:
     def read(self, principal: Principal, handoff_id: str) -> dict[str, Any]:
         record = self._get(handoff_id)
         if views.read_is_audited(record):
-            audit = views.read_audit_event(principal, record, listing=False, now=self._clock())
-            self.store.append(handoff_id, audit)
+            self.store.log_access(views.access_entry(principal, record, False, self._clock()))
         return views.record_view(record, principal)
+
+    def access(self, principal: Principal, handoff_id: str) -> dict[str, Any]:
+        """Who read this confidential record, how, when and how often (supervisors only)."""
+        if principal.role != "supervisor":
+            raise Forbidden("the access log is for supervisors")
+        self._get(handoff_id)
+        return {
+            "handoff_id": handoff_id,
+            "reads": [
+                {
+                    "principal": r.principal,
+                    "role": r.role,
+                    "view": r.view,
+                    "full": r.full,
+                    "first_at": r.first_at.isoformat(),
+                    "last_at": r.last_at.isoformat(),
+                    "count": r.reads,
+                }
+                for r in self.store.access_log(handoff_id)
+            ],
+        }
 
     def append(self, principal: Principal, handoff_id: str, body: EventInput) -> dict[str, Any]:
         data = event_data(body)
@@ -195,8 +215,7 @@ class HandoffService:
         now = self._clock()
         for record in page.items:
             if views.read_is_audited(record):
-                audit = views.read_audit_event(principal, record, listing=True, now=now)
-                self.store.append(record.id, audit)
+                self.store.log_access(views.access_entry(principal, record, True, now))
         return {
             "items": [views.record_view(r, principal, listing=True) for r in page.items],
             "next_cursor": page.next_cursor,

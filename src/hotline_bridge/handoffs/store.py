@@ -173,6 +173,14 @@ class HandoffStore(Protocol):
         already remembered (a replay). Forgets expired nonces as it goes."""
         ...
 
+    def log_access(self, entry: AccessEntry) -> None:
+        """Audit one read of a confidential record: reads by the same principal of the same
+        record and view within a minute are one row with a count (a screen polling every second
+        writes a row a minute, not sixty, and never touches the record's own events)."""
+        ...
+
+    def access_log(self, handoff_id: str) -> builtins.list[AccessRow]: ...
+
     def get_call(self, call_id: str) -> CallEntry | None: ...
 
     def close(self) -> None: ...
@@ -278,6 +286,27 @@ MIGRATIONS: tuple[Migration, ...] = (
                 expires_at REAL NOT NULL
             ) WITHOUT ROWID""",
             "CREATE INDEX partner_nonces_by_expiry ON partner_nonces (expires_at)",
+        ),
+    ),
+    Migration(
+        5,
+        "confidential-read access log, one row per reader, record, view and minute",
+        (
+            """CREATE TABLE access_log (
+                handoff_id TEXT NOT NULL,
+                principal TEXT NOT NULL,
+                role TEXT NOT NULL,
+                view TEXT NOT NULL,
+                full_view INTEGER NOT NULL,
+                minute TEXT NOT NULL,
+                first_at TEXT NOT NULL,
+                last_at TEXT NOT NULL,
+                reads INTEGER NOT NULL,
+                PRIMARY KEY (handoff_id, principal, view, full_view, minute)
+            ) WITHOUT ROWID""",
+            # Append-only but for the count and last time of the current minute's row.
+            "CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log "
+            "BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END",
         ),
     ),
 )
@@ -567,6 +596,28 @@ class SqliteHandoffStore:
             )
         return bool(cur.rowcount == 1)
 
+    def log_access(self, entry: AccessEntry) -> None:
+        at = _ts(entry.at)
+        with _Tx(self._db):
+            self._db.execute(
+                "INSERT INTO access_log (handoff_id, principal, role, view, full_view, minute, "
+                "first_at, last_at, reads) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) "
+                "ON CONFLICT (handoff_id, principal, view, full_view, minute) "
+                "DO UPDATE SET reads = reads + 1, last_at = excluded.last_at",
+                (entry.handoff_id, entry.principal, entry.role, entry.view, int(entry.full),
+                 at[:16], at, at),
+            )  # fmt: skip
+
+    def access_log(self, handoff_id: str) -> builtins.list[AccessRow]:
+        rows = self._db.execute(
+            "SELECT principal, role, view, full_view, first_at, last_at, reads FROM access_log "
+            "WHERE handoff_id = ? ORDER BY first_at, principal",
+            (handoff_id,),
+        ).fetchall()
+        return [
+            AccessRow(r[0], r[1], r[2], bool(r[3]), _dt(r[4]), _dt(r[5]), int(r[6])) for r in rows
+        ]
+
     def get_call(self, call_id: str) -> CallEntry | None:
         row = self._db.execute(
             "SELECT call_id, arrived_at, kind, jurisdiction, caller, dialled, endpoint, nuisance, "
@@ -601,6 +652,27 @@ def _private_file(path: Path) -> None:
             raise StoreError(f"{path} is readable by others (mode {mode:o}): chmod 600 it")
         return
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    handoff_id: str
+    principal: str
+    role: str
+    view: str  # record | list
+    full: bool  # saw the numbers and words in full
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRow:
+    principal: str
+    role: str
+    view: str
+    full: bool
+    first_at: datetime
+    last_at: datetime
+    reads: int
 
 
 class _Tx:

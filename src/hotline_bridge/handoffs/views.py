@@ -7,7 +7,8 @@ Rules (the plan's 保护隐私 principle and the audit it needs):
 - a confidential (保密) record shows its numbers and the words that identify the citizen (name,
   people, narrative, free-text notes) to supervisors only; everyone else gets masked numbers and
   ``[保密]`` in their place. Place, event and request stay visible so the matter can be handled;
-- every read of a confidential record, by anyone, is audited with a ``read_confidential`` event;
+- every read of a confidential record, by anyone, is audited in the store's access log (not in
+  the record's events: a screen polling every second must not grow the record);
 - actions that belong to the platform handling the matter (签收 acknowledge, 退回 return, status,
   办结 close) are taken by that platform: the partner for records we sent, our agents for records
   we received, and supervisors for either.
@@ -31,6 +32,7 @@ from hotline_bridge.handoffs.model import (
     append_problem,
     fold,
 )
+from hotline_bridge.handoffs.store import AccessEntry
 
 REDACTED = "[保密]"
 
@@ -90,19 +92,18 @@ def read_is_audited(record: HandoffRecord) -> bool:
     return record.snapshot.citizen.confidential
 
 
-def read_audit_event(
-    principal: Principal, record: HandoffRecord, *, listing: bool, now: datetime
-) -> HandoffEvent:
+def access_entry(
+    principal: Principal, record: HandoffRecord, listing: bool, now: datetime
+) -> AccessEntry:
+    """The access-log entry of one read of a confidential record (who, how, what they saw)."""
     full = sees_full_number(principal, record, listing=listing)
-    return HandoffEvent(
+    return AccessEntry(
+        handoff_id=record.id,
+        principal=principal.agent_id or principal.id,
+        role=principal.role,
+        view="list" if listing else "record",
+        full=full and sees_confidential_words(principal, record),
         at=now,
-        actor=actor_of(principal),
-        kind=EventKind.READ_CONFIDENTIAL,
-        data={
-            "view": "list" if listing else "record",
-            "full": "true" if full and sees_confidential_words(principal, record) else "false",
-            "role": principal.role,
-        },
     )
 
 
