@@ -174,15 +174,21 @@ async def test_an_unanswered_reminder_is_retried_by_the_timer(h12345: Harness) -
     rid = reminder_id_for(body["id"])
     reminder = h12345.reminders.get(rid)
     assert reminder is not None and reminder.state.value == "retry_wait"
-    # The timer is due retry_after_s (30 s) later: move the clock and run the loop's timer.
+    # The retry is due retry_after_s (30 s) later: a tick before that does nothing.
+    h12345.reminders.tick(h12345.clock.now + 29)
+    assert len(h12345.sent) == 1
     h12345.clock.now += 30
-    h12345.reminders._tick(rid)  # what the loop's call_later does when it fires
+    h12345.reminders.tick(h12345.clock.now)  # what the runtime's clock does every second
     second = h12345.sent[-1]
     assert isinstance(second, Originate) and second.channel_id.endswith("-2")
     assert "duty_reminder_retry_scheduled" in h12345.whats(body["id"])
 
 
-async def test_the_timer_really_fires(tmp_path: Path) -> None:
+async def test_time_reaches_the_reminders_through_the_switchboard_only(tmp_path: Path) -> None:
+    """No capability schedules timers of its own: the runtime's clock ticks the switchboard,
+    which ticks every registered capability (here the reminders)."""
+    from hotline_bridge.runtime.switchboard import Switchboard
+
     duty = DutyLineSettings(default="PJSIP/110@duty-110", retry_after_s=0.5)
     async for h in harness(tmp_path, Platform.HOTLINE_12345, duty):
         h.clock.now = 0.0
@@ -198,8 +204,11 @@ async def test_the_timer_really_fires(tmp_path: Path) -> None:
                 "Uniqueid": first.channel_id,
             }
         )
-        h.clock.now = 0.5
-        await asyncio.sleep(0.7)
+        board = Switchboard(None, None)  # type: ignore[arg-type]  # ticks need neither
+        board.listen(h.reminders)
+        await asyncio.sleep(0.6)  # real time passing does nothing by itself
+        assert len(h.sent) == 1
+        board.tick(0.5)
         assert len(h.sent) == 2
 
 

@@ -209,3 +209,32 @@ def test_joining_before_the_redirect_reply_calls_the_partner_once() -> None:
     c, first = run(c, m.MemberJoined(Role.CITIZEN), m.MemberJoined(Role.AGENT), REDIRECT_OK)
     assert [type(x).__name__ for x in first] == ["Originate"]
     assert c.state is S.JOINING
+
+
+def test_a_partner_leg_never_reported_is_settled_at_due_time() -> None:
+    conf, cmds = m.start(PLAN, 0.0)
+    assert conf.due_at == PLAN.ring_timeout_s + m.EXPIRY_MARGIN_S
+    redirect = next(c for c in cmds if isinstance(c, Redirect))
+    joining, _ = m.step(conf, CommandResult(redirect, True), 1.0)
+    for role in (Role.CITIZEN, Role.AGENT):
+        joining, _ = m.step(joining, m.MemberJoined(role, f"PJSIP/{role}-1"), 1.5)
+    assert m.step(joining, m.Tick(), conf.due_at - 1) == (joining, [])
+    settled, commands = m.step(joining, m.Tick(), conf.due_at)
+    assert settled.state is S.PARTNER_FAILED and settled.outcome is Outcome.NO_ANSWER
+    assert commands == []  # citizen and agent simply go on talking
+
+
+def test_a_move_never_confirmed_nor_seen_fails_at_due_time_and_nobody_is_touched() -> None:
+    conf, _ = m.start(PLAN, 0.0)
+    failed, commands = m.step(conf, m.Tick(), conf.due_at)
+    assert failed.state is S.FAILED and failed.outcome is Outcome.UNKNOWN and commands == []
+
+
+def test_once_the_partner_is_in_the_room_time_changes_nothing() -> None:
+    conf, cmds = m.start(PLAN, 0.0)
+    redirect = next(c for c in cmds if isinstance(c, Redirect))
+    c, _ = m.step(conf, CommandResult(redirect, True), 1.0)
+    for role in (Role.CITIZEN, Role.AGENT, Role.PARTNER):
+        c, _ = m.step(c, m.MemberJoined(role, f"PJSIP/{role}-1"), 2.0)
+    assert c.state is S.ACTIVE
+    assert m.step(c, m.Tick(), c.due_at + 3600) == (c, [])

@@ -150,3 +150,12 @@ def test_a_lost_reply_is_not_a_refusal() -> None:
     # The dialplan's own events settle it.
     t = run(t, m.PartnerResult("ANSWER"))
     assert t.state is S.ANSWERED and t.outcome is Outcome.ANSWERED
+
+
+def test_time_is_an_input_a_tick_before_due_changes_nothing_after_due_gives_up() -> None:
+    t, _ = m.start(PLAN, 100.0)
+    assert t.due_at == 100.0 + PLAN.ring_timeout_s + PLAN.return_timeout_s + m.EXPIRY_MARGIN_S
+    assert m.step(t, m.Tick(), t.due_at - 0.001) == (t, [])
+    lost, commands = m.step(t, m.Tick(), t.due_at)
+    assert lost.state is S.LOST and lost.outcome is Outcome.UNKNOWN and commands == []
+    assert m.step(lost, m.Tick(), t.due_at + 99) == (lost, [])  # terminal: nothing moves it

@@ -93,6 +93,8 @@ class Conference:
     handoff_url: str = ""
     forwarding_number: str = ""
     ring_timeout_s: int = 20
+    # Until the partner is in the room: past this, a Tick settles what the PBX never reported.
+    due_at: float = float("inf")
 
     @property
     def done(self) -> bool:
@@ -146,6 +148,14 @@ class ChannelGone:
     role: Role
 
 
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed (the clock is an input): see ``Conference.due_at``."""
+
+
+# Beyond the partner's ring timeout, how long to wait for the PBX's word on the partner leg.
+EXPIRY_MARGIN_S = 30.0
+
 Event = (
     CommandResult
     | MemberJoined
@@ -154,6 +164,7 @@ Event = (
     | LeaveRequested
     | CancelRequested
     | ChannelGone
+    | Tick
 )
 
 
@@ -193,6 +204,7 @@ def start(plan: ThreeWayPlan, now: float) -> tuple[Conference, list[Command]]:
         handoff_url=plan.handoff_url,
         forwarding_number=plan.forwarding_number,
         ring_timeout_s=plan.ring_timeout_s,
+        due_at=now + plan.ring_timeout_s + EXPIRY_MARGIN_S,
     )
     commands: list[Command] = [
         SetVar(ref, plan.call.citizen_channel, "CONF_ROOM", plan.conference_id),
@@ -272,6 +284,19 @@ def step(c: Conference, event: Event, now: float) -> tuple[Conference, list[Comm
         case CancelRequested():
             if can_cancel(c):
                 return _cancel(c, now)
+        case Tick() if now >= c.due_at:
+            if c.state is ConferenceState.REQUESTED and not c.members:
+                # The move was never confirmed nor seen: citizen and agent are still talking.
+                return _to(
+                    c,
+                    ConferenceState.FAILED,
+                    now,
+                    "expired",
+                    "no word from the PBX",
+                    Outcome.UNKNOWN,
+                ), []
+            # The partner never joined in time: citizen and agent go on (or back to the queue).
+            return _partner_failed(c, now, "no result in time", Outcome.NO_ANSWER)
     return c, []
 
 

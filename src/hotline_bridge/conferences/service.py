@@ -136,6 +136,12 @@ class ConferenceService:
         if domain_event is not None:
             self._step(conf, domain_event)
 
+    def tick(self, now: float) -> None:
+        """Time passed: a three-way call past its ``due_at`` is settled by the machine."""
+        for conf in self.book.live():
+            if now >= conf.due_at:
+                self._step(conf, machine.Tick(), now)
+
     def reconcile(self, live_uniqueids: set[str]) -> None:
         """After a reconnect: parties whose channels vanished while the link was down are gone."""
         for conf in self.book.live():
@@ -146,8 +152,8 @@ class ConferenceService:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _step(self, conf: Conference, event: machine.Event) -> Conference:
-        new, commands = machine.step(conf, event, self.book.clock())
+    def _step(self, conf: Conference, event: machine.Event, now: float | None = None) -> Conference:
+        new, commands = machine.step(conf, event, self.book.clock() if now is None else now)
         self.book.advance(conf, new, commands)
         if new.done:
             for uid in (new.call_id, new.agent_uniqueid, new.partner_uniqueid):

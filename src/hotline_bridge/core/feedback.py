@@ -2,8 +2,8 @@
 
 A capability hands its commands (data) to a :data:`Submit` function it was given for itself, so
 every result comes back to the capability that issued the command (registration, not id
-prefixes). It registers one :class:`PbxFeedback` to see every PBX event in arrival order and to
-reconcile its in-flight state after a reconnect.
+prefixes). It registers one :class:`PbxFeedback` to see every PBX event in arrival order, to
+reconcile its in-flight state after a reconnect, and to be told that time passed.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ class PbxFeedback(Protocol):
 
     def reconcile(self, live_uniqueids: set[str]) -> None:
         """After a (re)connect: settle what can no longer be observed (its channels are gone)."""
+        ...
+
+    def tick(self, now: float) -> None:
+        """Time passed (epoch seconds): step what is due. The only way time reaches a machine:
+        each keeps a ``due_at`` in its state, and no capability schedules timers of its own."""
         ...
 
 

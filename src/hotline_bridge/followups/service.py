@@ -227,6 +227,10 @@ class FollowUpService:
         else:
             self._step(call, machine.OriginateFailed(f"reason {event_.get('Reason', '?')}"))
 
+    def tick(self, now: float) -> None:
+        """Time passed: attempts that got no result by their ``due_at`` are given up."""
+        self._expire()
+
     def reconcile(self, live_uniqueids: set[str]) -> None:
         """After a reconnect: an attempt whose channel is gone ended unseen."""
         for call in list(self.calls.values()):

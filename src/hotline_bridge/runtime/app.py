@@ -12,6 +12,7 @@ import contextlib
 import signal
 import ssl
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -52,6 +53,7 @@ log = structlog.get_logger(__name__)
 AMI = web.AppKey("ami", AmiClient)
 SWITCHBOARD = web.AppKey("switchboard", Switchboard)
 METRICS = web.AppKey("metrics", Metrics)
+TICK_S = 1.0  # how often time reaches the machines (their timeouts are seconds or more)
 
 
 @dataclass
@@ -136,6 +138,21 @@ def build(settings: Settings, recorder: StoreRecorder) -> Runtime:
         switchboard.rebuild(channels)
 
     ami.add_resync_hook(resync)
+
+    async def beat(_: web.Application) -> AsyncIterator[None]:
+        # The one clock of the machines: due_at in their state, a Tick from here.
+        async def run() -> None:
+            while True:
+                await asyncio.sleep(TICK_S)
+                switchboard.tick(time.time())
+
+        task = asyncio.create_task(run(), name="machine-clock")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(beat)
     ami.add_state_listener(lambda state: None if state == "ready" else switchboard.link_down())
     return Runtime(settings, ami, switchboard, interpreter, app, link, agi_server)
 

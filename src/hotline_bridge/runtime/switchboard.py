@@ -75,6 +75,14 @@ class Switchboard:
                 # One bad event must not stop the stream for every other call or capability.
                 log.exception("event handling failed", ami_event=event.get("Event", ""))
 
+    def tick(self, now: float) -> None:
+        """One beat of the runtime's clock: every capability steps what is due."""
+        for listener in self._listeners:
+            try:
+                listener.tick(now)
+            except Exception:
+                log.exception("tick failed", listener=type(listener).__name__)
+
     def link_down(self) -> None:
         self.calls.pbx_ready = False
 

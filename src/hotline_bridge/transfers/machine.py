@@ -21,6 +21,8 @@ from hotline_bridge.calls.model import LiveCall
 from hotline_bridge.core.commands import BlindTransfer, Command, CommandResult, SetVar
 from hotline_bridge.core.outcomes import Outcome, TimelineEntry, outcome_of_dialstatus
 
+# Beyond ring + return timeouts, how long a transfer may wait for the PBX's last word.
+EXPIRY_MARGIN_S = 30.0
 HANDOFF_CONTEXT = "hotline-handoff"
 HANDOFF_EXTEN = "carry"
 
@@ -81,6 +83,8 @@ class Transfer:
     outcome: Outcome | None
     timeline: tuple[TimelineEntry, ...]
     returned_to: str = ""
+    # Past this moment a transfer the PBX never settled is given up (a Tick says when).
+    due_at: float = float("inf")
 
     @property
     def done(self) -> bool:
@@ -123,6 +127,11 @@ class CitizenHungUp:
 
 
 @dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed: a transfer past its ``due_at`` is given up (the clock is an input)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Expired:
     """No outcome within the longest time the dialplan can take (ring + return + margin)."""
 
@@ -135,6 +144,7 @@ Event = (
     | CitizenReturned
     | CitizenHungUp
     | Expired
+    | Tick
 )
 
 
@@ -173,6 +183,7 @@ def start(plan: CarryPlan, now: float) -> tuple[Transfer, list[Command]]:
         target=plan.target,
         state=TransferState.REQUESTED,
         outcome=None,
+        due_at=now + plan.ring_timeout_s + plan.return_timeout_s + EXPIRY_MARGIN_S,
         timeline=(TimelineEntry(now, "requested", f"target {plan.target}"),),
     )
     return transfer, commands
@@ -218,7 +229,7 @@ def step(t: Transfer, event: Event, now: float) -> tuple[Transfer, list[Command]
         case CitizenHungUp():
             outcome = Outcome.ABANDONED if t.outcome is None else t.outcome
             return _to(t, TransferState.ABANDONED, now, "citizen_hung_up", "", outcome), []
-        case Expired():
+        case Expired() | Tick() if isinstance(event, Expired) or now >= t.due_at:
             outcome = Outcome.UNKNOWN if t.outcome is None else t.outcome
             return _to(t, TransferState.LOST, now, "expired", "", outcome), []
     return t, []

@@ -8,7 +8,6 @@ command results come back through :meth:`on_event` and :meth:`on_result` in arri
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
@@ -22,9 +21,6 @@ from hotline_bridge.handoffs.model import HandoffInput
 from hotline_bridge.handoffs.ports import HandoffRecorder
 from hotline_bridge.transfers import machine
 from hotline_bridge.transfers.machine import Transfer, TransferState
-
-_EXPIRY_MARGIN_S = 30.0
-
 
 CARRY_TRANSFER = BookSpec(
     kind="carry_transfer", label="carry transfer", id_key="transfer_id", id_prefix="t"
@@ -86,7 +82,6 @@ class TransferService:
 
         transfer = self.book.open(call, target, handoff, start)
         self._active_by_citizen[call.call_id] = transfer.id
-        self._schedule_expiry(transfer.id, ring_timeout_s + bridge.return_timeout_s)
         return transfer
 
     def get(self, transfer_id: str) -> Transfer:
@@ -127,6 +122,12 @@ class TransferService:
         if domain_event is not None:
             self._step(transfer, domain_event)
 
+    def tick(self, now: float) -> None:
+        """Time passed: a transfer past its ``due_at`` is given up (the machine decides)."""
+        for transfer in self.book.live():
+            if now >= transfer.due_at:
+                self._step(transfer, machine.Tick(), now)
+
     def reconcile(self, live_uniqueids: set[str]) -> None:
         """After a reconnect: a transfer whose citizen channel is gone can no longer be observed."""
         for transfer in self.book.live():
@@ -148,16 +149,8 @@ class TransferService:
         transfer_id = self._active_by_citizen.get(citizen_uid)
         return self.book.items.get(transfer_id) if transfer_id else None
 
-    def _step(self, transfer: Transfer, event: machine.Event) -> None:
-        new, commands = machine.step(transfer, event, self.book.clock())
+    def _step(self, transfer: Transfer, event: machine.Event, now: float | None = None) -> None:
+        new, commands = machine.step(transfer, event, self.book.clock() if now is None else now)
         self.book.advance(transfer, new, commands)
         if new.done:
             self._active_by_citizen.pop(new.call_id, None)
-
-    def _schedule_expiry(self, transfer_id: str, seconds: float) -> None:
-        def expire() -> None:
-            transfer = self.book.items.get(transfer_id)
-            if transfer is not None and not transfer.done:
-                self._step(transfer, machine.Expired())
-
-        asyncio.get_running_loop().call_later(seconds + _EXPIRY_MARGIN_S, expire)

@@ -14,7 +14,6 @@ restart forgets a retry still waiting (the record keeps every attempt made so fa
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -124,7 +123,6 @@ class ReminderService:
         self._clock = clock
         self.reminders: dict[str, Reminder] = {}
         self._by_channel: dict[str, str] = {}  # attempt channel Uniqueid -> reminder id
-        self._timers: dict[str, asyncio.TimerHandle] = {}
 
     def start(self, handoff_id: str, jurisdiction: str) -> Reminder | None:
         """Ring the jurisdiction's duty line for this record (None: no duty line configured)."""
@@ -203,11 +201,12 @@ class ReminderService:
         self._advance(r, new, commands)
         return new
 
-    def _tick(self, reminder_id: str) -> None:
-        self._timers.pop(reminder_id, None)
-        r = self.reminders.get(reminder_id)
-        if r is not None:
-            self._step(r, machine.Tick())
+    def tick(self, now: float) -> None:
+        """Time passed: every reminder whose ``due_at`` has come is stepped (retry, give up)."""
+        for r in list(self.reminders.values()):
+            if not r.done and r.due_at is not None and now >= r.due_at:
+                new, commands = machine.step(r, machine.Tick(), now)
+                self._advance(r, new, commands)
 
     def _advance(self, old: Reminder | None, new: Reminder, commands: list[Command]) -> None:
         self.reminders[new.id] = new
@@ -228,19 +227,8 @@ class ReminderService:
                 self._by_channel.pop(old.channel_id, None)
         if new.done:
             self._by_channel.pop(new.channel_id, None)
-        self._schedule(new)
         if commands:
             self._submit(commands)
-
-    def _schedule(self, r: Reminder) -> None:
-        timer = self._timers.pop(r.id, None)
-        if timer is not None:
-            timer.cancel()
-        if r.due_at is None or r.done:
-            return
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, r.due_at - self._clock())
-        self._timers[r.id] = loop.call_later(delay, self._tick, r.id)
 
     def _record(self, handoff_id: str, event: HandoffEvent) -> None:
         # The reminder goes on whatever happens here: a failed write is logged, never raised.
@@ -250,9 +238,7 @@ class ReminderService:
             log.error("duty reminder event not recorded", handoff_id=handoff_id, error=str(exc))
 
     def close(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
+        """Nothing to cancel: time reaches reminders only through :meth:`tick`."""
 
 
 class WorkOrderService:
