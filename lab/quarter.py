@@ -25,6 +25,10 @@ from hotline_bridge.catalog import Catalog, load_catalog
 from hotline_bridge.catalog.model import Platform
 from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.handoffs.ids import new_handoff_id
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+    new_handoff,
+)
 from hotline_bridge.handoffs.model import (
     Actor,
     ActorKind,
@@ -32,12 +36,10 @@ from hotline_bridge.handoffs.model import (
     Direction,
     EventKind,
     HandoffEvent,
-    HandoffInput,
     HandoffKind,
     HandoffRecord,
     IntakeChannel,
     event,
-    new_handoff,
 )
 from hotline_bridge.handoffs.store import HandoffStore, SqliteHandoffStore
 from hotline_bridge.reports.service import Quarter

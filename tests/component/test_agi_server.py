@@ -22,13 +22,15 @@ from hotline_bridge.catalog import load_catalog
 from hotline_bridge.config.settings import AgiSettings, ConfigError
 from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.handoffs.ids import new_handoff_id
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+    new_handoff,
+)
 from hotline_bridge.handoffs.model import (
     Actor,
     Direction,
-    HandoffInput,
     HandoffKind,
     HandoffRecord,
-    new_handoff,
 )
 from hotline_bridge.handoffs.store import SqliteHandoffStore
 

@@ -17,7 +17,15 @@ from lab.sandbox import bridge_settings
 from hotline_bridge.calls.api import CALLS
 from hotline_bridge.calls.model import CallModel
 from hotline_bridge.calls.service import CallService
-from hotline_bridge.handoffs.model import Actor, Direction, HandoffInput, HandoffKind, new_handoff
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+    new_handoff,
+)
+from hotline_bridge.handoffs.model import (
+    Actor,
+    Direction,
+    HandoffKind,
+)
 from hotline_bridge.handoffs.recorder import StoreRecorder, open_recorder
 from hotline_bridge.handoffs.screen import current_entry
 from hotline_bridge.handoffs.store import CallEntry

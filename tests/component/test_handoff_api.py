@@ -16,13 +16,15 @@ from hotline_bridge.catalog import api as catalog_api
 from hotline_bridge.config.settings import DutyLineSettings
 from hotline_bridge.core.principal import Principal
 from hotline_bridge.handoffs import api as handoffs_api
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+    new_handoff,
+)
 from hotline_bridge.handoffs.model import (
     Actor,
     Direction,
     EventKind,
-    HandoffInput,
     HandoffKind,
-    new_handoff,
 )
 from hotline_bridge.handoffs.service import HandoffService
 from hotline_bridge.handoffs.store import SqliteHandoffStore

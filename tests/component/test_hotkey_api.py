@@ -25,7 +25,9 @@ from hotline_bridge.conferences import api as conferences_api
 from hotline_bridge.conferences.api import CONFERENCES
 from hotline_bridge.conferences.service import ConferenceService
 from hotline_bridge.core.commands import Command
-from hotline_bridge.handoffs.model import HandoffInput
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+)
 from hotline_bridge.runtime.app import make_app
 from hotline_bridge.transfers import api as transfers_api
 from hotline_bridge.transfers.api import TRANSFERS

@@ -22,7 +22,11 @@ from hotline_bridge.conferences.machine import presentable_number
 from hotline_bridge.core.commands import CommandResult
 from hotline_bridge.core.principal import Principal
 from hotline_bridge.handoffs import views
-from hotline_bridge.handoffs.model import Actor, EventKind, HandoffEvent
+from hotline_bridge.handoffs.model import (
+    Actor,
+    EventKind,
+    HandoffEvent,
+)
 from hotline_bridge.handoffs.store import SqliteHandoffStore, StoreError
 from hotline_bridge.partners import api as partners_api
 from hotline_bridge.partners.api import Receiver

@@ -16,15 +16,17 @@ from aiohttp.test_utils import TestServer
 from hotline_bridge.catalog import load_catalog
 from hotline_bridge.config.settings import PartnerSettings
 from hotline_bridge.handoffs.ids import new_handoff_id
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+    new_handoff,
+)
 from hotline_bridge.handoffs.model import (
     Actor,
     Direction,
     EventKind,
     HandoffEvent,
-    HandoffInput,
     HandoffKind,
     HandoffRecord,
-    new_handoff,
 )
 from hotline_bridge.handoffs.store import HandoffFilter, PageRequest, SqliteHandoffStore
 from hotline_bridge.partners import api as partners_api

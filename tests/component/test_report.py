@@ -17,7 +17,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from lab.quarter import Volumes, generate
 
 from hotline_bridge.core.principal import Principal
-from hotline_bridge.handoffs.model import Direction, HandoffKind
+from hotline_bridge.handoffs.model import (
+    Direction,
+    HandoffKind,
+)
 from hotline_bridge.handoffs.store import HandoffFilter, PageRequest, SqliteHandoffStore
 from hotline_bridge.reports.api import REPORTS, ReportDesk, routes
 from hotline_bridge.reports.service import Quarter, records_between, write_quarter_report

@@ -17,15 +17,19 @@ from aiohttp.test_utils import TestClient, TestServer
 from hotline_bridge.catalog import Platform, load_catalog
 from hotline_bridge.core.principal import Principal
 from hotline_bridge.handoffs.ids import new_handoff_id
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+    new_handoff,
+)
 from hotline_bridge.handoffs.model import (
     Actor,
     Direction,
     EventKind,
-    HandoffInput,
     HandoffKind,
     Status,
+)
+from hotline_bridge.handoffs.status import (
     fold,
-    new_handoff,
 )
 from hotline_bridge.handoffs.store import SqliteHandoffStore
 from hotline_bridge.units.api import UNITS, routes

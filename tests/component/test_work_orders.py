@@ -16,7 +16,9 @@ from hotline_bridge.catalog import Platform, load_catalog
 from hotline_bridge.config.settings import ConfigError, DutyLineSettings
 from hotline_bridge.core.commands import Command, CommandResult, Originate
 from hotline_bridge.core.principal import Principal
-from hotline_bridge.handoffs.model import HandoffSnapshot
+from hotline_bridge.handoffs.model import (
+    HandoffSnapshot,
+)
 from hotline_bridge.handoffs.service import HandoffService
 from hotline_bridge.handoffs.store import SqliteHandoffStore
 from hotline_bridge.web.http import MAX_BODY, TokenAuth, make_middlewares

@@ -22,13 +22,15 @@ from hotline_bridge.agi.decisions import (
 from hotline_bridge.catalog import load_catalog
 from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.handoffs.ids import new_handoff_id
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+    new_handoff,
+)
 from hotline_bridge.handoffs.model import (
     Actor,
     Direction,
-    HandoffInput,
     HandoffKind,
     HandoffRecord,
-    new_handoff,
 )
 
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)

@@ -19,15 +19,17 @@ from hotline_bridge.followups.service import (
     may_call_back,
     owed,
 )
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+    new_handoff,
+)
 from hotline_bridge.handoffs.model import (
     Actor,
     Direction,
     EventKind,
-    HandoffInput,
     HandoffKind,
     HandoffRecord,
     event,
-    new_handoff,
 )
 
 PLAN = CallPlan(

@@ -7,6 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hotline_bridge.catalog import load_catalog
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+    new_handoff,
+)
 from hotline_bridge.handoffs.model import (
     Actor,
     ActorKind,
@@ -14,14 +18,14 @@ from hotline_bridge.handoffs.model import (
     Direction,
     EventKind,
     HandoffEvent,
-    HandoffInput,
     HandoffKind,
     HandoffRecord,
     Satisfaction,
     Status,
+)
+from hotline_bridge.handoffs.status import (
     append_problem,
     fold,
-    new_handoff,
     next_status,
 )
 

@@ -12,19 +12,21 @@ from pydantic import ValidationError
 from hotline_bridge.catalog import MatterClass, Platform, load_catalog
 from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.handoffs.ids import new_handoff_id
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+    HandoffInputError,
+    new_handoff,
+)
 from hotline_bridge.handoffs.model import (
     Actor,
     CallRef,
     Direction,
     EventKind,
     HandoffEvent,
-    HandoffInput,
-    HandoffInputError,
     HandoffKind,
     HandoffRecord,
     Location,
     event,
-    new_handoff,
 )
 
 NOW = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)

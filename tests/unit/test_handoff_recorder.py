@@ -14,8 +14,18 @@ from hotline_bridge.calls.model import LiveCall
 from hotline_bridge.catalog import Platform, load_catalog
 from hotline_bridge.config.settings import ConfigError
 from hotline_bridge.core.errors import Invalid
-from hotline_bridge.handoffs.model import EventKind, HandoffInput, HandoffKind, Status, fold
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+)
+from hotline_bridge.handoffs.model import (
+    EventKind,
+    HandoffKind,
+    Status,
+)
 from hotline_bridge.handoffs.recorder import StoreRecorder, event_for, open_recorder
+from hotline_bridge.handoffs.status import (
+    fold,
+)
 from hotline_bridge.handoffs.store import HandoffFilter, PageRequest, SqliteHandoffStore
 
 TOPOLOGY = Path(__file__).resolve().parents[2] / "asterisk" / "sandbox.toml"

@@ -10,16 +10,18 @@ import pytest
 from hotline_bridge.catalog import Platform, load_catalog
 from hotline_bridge.core.principal import Principal
 from hotline_bridge.handoffs import views
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+    new_handoff,
+)
 from hotline_bridge.handoffs.model import (
     Actor,
     ActorKind,
     Direction,
     EventKind,
     HandoffEvent,
-    HandoffInput,
     HandoffKind,
     HandoffRecord,
-    new_handoff,
 )
 
 NOW = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)

@@ -21,17 +21,19 @@ import pytest
 
 from hotline_bridge.catalog import load_catalog
 from hotline_bridge.core.vocabulary import Jurisdiction
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+    new_handoff,
+)
 from hotline_bridge.handoffs.model import (
     Actor,
     ActorKind,
     Direction,
     EventKind,
-    HandoffInput,
     HandoffKind,
     HandoffRecord,
     IntakeChannel,
     event,
-    new_handoff,
 )
 from hotline_bridge.reports.figures import Durations, Rate, compute
 from hotline_bridge.reports.service import Quarter

@@ -14,18 +14,22 @@ import pytest
 from hotline_bridge.catalog import MatterClass, load_catalog
 from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.handoffs.ids import new_handoff_id
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+    new_handoff,
+)
 from hotline_bridge.handoffs.model import (
     Actor,
     ActorKind,
     Direction,
     EventKind,
-    HandoffInput,
     HandoffKind,
     HandoffRecord,
     Status,
     event,
+)
+from hotline_bridge.handoffs.status import (
     fold,
-    new_handoff,
 )
 from hotline_bridge.handoffs.store import (
     MIGRATIONS,

@@ -16,6 +16,8 @@ from hotline_bridge.handoffs.model import (
     HandoffEvent,
     Status,
     event,
+)
+from hotline_bridge.handoffs.status import (
     fold_events,
 )
 from hotline_bridge.units.directory import UnitsError, load_directory, shipped

@@ -29,7 +29,9 @@ from hotline_bridge.agi.server import AgiCall, Route
 from hotline_bridge.catalog.model import Catalog
 from hotline_bridge.config.settings import AgiSettings, ConfigError
 from hotline_bridge.core.privacy import mask_number
-from hotline_bridge.handoffs.model import HandoffRecord
+from hotline_bridge.handoffs.model import (
+    HandoffRecord,
+)
 from hotline_bridge.handoffs.store import CallEntry, HandoffStore, StoreError
 
 log = structlog.get_logger(__name__)

@@ -20,7 +20,9 @@ from hotline_bridge.core.commands import Command, CommandResult
 from hotline_bridge.core.errors import Conflict, Forbidden
 from hotline_bridge.core.events import PbxEvent
 from hotline_bridge.handoffs.book import BookSpec, HandoffBook, resolve_target
-from hotline_bridge.handoffs.model import HandoffInput
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+)
 from hotline_bridge.handoffs.ports import HandoffRecorder
 
 THREE_WAY = BookSpec(

@@ -34,9 +34,11 @@ from hotline_bridge.handoffs.model import (
     EventKind,
     HandoffEvent,
     HandoffRecord,
-    HandoffState,
     Status,
     event,
+)
+from hotline_bridge.handoffs.status import (
+    HandoffState,
     fold,
 )
 from hotline_bridge.handoffs.store import (

@@ -25,7 +25,9 @@ from hotline_bridge.core.commands import Command
 from hotline_bridge.core.errors import Invalid, NotFound
 from hotline_bridge.core.outcomes import Outcome, TimelineEntry
 from hotline_bridge.core.privacy import mask_number
-from hotline_bridge.handoffs.model import HandoffInput
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+)
 from hotline_bridge.handoffs.ports import HandoffRecorder
 
 log = structlog.get_logger(__name__)

@@ -15,7 +15,9 @@ from hotline_bridge.calls.model import LiveCall
 from hotline_bridge.core.errors import Forbidden
 from hotline_bridge.core.principal import Principal
 from hotline_bridge.core.textfields import SafeLine
-from hotline_bridge.handoffs.model import HandoffInput
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+)
 from hotline_bridge.web.http import require
 
 

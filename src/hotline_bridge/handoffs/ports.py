@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Protocol
 
 from hotline_bridge.calls.model import LiveCall
-from hotline_bridge.handoffs.model import HandoffInput
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+)
 
 
 class HandoffRecorder(Protocol):

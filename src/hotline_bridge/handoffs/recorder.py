@@ -21,16 +21,18 @@ from hotline_bridge.config.settings import ConfigError, Settings
 from hotline_bridge.core.errors import Invalid, field_errors
 from hotline_bridge.core.outcomes import outcome_of_dialstatus, outcome_of_originate_reason
 from hotline_bridge.handoffs.ids import new_handoff_id
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+    HandoffInputError,
+    new_handoff,
+)
 from hotline_bridge.handoffs.model import (
     Actor,
     CallRef,
     Direction,
     EventKind,
     HandoffEvent,
-    HandoffInput,
-    HandoffInputError,
     HandoffKind,
-    new_handoff,
 )
 from hotline_bridge.handoffs.service import HandoffService
 from hotline_bridge.handoffs.store import HandoffStore, SqliteHandoffStore, StoreError

@@ -12,7 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hotline_bridge.handoffs.model import SCHEMA_VERSION, HandoffRecord
+from hotline_bridge.handoffs.model import (
+    SCHEMA_VERSION,
+    HandoffRecord,
+)
 
 SCHEMA_FILE = f"handoff-record.v{SCHEMA_VERSION}.json"
 

@@ -20,13 +20,16 @@ from hotline_bridge.core.textfields import PhoneNumber
 from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.handoffs import views
 from hotline_bridge.handoffs.ids import new_handoff_id
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+    HandoffInputError,
+    new_handoff,
+)
 from hotline_bridge.handoffs.model import (
     DataValue,
     Direction,
     EventKind,
     HandoffEvent,
-    HandoffInput,
-    HandoffInputError,
     HandoffKind,
     HandoffRecord,
     IntakeChannel,
@@ -34,7 +37,6 @@ from hotline_bridge.handoffs.model import (
     ShortText,
     Status,
     UtcDatetime,
-    new_handoff,
 )
 from hotline_bridge.handoffs.store import HandoffFilter, HandoffStore, PageRequest
 

@@ -52,6 +52,8 @@ from hotline_bridge.handoffs.model import (
     HandoffRecord,
     HandoffSnapshot,
     Status,
+)
+from hotline_bridge.handoffs.status import (
     next_status,
 )
 

@@ -28,6 +28,8 @@ from hotline_bridge.handoffs.model import (
     EventKind,
     HandoffEvent,
     HandoffRecord,
+)
+from hotline_bridge.handoffs.status import (
     HandoffState,
     append_problem,
     fold,

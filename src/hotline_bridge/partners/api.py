@@ -17,7 +17,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hotline_bridge.config.settings import PartnerSettings
 from hotline_bridge.core.errors import field_errors
-from hotline_bridge.handoffs.model import Actor, ActorKind, EventKind, HandoffEvent, HandoffRecord
+from hotline_bridge.handoffs.model import (
+    Actor,
+    ActorKind,
+    EventKind,
+    HandoffEvent,
+    HandoffRecord,
+)
 from hotline_bridge.handoffs.store import DuplicateHandoff, HandoffStore, UnknownHandoff
 from hotline_bridge.partners.link import PUSH_PATH
 from hotline_bridge.partners.signing import Nonces, SignatureError, verify

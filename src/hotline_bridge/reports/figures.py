@@ -25,9 +25,11 @@ from hotline_bridge.handoffs.model import (
     EventKind,
     HandoffKind,
     HandoffRecord,
-    HandoffState,
     Satisfaction,
     Status,
+)
+from hotline_bridge.handoffs.status import (
+    HandoffState,
     fold,
 )
 

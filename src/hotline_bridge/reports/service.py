@@ -13,7 +13,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from hotline_bridge.catalog.model import Catalog
-from hotline_bridge.handoffs.model import HandoffRecord
+from hotline_bridge.handoffs.model import (
+    HandoffRecord,
+)
 from hotline_bridge.handoffs.store import MAX_PAGE, HandoffFilter, HandoffStore, PageRequest
 from hotline_bridge.reports.figures import Figures, compute
 from hotline_bridge.reports.render import write_report

@@ -17,7 +17,9 @@ from hotline_bridge.config.settings import Settings
 from hotline_bridge.core.commands import Command, CommandResult
 from hotline_bridge.core.events import PbxEvent
 from hotline_bridge.handoffs.book import BookSpec, HandoffBook, resolve_target
-from hotline_bridge.handoffs.model import HandoffInput
+from hotline_bridge.handoffs.intake import (
+    HandoffInput,
+)
 from hotline_bridge.handoffs.ports import HandoffRecorder
 from hotline_bridge.transfers import machine
 from hotline_bridge.transfers.machine import Transfer, TransferState

@@ -26,10 +26,12 @@ from hotline_bridge.handoffs.model import (
     EventKind,
     HandoffEvent,
     HandoffRecord,
-    HandoffState,
     Status,
-    append_problem,
     event,
+)
+from hotline_bridge.handoffs.status import (
+    HandoffState,
+    append_problem,
     fold,
 )
 from hotline_bridge.handoffs.store import MAX_PAGE, HandoffFilter, HandoffStore, PageRequest

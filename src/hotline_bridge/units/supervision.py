@@ -12,7 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from hotline_bridge.handoffs.model import EventKind, HandoffState, Status, flag
+from hotline_bridge.handoffs.model import (
+    EventKind,
+    Status,
+)
+from hotline_bridge.handoffs.status import (
+    HandoffState,
+    flag,
+)
 from hotline_bridge.units.directory import Limit
 
 WAITING_FOR_SIGN = frozenset({Status.ASSIGNED})

@@ -30,7 +30,12 @@ from hotline_bridge.core.commands import Command, CommandResult
 from hotline_bridge.core.errors import NotFound
 from hotline_bridge.core.events import PbxEvent
 from hotline_bridge.core.principal import Principal
-from hotline_bridge.handoffs.model import Actor, EventKind, HandoffEvent, IntakeChannel
+from hotline_bridge.handoffs.model import (
+    Actor,
+    EventKind,
+    HandoffEvent,
+    IntakeChannel,
+)
 from hotline_bridge.handoffs.service import HandoffService, WorkOrderInput
 from hotline_bridge.handoffs.store import HandoffStore, StoreError
 from hotline_bridge.workorders import machine
