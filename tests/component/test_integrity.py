@@ -214,3 +214,31 @@ def test_the_three_way_partner_leg_presents_only_a_real_number(number: str, pres
         assert fields["CallerID"] == f'"{presented}" <{presented}>'
     else:
         assert "CallerID" not in fields  # withheld, never passed on raw
+
+
+def test_a_locked_store_answers_busy_at_once_instead_of_freezing_the_loop(tmp_path: Path) -> None:
+    import sqlite3
+
+    from hotline_bridge.handoffs.store import StoreBusy
+
+    store = SqliteHandoffStore(tmp_path / "h.db")
+    rec = record()
+    store.create(rec, outbox=False)
+    holder = sqlite3.connect(tmp_path / "h.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer keeps the lock
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreBusy, match="busy") as err:
+            store.append(rec.id, event_of(rec.id))
+        assert err.value.status == 503  # a person's request gets a 503 with the reason
+        assert time.monotonic() - started < 2.0  # bounded (250 ms), not SQLite's usual 5 s
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    store.append(rec.id, event_of(rec.id))  # and it writes again once the lock is gone
+    store.close()
+
+
+def event_of(handoff_id: str) -> HandoffEvent:
+    return HandoffEvent(at=datetime.now(UTC), actor=Actor.system(), kind=EventKind.NOTE,
+                        data={"text": "x"})  # fmt: skip

@@ -1,4 +1,4 @@
-"""Durable storage of handoff records: the ``HandoffStore`` interface and its SQLite implementation.
+"""The SQLite implementation of the ``HandoffStore`` interface (``store.base``), the default.
 
 The API is synchronous on purpose: it is called inline on the event loop, and each call is one
 short transaction (tens of microseconds on a local disk), which is cheaper and simpler than a
@@ -37,18 +37,14 @@ import json
 import os
 import sqlite3
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
-from hotline_bridge.catalog.model import MatterClass
 from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.handoffs.model import (
-    Direction,
     EventKind,
     HandoffEvent,
-    HandoffKind,
     HandoffRecord,
     HandoffSnapshot,
     Status,
@@ -56,309 +52,32 @@ from hotline_bridge.handoffs.model import (
 from hotline_bridge.handoffs.status import (
     next_status,
 )
+from hotline_bridge.handoffs.store.base import (
+    AccessEntry,
+    AccessRow,
+    CallEntry,
+    DuplicateHandoff,
+    HandoffFilter,
+    OutboxItem,
+    Page,
+    PageRequest,
+    StoreBusy,
+    StoreError,
+    UnknownHandoff,
+)
+from hotline_bridge.handoffs.store.migrations import _CITIZEN_NUMBER, MIGRATIONS, Migration, migrate
 
-MAX_PAGE = 200
 _INSERT_EVENT = (
     "INSERT INTO handoff_events (handoff_id, seq, at, kind, body) VALUES (?, ?, ?, ?, ?)"
 )
 
 
-class StoreError(Exception):
-    """The store cannot do what was asked (the message says why)."""
-
-
-class DuplicateHandoff(StoreError):
-    """A record with this id exists and its snapshot differs from the one offered."""
-
-
-class UnknownHandoff(StoreError):
-    """No record has this id."""
-
-
-@dataclass(frozen=True, slots=True)
-class HandoffFilter:
-    since: datetime | None = None  # created at or after
-    until: datetime | None = None  # created before
-    matter_class: MatterClass | None = None
-    direction: Direction | None = None
-    status: Status | None = None
-    jurisdiction: Jurisdiction | None = None
-    kind: HandoffKind | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PageRequest:
-    limit: int = 50
-    cursor: str | None = None  # opaque; from the previous Page
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.limit <= MAX_PAGE:
-            raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: tuple[HandoffRecord, ...]
-    next_cursor: str | None  # None on the last page
-
-
-@dataclass(frozen=True, slots=True)
-class CallEntry:
-    """One row of the call log: a call as the dialplan's AGI hooks saw it arrive."""
-
-    call_id: str  # Asterisk Uniqueid of the citizen's channel
-    arrived_at: datetime
-    kind: Literal["citizen", "from_partner"]
-    jurisdiction: Jurisdiction = Jurisdiction.UNKNOWN
-    caller: str | None = None  # the number as carried (caller ID), if it is one
-    dialled: str | None = None
-    endpoint: str | None = None  # the PJSIP endpoint (trunk) it arrived on
-    nuisance: bool = False
-    handoff_id: str | None = None  # from_partner: the X-Handoff-Id it carried
-    urgency: str | None = None  # from_partner: urgent / normal / unknown
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    id: int
-    handoff_id: str
-    kind: str  # "handoff.created" | "handoff.event"
-    payload: str  # JSON
-    created_at: datetime
-    attempts: int
-    next_attempt_at: datetime
-    delivered_at: datetime | None
-
-
-class HandoffStore(Protocol):
-    """Where handoff records live. Every method is one short transaction."""
-
-    def create(self, record: HandoffRecord, *, outbox: bool = True) -> bool:
-        """Store a new record; durable on return. Returns False (and does nothing) if a record
-        with this id and an identical snapshot exists; raises DuplicateHandoff if it differs."""
-        ...
-
-    def get(self, handoff_id: str) -> HandoffRecord | None: ...
-
-    def append(self, handoff_id: str, event: HandoffEvent, *, outbox: bool = False) -> HandoffEvent:
-        """Append an event, numbering it atomically; returns it with its ``seq``."""
-        ...
-
-    def list(self, filters: HandoffFilter, page: PageRequest) -> Page:
-        """Records newest first, filtered, one page at a time."""
-        ...
-
-    def outbox_pending(
-        self, limit: int = 100, *, now: datetime | None = None
-    ) -> builtins.list[OutboxItem]: ...
-
-    def outbox_mark_delivered(self, item_id: int, *, now: datetime | None = None) -> None: ...
-
-    def outbox_mark_failed(self, item_id: int, next_attempt_at: datetime) -> None: ...
-
-    def outbox_backlog(self) -> tuple[int, datetime | None]:
-        """Undelivered outbox rows and when the oldest was written (for metrics and alerts)."""
-        ...
-
-    def count_citizen_records(
-        self, number: str, *, categories: Collection[str], since: datetime
-    ) -> int:
-        """Records for this citizen number, of one of ``categories``, created at/after ``since``."""
-        ...
-
-    def open_call(self, entry: CallEntry) -> bool:
-        """Log a call's arrival; False (nothing written) if its call id is logged already."""
-        ...
-
-    def remember_nonce(self, nonce: str, expires_at: float, now: float) -> bool:
-        """Record a signed request's nonce until ``expires_at`` (epoch s); False if it is
-        already remembered (a replay). Forgets expired nonces as it goes."""
-        ...
-
-    def log_access(self, entry: AccessEntry) -> None:
-        """Audit one read of a confidential record: reads by the same principal of the same
-        record and view within a minute are one row with a count (a screen polling every second
-        writes a row a minute, not sixty, and never touches the record's own events)."""
-        ...
-
-    def access_log(self, handoff_id: str) -> builtins.list[AccessRow]: ...
-
-    def get_call(self, call_id: str) -> CallEntry | None: ...
-
-    def close(self) -> None: ...
-
-
-# -- migrations --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    name: str
-    statements: tuple[str, ...]
-
-
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(
-        1,
-        "handoffs, events, outbox",
-        (
-            """CREATE TABLE handoffs (
-                id TEXT PRIMARY KEY,
-                created_at TEXT NOT NULL,
-                kind TEXT NOT NULL,
-                direction TEXT NOT NULL,
-                matter_class TEXT,
-                jurisdiction TEXT NOT NULL,
-                status TEXT NOT NULL,
-                last_seq INTEGER NOT NULL,
-                updated_at TEXT NOT NULL,
-                snapshot TEXT NOT NULL
-            ) WITHOUT ROWID""",
-            "CREATE INDEX handoffs_by_time ON handoffs (created_at DESC, id DESC)",
-            "CREATE INDEX handoffs_by_status ON handoffs (status, created_at DESC)",
-            "CREATE INDEX handoffs_by_class ON handoffs (matter_class, created_at DESC)",
-            """CREATE TABLE handoff_events (
-                handoff_id TEXT NOT NULL REFERENCES handoffs (id),
-                seq INTEGER NOT NULL,
-                at TEXT NOT NULL,
-                kind TEXT NOT NULL,
-                body TEXT NOT NULL,
-                PRIMARY KEY (handoff_id, seq)
-            ) WITHOUT ROWID""",
-            """CREATE TABLE outbox (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                handoff_id TEXT NOT NULL REFERENCES handoffs (id),
-                kind TEXT NOT NULL,
-                payload TEXT NOT NULL,
-                created_at TEXT NOT NULL,
-                attempts INTEGER NOT NULL DEFAULT 0,
-                next_attempt_at TEXT NOT NULL,
-                delivered_at TEXT
-            )""",
-            "CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE delivered_at IS NULL",
-        ),
-    ),
-    Migration(
-        2,
-        "append-only guards",
-        (
-            """CREATE TRIGGER handoff_events_no_update BEFORE UPDATE ON handoff_events
-               BEGIN SELECT RAISE(ABORT, 'handoff events are append-only'); END""",
-            """CREATE TRIGGER handoff_events_no_delete BEFORE DELETE ON handoff_events
-               BEGIN SELECT RAISE(ABORT, 'handoff events are append-only'); END""",
-            """CREATE TRIGGER handoffs_snapshot_frozen
-               BEFORE UPDATE OF id, created_at, kind, direction, matter_class, jurisdiction,
-                                snapshot ON handoffs
-               BEGIN SELECT RAISE(ABORT, 'a handoff snapshot is frozen'); END""",
-            """CREATE TRIGGER handoffs_no_delete BEFORE DELETE ON handoffs
-               BEGIN SELECT RAISE(ABORT, 'handoff records are kept'); END""",
-        ),
-    ),
-    Migration(
-        3,
-        "call log, records by citizen number",
-        (
-            """CREATE TABLE calls (
-                call_id TEXT PRIMARY KEY,
-                arrived_at TEXT NOT NULL,
-                kind TEXT NOT NULL,
-                jurisdiction TEXT NOT NULL,
-                caller TEXT,
-                dialled TEXT,
-                endpoint TEXT,
-                nuisance INTEGER NOT NULL DEFAULT 0,
-                handoff_id TEXT,
-                urgency TEXT
-            ) WITHOUT ROWID""",
-            "CREATE INDEX calls_by_time ON calls (arrived_at)",
-            # The nuisance rule asks "how many records of these categories has this number had
-            # lately": an expression index answers it without a second copy of the number.
-            # A query uses it only if it spells the expression exactly so (_CITIZEN_NUMBER).
-            "CREATE INDEX handoffs_by_citizen ON handoffs "
-            "(json_extract(snapshot, '$.citizen.number'), created_at)",
-        ),
-    ),
-    Migration(
-        4,
-        "partner nonces seen, kept until their request's time window closes",
-        (
-            """CREATE TABLE partner_nonces (
-                nonce TEXT PRIMARY KEY,
-                expires_at REAL NOT NULL
-            ) WITHOUT ROWID""",
-            "CREATE INDEX partner_nonces_by_expiry ON partner_nonces (expires_at)",
-        ),
-    ),
-    Migration(
-        5,
-        "confidential-read access log, one row per reader, record, view and minute",
-        (
-            """CREATE TABLE access_log (
-                handoff_id TEXT NOT NULL,
-                principal TEXT NOT NULL,
-                role TEXT NOT NULL,
-                view TEXT NOT NULL,
-                full_view INTEGER NOT NULL,
-                minute TEXT NOT NULL,
-                first_at TEXT NOT NULL,
-                last_at TEXT NOT NULL,
-                reads INTEGER NOT NULL,
-                PRIMARY KEY (handoff_id, principal, view, full_view, minute)
-            ) WITHOUT ROWID""",
-            # Append-only but for the count and last time of the current minute's row.
-            "CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log "
-            "BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END",
-        ),
-    ),
-)
-_CITIZEN_NUMBER = "json_extract(snapshot, '$.citizen.number')"
-
-
-def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
-    """Apply the migrations this database lacks, each in its own transaction. Idempotent.
-
-    Returns the versions applied. Refuses a database written by a newer version of the bridge.
-    """
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations "
-        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-    )
-    known = max((m.version for m in migrations), default=0)
-    applied: list[int] = []
-    for migration in sorted(migrations, key=lambda m: m.version):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Re-read inside the write lock: another process may have migrated meanwhile.
-            done = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
-            newest = max(done, default=0)
-            if newest > known:
-                raise StoreError(
-                    f"the store is at schema version {newest}; this bridge knows up to {known}"
-                )
-            if migration.version in done:
-                conn.execute("ROLLBACK")
-                continue
-            for statement in migration.statements:
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (migration.version, migration.name, _ts(datetime.now(UTC))),
-            )
-            conn.execute("COMMIT")
-            applied.append(migration.version)
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    return applied
-
-
-def schema_versions(conn: sqlite3.Connection) -> list[int]:
-    return [v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
-
-
-# -- SQLite ------------------------------------------------------------------------------------
+# The longest a call may wait for another connection's write lock. The store is called on the
+# event loop: SQLite's usual 5 s would freeze every hotkey meanwhile. Writers are the loop and
+# short worker-thread scans (units, reports), each a transaction of microseconds to a few
+# milliseconds, so 250 ms is ample; past it the call fails with a StoreError (an answer, not a
+# frozen service) and the caller's own rules apply (a scan retries, a hotkey is refused, 503).
+BUSY_TIMEOUT_MS = 250
 
 
 class SqliteHandoffStore:
@@ -370,6 +89,7 @@ class SqliteHandoffStore:
         *,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         migrations: Sequence[Migration] = MIGRATIONS,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
     ) -> None:
         self.path = path
         if str(path) != ":memory:":
@@ -380,7 +100,7 @@ class SqliteHandoffStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             migrate(self._db, migrations)
         except BaseException:
             self._db.close()
@@ -656,27 +376,6 @@ def _private_file(path: Path) -> None:
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
-@dataclass(frozen=True, slots=True)
-class AccessEntry:
-    handoff_id: str
-    principal: str
-    role: str
-    view: str  # record | list
-    full: bool  # saw the numbers and words in full
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class AccessRow:
-    principal: str
-    role: str
-    view: str
-    full: bool
-    first_at: datetime
-    last_at: datetime
-    reads: int
-
-
 class _Tx:
     """``BEGIN IMMEDIATE`` … ``COMMIT`` (or ``ROLLBACK`` on any exception)."""
 
@@ -686,7 +385,12 @@ class _Tx:
     def __enter__(self) -> None:
         # IMMEDIATE takes the write lock up front, so reading last_seq and inserting seq+1 is
         # atomic even if another process shares the file.
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusy("the record store is busy; try again") from None
+            raise
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")

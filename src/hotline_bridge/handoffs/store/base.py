@@ -1,0 +1,173 @@
+"""The store's interface (a Protocol any backend satisfies), its value types and errors."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from hotline_bridge.catalog.model import MatterClass
+from hotline_bridge.core.errors import Unavailable
+from hotline_bridge.core.vocabulary import Jurisdiction
+from hotline_bridge.handoffs.model import (
+    Direction,
+    HandoffEvent,
+    HandoffKind,
+    HandoffRecord,
+    Status,
+)
+
+MAX_PAGE = 200
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (the message says why)."""
+
+
+class StoreBusy(StoreError, Unavailable):
+    """Another writer held the lock past the busy timeout: nothing was written; a person's
+    request gets 503 with this reason (``core.errors.Unavailable``), a scan retries later."""
+
+
+class DuplicateHandoff(StoreError):
+    """A record with this id exists and its snapshot differs from the one offered."""
+
+
+class UnknownHandoff(StoreError):
+    """No record has this id."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffFilter:
+    since: datetime | None = None  # created at or after
+    until: datetime | None = None  # created before
+    matter_class: MatterClass | None = None
+    direction: Direction | None = None
+    status: Status | None = None
+    jurisdiction: Jurisdiction | None = None
+    kind: HandoffKind | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    limit: int = 50
+    cursor: str | None = None  # opaque; from the previous Page
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: tuple[HandoffRecord, ...]
+    next_cursor: str | None  # None on the last page
+
+
+@dataclass(frozen=True, slots=True)
+class CallEntry:
+    """One row of the call log: a call as the dialplan's AGI hooks saw it arrive."""
+
+    call_id: str  # Asterisk Uniqueid of the citizen's channel
+    arrived_at: datetime
+    kind: Literal["citizen", "from_partner"]
+    jurisdiction: Jurisdiction = Jurisdiction.UNKNOWN
+    caller: str | None = None  # the number as carried (caller ID), if it is one
+    dialled: str | None = None
+    endpoint: str | None = None  # the PJSIP endpoint (trunk) it arrived on
+    nuisance: bool = False
+    handoff_id: str | None = None  # from_partner: the X-Handoff-Id it carried
+    urgency: str | None = None  # from_partner: urgent / normal / unknown
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    handoff_id: str
+    kind: str  # "handoff.created" | "handoff.event"
+    payload: str  # JSON
+    created_at: datetime
+    attempts: int
+    next_attempt_at: datetime
+    delivered_at: datetime | None
+
+
+class HandoffStore(Protocol):
+    """Where handoff records live. Every method is one short transaction."""
+
+    def create(self, record: HandoffRecord, *, outbox: bool = True) -> bool:
+        """Store a new record; durable on return. Returns False (and does nothing) if a record
+        with this id and an identical snapshot exists; raises DuplicateHandoff if it differs."""
+        ...
+
+    def get(self, handoff_id: str) -> HandoffRecord | None: ...
+
+    def append(self, handoff_id: str, event: HandoffEvent, *, outbox: bool = False) -> HandoffEvent:
+        """Append an event, numbering it atomically; returns it with its ``seq``."""
+        ...
+
+    def list(self, filters: HandoffFilter, page: PageRequest) -> Page:
+        """Records newest first, filtered, one page at a time."""
+        ...
+
+    def outbox_pending(
+        self, limit: int = 100, *, now: datetime | None = None
+    ) -> builtins.list[OutboxItem]: ...
+
+    def outbox_mark_delivered(self, item_id: int, *, now: datetime | None = None) -> None: ...
+
+    def outbox_mark_failed(self, item_id: int, next_attempt_at: datetime) -> None: ...
+
+    def outbox_backlog(self) -> tuple[int, datetime | None]:
+        """Undelivered outbox rows and when the oldest was written (for metrics and alerts)."""
+        ...
+
+    def count_citizen_records(
+        self, number: str, *, categories: Collection[str], since: datetime
+    ) -> int:
+        """Records for this citizen number, of one of ``categories``, created at/after ``since``."""
+        ...
+
+    def open_call(self, entry: CallEntry) -> bool:
+        """Log a call's arrival; False (nothing written) if its call id is logged already."""
+        ...
+
+    def remember_nonce(self, nonce: str, expires_at: float, now: float) -> bool:
+        """Record a signed request's nonce until ``expires_at`` (epoch s); False if it is
+        already remembered (a replay). Forgets expired nonces as it goes."""
+        ...
+
+    def log_access(self, entry: AccessEntry) -> None:
+        """Audit one read of a confidential record: reads by the same principal of the same
+        record and view within a minute are one row with a count (a screen polling every second
+        writes a row a minute, not sixty, and never touches the record's own events)."""
+        ...
+
+    def access_log(self, handoff_id: str) -> builtins.list[AccessRow]: ...
+
+    def get_call(self, call_id: str) -> CallEntry | None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    handoff_id: str
+    principal: str
+    role: str
+    view: str  # record | list
+    full: bool  # saw the numbers and words in full
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRow:
+    principal: str
+    role: str
+    view: str
+    full: bool
+    first_at: datetime
+    last_at: datetime
+    reads: int
