@@ -230,7 +230,7 @@ def pool_endpoints(topo: dict[str, Any]) -> list[str]:
 # The topology's sections that are the bridge's own settings; the others describe the PBX and
 # its SIPp peers, and the bridge (strict: an unknown key is an error) must never see them.
 BRIDGE_SECTIONS = (
-    "ami", "http", "ops", "agi", "bridge", "agents", "api_clients", "partner", "targets",
+    "ami", "http", "ops", "limits", "agi", "bridge", "agents", "api_clients", "partner", "targets",
     "duty_lines", "reports", "units", "follow_up", "log_format", "log_level",
 )  # fmt: skip
 _PEER_KEYS = frozenset({"sip_host", "sip_port"})  # where a SIPp peer listens: the PBX's business

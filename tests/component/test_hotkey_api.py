@@ -243,3 +243,45 @@ async def test_calls_list_is_scoped_to_the_agent(harness: Harness) -> None:
     assert (await resp.json())["calls"] == []
     resp = await harness.client.get("/v1/calls")
     assert resp.status == 401
+
+
+async def test_a_retry_loop_gets_429_with_retry_after_and_reaches_no_pbx(harness: Harness) -> None:
+    """A softphone hammering the hotkey: past its burst the bridge answers 429 with
+    Retry-After, and those requests never get as far as a PBX command."""
+    from aiohttp import web as aioweb
+
+    from hotline_bridge.core.principal import Principal
+    from hotline_bridge.web.http import MAX_BODY, TokenAuth, make_middlewares
+    from hotline_bridge.web.limits import RateLimiter
+
+    now = [0.0]
+    app = harness.client.app
+    assert app is not None
+    limited = aioweb.Application(
+        middlewares=make_middlewares(
+            TokenAuth([(TOKEN_1001["Authorization"][7:], Principal("1001", "agent", "1001"))]),
+            RateLimiter(rate_per_s=1.0, burst=3),
+            clock=lambda: now[0],
+        )
+    )
+    for key in (CALLS, TRANSFERS, CONFERENCES, MAX_BODY):
+        limited[key] = app[key]
+    limited.router.add_routes(transfers_api.routes())
+    async with TestClient(TestServer(limited)) as client:
+        statuses, retry = [], None
+        for _ in range(10):
+            resp = await client.post(
+                "/v1/calls/9.9/carry-transfer",  # no such call: 404, but it counts as a press
+                json={"target": "110"},
+                headers=TOKEN_1001,
+            )
+            statuses.append(resp.status)
+            retry = resp.headers.get("Retry-After", retry)
+        assert statuses[:3] == [404, 404, 404] and set(statuses[3:]) == {429}
+        assert retry == "1"
+        assert harness.submitted == []
+        now[0] += 1.0  # a second later, one more press is allowed
+        resp = await client.post(
+            "/v1/calls/9.9/carry-transfer", json={"target": "110"}, headers=TOKEN_1001
+        )
+        assert resp.status == 404

@@ -367,3 +367,40 @@ async def test_the_switchboard_routes_results_by_registration_and_events_to_ever
     assert [r.command for r in reminders.results] == [cmd] and transfers.results == []
     board.on_event({"Event": "Hangup", "Uniqueid": "x-1"})
     assert seen == ["calls:Hangup", "reminders:Hangup", "transfers:Hangup"]
+
+
+async def test_a_flood_of_police_orders_rings_the_duty_line_once_and_then_no_more_than_the_cap(
+    tmp_path: Path,
+) -> None:
+    """50 police work orders for one jurisdiction within seconds: the first rings the duty line;
+    those filed while that call is pending are covered by it (one call reminds of all); the
+    hourly cap bounds the calls after it. Every order is filed and says what covered it."""
+    duty = DutyLineSettings(default="PJSIP/110@duty-110", attempts=1)
+    async for h in harness(tmp_path, Platform.HOTLINE_12345, duty):
+        h.reminders._calls_per_hour = 2
+        ids = []
+        for _ in range(50):
+            status, body = await h.file(POLICE)
+            assert status == 201
+            ids.append(body["id"])
+        (first,) = h.sent  # one call for 50 orders
+        assert isinstance(first, Originate)
+        assert all("duty_reminder_merged" in h.whats(i) for i in ids[1:])
+        headers = {"Authorization": f"Bearer {TOKENS['agent'][0]}"}
+        async with h.client.get(f"/v1/work-orders/{ids[30]}/reminder", headers=headers) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["reminder_id"] == reminder_id_for(ids[0])
+        # The call ends; the next order rings again (2nd call of the hour); then the cap holds.
+        h.reminders.on_event({"Event": "OriginateResponse", "Response": "Failure", "Reason": "3",
+                              "Uniqueid": first.channel_id})  # fmt: skip
+        await h.file(POLICE)
+        assert len(h.sent) == 2
+        h.reminders.on_event({"Event": "OriginateResponse", "Response": "Failure", "Reason": "3",
+                              "Uniqueid": h.sent[1].channel_id})  # type: ignore[union-attr]  # fmt: skip
+        status, third = await h.file(POLICE)
+        assert status == 201 and third["reminder"] is None and len(h.sent) == 2
+        assert "duty_reminder_capped" in h.whats(third["id"])
+        # An hour later the desk may be rung again.
+        h.clock.now += 3601
+        await h.file(POLICE)
+        assert len(h.sent) == 3

@@ -123,6 +123,17 @@ class HttpSettings(_Section):
         return value.rstrip("/")
 
 
+class LimitSettings(_Section):
+    """Bounds on what one API user can make the bridge do (429 with Retry-After beyond them)."""
+
+    # Every request that changes something (hotkeys, events, work orders...), per principal.
+    per_principal_per_s: float = Field(5.0, gt=0, le=1000)
+    burst: int = Field(20, ge=1, le=10_000)
+    # Duty-line reminder calls (110 值班电话) per jurisdiction per hour; orders beyond it are
+    # covered by the next call (merged), never by a call of their own.
+    duty_calls_per_hour: int = Field(6, ge=1, le=120)
+
+
 class OpsSettings(_Section):
     """A separate listener for ``/metrics`` and ``/healthz`` (loopback by default): with a port,
     the agents' API port serves neither."""
@@ -343,6 +354,7 @@ class Settings(BaseSettings):
     ami: AmiSettings
     http: HttpSettings = HttpSettings()
     ops: OpsSettings = OpsSettings()
+    limits: LimitSettings = LimitSettings()
     agi: AgiSettings = AgiSettings()
     bridge: BridgeSettings
     agents: list[AgentSettings] = Field(default_factory=list)

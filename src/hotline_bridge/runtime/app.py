@@ -45,6 +45,7 @@ from hotline_bridge.runtime.switchboard import EVENTS, Switchboard
 from hotline_bridge.transfers import plugin as transfers
 from hotline_bridge.units import plugin as units
 from hotline_bridge.web.http import MAX_BODY, TokenAuth, json_ok, make_middlewares
+from hotline_bridge.web.limits import RateLimiter
 from hotline_bridge.web.openapi import described, openapi_document
 from hotline_bridge.workorders import plugin as workorders
 
@@ -169,8 +170,9 @@ def make_app(settings: Settings, ami: AmiClient) -> web.Application:
         (a.token.get_secret_value(), Principal(a.id, "agent", agent_id=a.id))
         for a in settings.agents
     ] + [(c.token.get_secret_value(), Principal(c.id, c.role)) for c in settings.api_clients]
+    limiter = RateLimiter(settings.limits.per_principal_per_s, settings.limits.burst)
     app = web.Application(
-        middlewares=make_middlewares(TokenAuth(tokens)),
+        middlewares=make_middlewares(TokenAuth(tokens), limiter),
         client_max_size=settings.http.max_body_bytes,
     )
     app[MAX_BODY] = settings.http.max_body_bytes

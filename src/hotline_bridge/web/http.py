@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -29,6 +30,7 @@ from hotline_bridge.core.errors import (
     field_errors,
 )
 from hotline_bridge.core.principal import Principal
+from hotline_bridge.web.limits import RateLimiter, retry_after_header
 
 log = structlog.get_logger(__name__)
 
@@ -91,12 +93,29 @@ def require(request: web.Request, *roles: str) -> Principal:
     return principal
 
 
-def make_middlewares(auth: TokenAuth) -> list[Any]:
+_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def make_middlewares(
+    auth: TokenAuth,
+    limiter: RateLimiter | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[Any]:
     @web.middleware
     async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         principal = auth.principal(request.headers.get("Authorization"))
         if principal is not None:
             request[PRINCIPAL] = principal
+        if limiter is not None and principal is not None and request.method in _MUTATING:
+            # Per principal. Requests without a token are refused (401) by their handler, but
+            # for the partner receiver: its peer signs every push and its outbox paces itself.
+            wait = limiter.take(principal.id, clock())
+            if wait is not None:
+                response = error_response(
+                    429, f"too many requests; try again in {retry_after_header(wait)} s"
+                )
+                response.headers["Retry-After"] = retry_after_header(wait)
+                return response
         try:
             return await handler(request)
         except Refused as exc:

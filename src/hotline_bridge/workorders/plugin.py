@@ -18,6 +18,7 @@ def install(app: web.Application, deps: Deps) -> WorkOrderService:
         store=deps.store,
         record_url=deps.recorder.url,
         submit=submit,
+        calls_per_hour=deps.settings.limits.duty_calls_per_hour,
     )
     deps.pbx.listen(reminders)
     service = app[api.WORK_ORDERS] = WorkOrderService(

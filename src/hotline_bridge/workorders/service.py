@@ -109,6 +109,9 @@ def step_event(step: machine.Step, attempts: int) -> HandoffEvent:
     )
 
 
+KEEP_FINISHED_S = 3600.0  # a finished reminder stays readable (GET .../reminder) this long
+
+
 class ReminderService:
     def __init__(
         self,
@@ -119,8 +122,10 @@ class ReminderService:
         record_url: Callable[[str], str],
         submit: Callable[[list[Command]], None],
         clock: Callable[[], float] = time.time,
+        calls_per_hour: int = 6,
     ) -> None:
         self._settings = settings
+        self._calls_per_hour = calls_per_hour
         self._caller_id = settings.caller_id or caller_id
         self._store = store
         self._record_url = record_url
@@ -128,6 +133,11 @@ class ReminderService:
         self._clock = clock
         self.reminders: dict[str, Reminder] = {}
         self._by_channel: dict[str, str] = {}  # attempt channel Uniqueid -> reminder id
+        # One call reminds of every police order of a jurisdiction still waiting for it: orders
+        # arriving while its reminder is pending are covered by it, not rung again.
+        self._pending: dict[str, str] = {}  # jurisdiction -> reminder id still pending
+        self._covered_by: dict[str, str] = {}  # handoff id -> the reminder that covers it
+        self._started: dict[str, list[float]] = {}  # jurisdiction -> call start times (cap)
 
     def start(self, handoff_id: str, jurisdiction: str) -> Reminder | None:
         """Ring the jurisdiction's duty line for this record (None: no duty line configured)."""
@@ -147,6 +157,27 @@ class ReminderService:
         rid = reminder_id_for(handoff_id)
         if rid in self.reminders:
             return self.reminders[rid]
+        now = self._clock()
+        pending = self.reminders.get(self._pending.get(jurisdiction, ""))
+        if pending is not None and not pending.done:
+            self._covered_by[handoff_id] = pending.id
+            self._note(handoff_id, "duty_reminder_merged", f"covered by {pending.id}", now)
+            return pending
+        recent = [at for at in self._started.get(jurisdiction, []) if at > now - 3600]
+        if len(recent) >= self._calls_per_hour:
+            # A flood of orders must not ring the duty desk without end: the orders are filed
+            # and pushed to 110 all the same; the desk has been rung this hour already.
+            self._started[jurisdiction] = recent
+            log.warning("duty line capped", jurisdiction=jurisdiction, calls=len(recent))
+            self._note(
+                handoff_id,
+                "duty_reminder_capped",
+                f"{len(recent)} reminder calls to this duty line in the last hour",
+                now,
+            )
+            return None
+        self._started[jurisdiction] = [*recent, now]
+        self._pending[jurisdiction] = rid
         plan = ReminderPlan(
             reminder_id=rid,
             handoff_id=handoff_id,
@@ -159,9 +190,25 @@ class ReminderService:
             attempts=self._settings.attempts,
             retry_after_s=self._settings.retry_after_s,
         )
-        reminder, commands = machine.start(plan, self._clock())
+        reminder, commands = machine.start(plan, now)
         self._advance(None, reminder, commands)
         return reminder
+
+    def covering(self, handoff_id: str) -> Reminder | None:
+        """The reminder that rang (or rings) the duty line for this order."""
+        rid = self._covered_by.get(handoff_id, reminder_id_for(handoff_id))
+        return self.reminders.get(rid)
+
+    def _note(self, handoff_id: str, what: str, detail: str, now: float) -> None:
+        self._record(
+            handoff_id,
+            HandoffEvent(
+                at=datetime.fromtimestamp(now, UTC),
+                actor=Actor.system(),
+                kind=EventKind.CALL_PROGRESS,
+                data={"what": what, "detail": detail},
+            ),
+        )
 
     def get(self, reminder_id: str) -> Reminder | None:
         return self.reminders.get(reminder_id)
@@ -207,11 +254,15 @@ class ReminderService:
         return new
 
     def tick(self, now: float) -> None:
-        """Time passed: every reminder whose ``due_at`` has come is stepped (retry, give up)."""
+        """Time passed: every reminder whose ``due_at`` has come is stepped (retry, give up);
+        reminders finished over an hour ago leave memory (their story is in the records)."""
         for r in list(self.reminders.values()):
             if not r.done and r.due_at is not None and now >= r.due_at:
                 new, commands = machine.step(r, machine.Tick(), now)
                 self._advance(r, new, commands)
+            elif r.done and r.timeline and r.timeline[-1].at < now - KEEP_FINISHED_S:
+                del self.reminders[r.id]
+                self._covered_by = {h: c for h, c in self._covered_by.items() if c != r.id}
 
     def _advance(self, old: Reminder | None, new: Reminder, commands: list[Command]) -> None:
         self.reminders[new.id] = new
@@ -299,7 +350,7 @@ class WorkOrderService:
             return None
 
     def reminder(self, handoff_id: str) -> dict[str, Any]:
-        r = self.reminders.get(reminder_id_for(handoff_id))
+        r = self.reminders.covering(handoff_id)
         if r is None:
             raise NotFound(f"no duty-line reminder for {handoff_id}")
         return reminder_view(r)
