@@ -98,6 +98,14 @@ class HttpSettings(_Section):
     port: int = Field(8345, ge=0, le=65535)
     public_url: str = "http://127.0.0.1:8345"
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Slow or idle clients: a connection without a whole request (headers and body) for this long
+    # is closed; a body that trickles in slower than body_timeout_s is answered 408.
+    idle_timeout_s: float = Field(15.0, ge=1.0, le=300.0)
+    body_timeout_s: float = Field(10.0, ge=1.0, le=120.0)
+    # Open connections the listener holds; beyond these a client gets 503 at once. A centre's
+    # agents behind one NAT share a peer address: keep the per-peer cap above its seat count.
+    max_connections: int = Field(1024, ge=16, le=65536)
+    max_connections_per_peer: int = Field(256, ge=4, le=65536)
     # HTTPS for the agents' API and the partner receiver: a PEM certificate (chain) and its key.
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None

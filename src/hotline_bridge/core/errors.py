@@ -57,6 +57,12 @@ class UnsupportedMedia(Refused):
     status = 415
 
 
+class SlowBody(Refused):
+    """The request body did not arrive in time (a stalled or deliberately slow client)."""
+
+    status = 408
+
+
 _BY_STATUS: dict[int, type[Refused]] = {
     cls.status: cls
     for cls in (

@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hotline_bridge.config.settings import PartnerSettings
-from hotline_bridge.core.errors import field_errors
+from hotline_bridge.core.errors import Refused, field_errors
 from hotline_bridge.handoffs.model import (
     Actor,
     ActorKind,
@@ -27,7 +27,7 @@ from hotline_bridge.handoffs.model import (
 from hotline_bridge.handoffs.store import DuplicateHandoff, HandoffStore, UnknownHandoff
 from hotline_bridge.partners.link import PUSH_PATH
 from hotline_bridge.partners.signing import Nonces, SignatureError, verify
-from hotline_bridge.web.http import MAX_BODY, error_response, json_ok
+from hotline_bridge.web.http import error_response, json_ok, read_body
 from hotline_bridge.web.openapi import described
 
 log = structlog.get_logger(__name__)
@@ -179,10 +179,10 @@ RECEIVER = web.AppKey("partner_receiver", Receiver)
     public=True,
 )
 async def receive_push(request: web.Request) -> web.Response:
-    limit = request.app[MAX_BODY]
-    if request.content_length is not None and request.content_length > limit:
-        return error_response(413, f"request body larger than {limit} bytes")
-    raw = await request.read()
+    try:
+        raw = await read_body(request)
+    except Refused as exc:
+        return error_response(exc.status, exc.reason)
     status, body = request.app[RECEIVER].receive(raw, dict(request.headers))
     if status >= 400:
         return error_response(status, body["reason"], body.get("details"))

@@ -29,7 +29,7 @@ from hotline_bridge.calls import plugin as calls
 from hotline_bridge.calls.api import CALLS
 from hotline_bridge.catalog import api as catalog
 from hotline_bridge.conferences import plugin as conferences
-from hotline_bridge.config.settings import Settings
+from hotline_bridge.config.settings import HttpSettings, Settings
 from hotline_bridge.core.principal import Principal
 from hotline_bridge.deps import Deps
 from hotline_bridge.followups import plugin as followups
@@ -40,11 +40,22 @@ from hotline_bridge.partners import plugin as partners
 from hotline_bridge.partners.link import PartnerLink
 from hotline_bridge.reports import plugin as reports
 from hotline_bridge.runtime.interpreter import Interpreter
-from hotline_bridge.runtime.metrics import GaugeCollector, Metrics, OutboxStats
+from hotline_bridge.runtime.metrics import (
+    ConnectionsCollector,
+    GaugeCollector,
+    Metrics,
+    OutboxStats,
+)
 from hotline_bridge.runtime.switchboard import EVENTS, Switchboard
 from hotline_bridge.transfers import plugin as transfers
 from hotline_bridge.units import plugin as units
-from hotline_bridge.web.http import MAX_BODY, TokenAuth, json_ok, make_middlewares
+from hotline_bridge.web.guard import (
+    ConnectionLimits,
+    ConnectionTable,
+    GuardedSite,
+    fit_descriptors,
+)
+from hotline_bridge.web.http import BODY_TIMEOUT, MAX_BODY, TokenAuth, json_ok, make_middlewares
 from hotline_bridge.web.limits import RateLimiter
 from hotline_bridge.web.openapi import described, openapi_document
 from hotline_bridge.workorders import plugin as workorders
@@ -176,6 +187,7 @@ def make_app(settings: Settings, ami: AmiClient) -> web.Application:
         client_max_size=settings.http.max_body_bytes,
     )
     app[MAX_BODY] = settings.http.max_body_bytes
+    app[BODY_TIMEOUT] = settings.http.body_timeout_s
     app[AMI] = ami
     app.router.add_routes([web.get("/v1/openapi.json", openapi)])
     if settings.ops.port is None:
@@ -191,6 +203,23 @@ def make_ops_app(app: web.Application) -> web.Application:
         ops[AGI] = app[AGI]
     ops.router.add_routes([web.get("/healthz", healthz), web.get("/metrics", serve_metrics)])
     return ops
+
+
+def api_runner(app: web.Application, http: HttpSettings) -> web.AppRunner:
+    """The API listener's runner, with the slow-client bounds of ``[http]``."""
+    return web.AppRunner(
+        app,
+        access_log=None,
+        # Also bounds a connection that never completes its first request's headers (aiohttp
+        # arms it at connection time): slow and idle clients leave after idle_timeout_s.
+        keepalive_timeout=http.idle_timeout_s,
+        # After a refusal that left a body unread (408, 413) aiohttp reads and drops the rest
+        # for this long before closing; its 10 s default would let a slow client keep the slot.
+        lingering_time=_LINGER_S,
+    )
+
+
+_LINGER_S = 2.0
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -234,11 +263,20 @@ async def openapi(request: web.Request) -> web.Response:
 async def serve(settings: Settings, recorder: StoreRecorder) -> None:
     """Run until SIGINT/SIGTERM: connect AMI, serve HTTP, shut down cleanly."""
     runtime = build(settings, recorder)
-    runner = web.AppRunner(runtime.app, access_log=None)
+    http = settings.http
+    runner = api_runner(runtime.app, http)
     await runner.setup()
-    site = web.TCPSite(
-        runner, settings.http.host, settings.http.port, ssl_context=tls_context(settings)
-    )
+    wanted = ConnectionLimits(http.max_connections, http.max_connections_per_peer)
+    limits = fit_descriptors(wanted)
+    if limits != wanted:
+        log.warning(
+            "connection caps lowered to the open-files limit",
+            max_connections=limits.max_total,
+            max_connections_per_peer=limits.max_per_peer,
+        )
+    table = ConnectionTable(limits)
+    runtime.app[METRICS].add_collector(ConnectionsCollector(lambda: (table.total, table.refused)))
+    site = GuardedSite(runner, http.host, http.port, table, ssl_context=tls_context(settings))
     await site.start()
     ops_runner = None
     if settings.ops.port is not None:

@@ -290,6 +290,22 @@ class GaugeCollector(Collector):
         )
 
 
+class ConnectionsCollector(Collector):
+    """The API listener's open connections and the ones its guard refused."""
+
+    def __init__(self, read: Callable[[], tuple[int, int]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        open_now, refused = self._read()
+        yield _gauge("hotline_http_connections", "Open connections to the API listener.", open_now)
+        yield _counter(
+            "hotline_http_connections_refused",
+            "Connections answered 503 at once: total or per-peer cap reached.",
+            refused,
+        )
+
+
 class _OutboxCollector(Collector):
     def __init__(self, read: Callable[[], OutboxStats]) -> None:
         self._read = read

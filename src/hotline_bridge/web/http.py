@@ -8,6 +8,7 @@ never logged.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -24,6 +25,7 @@ from hotline_bridge.core.errors import (
     Forbidden,
     Invalid,
     Refused,
+    SlowBody,
     TooLarge,
     Unauthenticated,
     UnsupportedMedia,
@@ -38,6 +40,7 @@ M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MAX_BODY = web.AppKey("max_body", int)
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
 
 
 def error_response(status: int, reason: str, details: Any = None) -> web.Response:
@@ -94,6 +97,9 @@ def require(request: web.Request, *roles: str) -> Principal:
 
 
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Refusals that leave a body unread on the socket: close the connection after answering rather
+# than wait for the rest of a body nobody will read (a slow client would hold the slot).
+_UNREAD_BODY = frozenset({408, 413})
 
 
 def make_middlewares(
@@ -119,9 +125,14 @@ def make_middlewares(
         try:
             return await handler(request)
         except Refused as exc:
-            return error_response(exc.status, exc.reason, exc.details)
+            response = error_response(exc.status, exc.reason, exc.details)
+            if exc.status in _UNREAD_BODY:
+                response.force_close()
+            return response
         except web.HTTPRequestEntityTooLarge:
-            return error_response(413, "request body too large")
+            response = error_response(413, "request body too large")
+            response.force_close()
+            return response
         except web.HTTPException as exc:
             if exc.status >= 400:
                 return error_response(exc.status, exc.reason)
@@ -133,14 +144,29 @@ def make_middlewares(
     return [errors_and_auth]
 
 
-async def read_model(request: web.Request, model: type[M]) -> M:
-    """Parse a JSON body into ``model``: 413 if too big, 400 if not JSON, 422 listing bad fields."""
+def _check_length(request: web.Request) -> None:
     limit = request.app[MAX_BODY]
     if request.content_length is not None and request.content_length > limit:
         raise TooLarge(f"request body larger than {limit} bytes")
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The raw body, at most ``MAX_BODY`` bytes (413) arriving within ``BODY_TIMEOUT`` (408)."""
+    _check_length(request)
+    timeout = request.app.get(BODY_TIMEOUT, 10.0)
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()  # aiohttp enforces client_max_size while reading
+    except TimeoutError:
+        raise SlowBody(f"the request body did not arrive within {timeout:g} s") from None
+
+
+async def read_model(request: web.Request, model: type[M]) -> M:
+    """Parse a JSON body into ``model``: 413 if too big, 400 if not JSON, 422 listing bad fields."""
+    _check_length(request)
     if request.content_type != "application/json":
         raise UnsupportedMedia("the body must be application/json")
-    raw = await request.read()  # aiohttp enforces client_max_size while reading
+    raw = await read_body(request)
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

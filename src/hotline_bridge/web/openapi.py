@@ -23,6 +23,7 @@ _ERRORS = {
     "401": "missing or unknown bearer token",
     "403": "not allowed for this token",
     "404": "unknown id",
+    "408": "the request body did not arrive in time",
     "409": "the call is not in a state that allows this",
     "413": "request body too large",
     "415": "the body must be application/json",
