@@ -62,6 +62,12 @@ def transfer_events(commands: list[Command]) -> st.SearchStrategy[Any]:
         st.builds(tm.PartnerResult, DIALSTATUS),
         st.builds(tm.CitizenReturned, st.sampled_from(["1001", "1002"])),
         st.just(tm.CitizenHungUp()),
+        st.builds(
+            tm.Reconciled,
+            st.sampled_from(["gone", "dialplan", "with_agent", "with_partner"]),
+            st.sampled_from(["", "1001", "1002"]),
+            st.booleans(),
+        ),
         st.just(tm.Expired()),
         st.just(tm.Tick()),
     )

@@ -159,3 +159,46 @@ def test_time_is_an_input_a_tick_before_due_changes_nothing_after_due_gives_up()
     lost, commands = m.step(t, m.Tick(), t.due_at)
     assert lost.state is S.LOST and lost.outcome is Outcome.UNKNOWN and commands == []
     assert m.step(lost, m.Tick(), t.due_at + 99) == (lost, [])  # terminal: nothing moves it
+
+
+# -- after a reconnect or a restart: the PBX's own view settles what the events no longer can --
+
+
+def dialing() -> m.Transfer:
+    return run(started(), ok())
+
+
+def test_reconciled_citizen_gone_is_lost_with_its_reason() -> None:
+    t = run(dialing(), m.Reconciled("gone"))
+    assert t.state is S.LOST and t.outcome is Outcome.UNKNOWN
+    assert t.timeline[-1].what == "citizen_gone_unseen"
+
+
+def test_reconciled_with_partner_is_answered() -> None:
+    t = run(dialing(), m.Reconciled("with_partner"))
+    assert t.state is S.ANSWERED and t.outcome is Outcome.ANSWERED
+    assert t.timeline[-1].what == "partner_answered_unseen"
+
+
+def test_reconciled_back_with_an_agent_is_returned() -> None:
+    t = run(dialing(), m.PartnerResult("BUSY"), m.Reconciled("with_agent", "1002"))
+    assert t.state is S.RETURNED and t.returned_to == "1002"
+    assert t.outcome is Outcome.BUSY  # what was known before stays
+
+
+def test_reconciled_requested_still_on_the_original_leg_never_started() -> None:
+    t = run(started(), m.Reconciled("with_agent", "1001", original_leg=True))
+    assert t.state is S.FAILED and t.outcome is Outcome.FAILED
+    assert t.timeline[-1].what == "pbx_never_took_it"
+
+
+@pytest.mark.parametrize("where", ["dialplan", "with_partner"])
+def test_reconciled_still_moving_or_returning_waits_for_events(where: str) -> None:
+    assert run(dialing(), m.Reconciled("dialplan")).state is S.DIALING
+    returning = run(dialing(), m.PartnerResult("NOANSWER"))
+    assert run(returning, m.Reconciled(where)).state is S.RETURNING
+
+
+def test_reconciled_twice_changes_nothing_the_second_time() -> None:
+    once = run(dialing(), m.Reconciled("with_partner"))
+    assert run(once, m.Reconciled("with_partner")) == once

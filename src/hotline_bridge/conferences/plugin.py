@@ -5,8 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from hotline_bridge.conferences import api
+from hotline_bridge.conferences.machine import Conference
 from hotline_bridge.conferences.service import ConferenceService
 from hotline_bridge.deps import Deps
+from hotline_bridge.handoffs.inflight import Keeper
 
 
 def install(app: web.Application, deps: Deps) -> ConferenceService:
@@ -15,6 +17,10 @@ def install(app: web.Application, deps: Deps) -> ConferenceService:
     service = app[api.CONFERENCES] = ConferenceService(
         deps.settings, deps.calls, deps.recorder, submit
     )
+    service.book.keeper = Keeper(
+        deps.store, "three_way", Conference, done=lambda c: c.done, ident=lambda c: c.id
+    )
+    service.restore()
     deps.pbx.listen(service)
     app.router.add_routes(api.routes())
     return service

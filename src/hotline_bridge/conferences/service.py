@@ -144,6 +144,15 @@ class ConferenceService:
             if now >= conf.due_at:
                 self._step(conf, machine.Tick(), now)
 
+    def restore(self) -> list[Conference]:
+        """After a restart: the three-way calls the last process left in flight, back in the
+        book; parties gone meanwhile are settled by :meth:`reconcile` once the link is up."""
+        restored = self.book.restore()
+        for conf in restored:
+            for uid in (conf.call_id, conf.agent_uniqueid, conf.partner_uniqueid):
+                self._active_by_uid[uid] = conf.id
+        return restored
+
     def reconcile(self, live_uniqueids: set[str]) -> None:
         """After a reconnect: parties whose channels vanished while the link was down are gone."""
         for conf in self.book.live():

@@ -9,6 +9,7 @@ discipline lives here once.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections import OrderedDict
@@ -22,9 +23,10 @@ from hotline_bridge.calls.model import LiveCall
 from hotline_bridge.calls.service import CallService
 from hotline_bridge.config.settings import Settings, TargetSettings
 from hotline_bridge.core.commands import Command
-from hotline_bridge.core.errors import Invalid, NotFound
+from hotline_bridge.core.errors import Conflict, Invalid, NotFound
 from hotline_bridge.core.outcomes import Outcome, TimelineEntry
 from hotline_bridge.core.privacy import mask_number
+from hotline_bridge.handoffs.inflight import Keeper
 from hotline_bridge.handoffs.intake import (
     HandoffInput,
 )
@@ -94,6 +96,8 @@ class HandoffBook(Generic[T]):
         self.clock = clock
         self.on_change = on_change  # observers of every move (metrics)
         self.items: OrderedDict[str, T] = OrderedDict()
+        # Where live machines are kept across restarts (None: memory only, as in unit tests).
+        self.keeper: Keeper[T] | None = None
 
     def open(
         self,
@@ -117,6 +121,13 @@ class HandoffBook(Generic[T]):
             self.calls.release(call.call_id, ref)
             raise
         item, commands = start(ref, handoff_id, self.recorder.url(handoff_id), now)
+        if self.keeper is not None:
+            try:
+                self.keeper.keep(item)  # kept before its first command leaves, like the record
+            except Exception:
+                self.calls.release(call.call_id, ref)
+                self.recorder.note(handoff_id, f"{self.kind}_not_started", "store failed", now)
+                raise
         self._remember(item)
         # The record is durable and the machine started: the commands leave now (the
         # interpreter writes them at once), ahead of the note and the log line, which are not
@@ -146,6 +157,8 @@ class HandoffBook(Generic[T]):
         if new is old:
             return old
         self.items[new.id] = new
+        if self.keeper is not None:
+            self.keeper.moved(new)
         for entry in new.timeline[len(old.timeline) :]:
             self.recorder.note(new.handoff_id, entry.what, entry.detail, entry.at)
         if new.state != old.state:
@@ -163,6 +176,25 @@ class HandoffBook(Generic[T]):
             self.on_change(old, new)
         self._submit(commands)
         return new
+
+    def restore(self) -> list[T]:
+        """Take back the machines a previous process left in flight (after a restart): they
+        hold their calls again and wait for the PBX's state (``reconcile``) and its events."""
+        if self.keeper is None:
+            return []
+        restored = [item for item in self.keeper.load() if item.id not in self.items]
+        for item in restored:
+            self._remember(item)
+            with contextlib.suppress(Conflict):
+                self.calls.claim(item.call_id, item.id)
+            log.info(
+                f"{self.label} restored",
+                **{self._id_key: item.id},
+                handoff_id=item.handoff_id,
+                call_id=item.call_id,
+                state=str(item.state),
+            )
+        return restored
 
     def live(self) -> list[T]:
         return [item for item in self.items.values() if not item.done]

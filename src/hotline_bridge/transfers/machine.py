@@ -136,8 +136,24 @@ class Expired:
     """No outcome within the longest time the dialplan can take (ring + return + margin)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """Where the PBX shows the citizen after the bridge could not see it (a reconnect, or a
+    restart that restored this transfer from the store): its events meanwhile are lost.
+
+    ``citizen`` is ``gone`` (no channel), ``dialplan`` (alive, in no bridge: still dialling or
+    on its way back), ``with_agent`` (bridged with agent ``agent_id``; ``original_leg`` when it is
+    the very leg the transfer started from) or ``with_partner`` (bridged with someone else).
+    """
+
+    citizen: str
+    agent_id: str = ""
+    original_leg: bool = False
+
+
 Event = (
     CommandResult
+    | Reconciled
     | PartnerDialing
     | PartnerRinging
     | PartnerResult
@@ -229,10 +245,33 @@ def step(t: Transfer, event: Event, now: float) -> tuple[Transfer, list[Command]
         case CitizenHungUp():
             outcome = Outcome.ABANDONED if t.outcome is None else t.outcome
             return _to(t, TransferState.ABANDONED, now, "citizen_hung_up", "", outcome), []
+        case Reconciled():
+            return _reconciled(t, event, now), []
         case Expired() | Tick() if isinstance(event, Expired) or now >= t.due_at:
             outcome = Outcome.UNKNOWN if t.outcome is None else t.outcome
             return _to(t, TransferState.LOST, now, "expired", "", outcome), []
     return t, []
+
+
+def _reconciled(t: Transfer, seen: Reconciled, now: float) -> Transfer:
+    """The true state re-derived from the PBX's own view (the events in between are lost)."""
+    match seen.citizen:
+        case "gone":
+            outcome = Outcome.UNKNOWN if t.outcome is None else t.outcome
+            return _to(t, TransferState.LOST, now, "citizen_gone_unseen", "", outcome)
+        case "with_agent" if seen.original_leg:
+            if t.state is TransferState.REQUESTED:
+                # The PBX never took the transfer: the citizen is still with the same agent.
+                return _to(t, TransferState.FAILED, now, "pbx_never_took_it", "", Outcome.FAILED)
+        case "with_agent" if t.state is not TransferState.REQUESTED:
+            t2 = _to(t, TransferState.RETURNED, now, "citizen_returned_unseen", seen.agent_id)
+            return replace(t2, returned_to=seen.agent_id)
+        case "with_partner" if t.state in (*_IN_FLIGHT, TransferState.RETURNING):
+            if t.state is not TransferState.RETURNING:
+                return _to(
+                    t, TransferState.ANSWERED, now, "partner_answered_unseen", "", Outcome.ANSWERED
+                )
+    return t
 
 
 def _to(

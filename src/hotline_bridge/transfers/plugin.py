@@ -5,7 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from hotline_bridge.deps import Deps
+from hotline_bridge.handoffs.inflight import Keeper
 from hotline_bridge.transfers import api
+from hotline_bridge.transfers.machine import Transfer
 from hotline_bridge.transfers.service import TransferService
 
 
@@ -14,6 +16,10 @@ def install(app: web.Application, deps: Deps) -> TransferService:
     # Results of this service's commands come back to it alone (bound before it exists).
     submit = deps.pbx.submitter(lambda result: service.on_result(result))
     service = app[api.TRANSFERS] = TransferService(deps.settings, deps.calls, deps.recorder, submit)
+    service.book.keeper = Keeper(
+        deps.store, "carry_transfer", Transfer, done=lambda t: t.done, ident=lambda t: t.id
+    )
+    service.restore()
     deps.pbx.listen(service)
     app.router.add_routes(api.routes())
     return service

@@ -130,11 +130,32 @@ class TransferService:
             if now >= transfer.due_at:
                 self._step(transfer, machine.Tick(), now)
 
+    def restore(self) -> list[Transfer]:
+        """After a restart: the transfers the last process left in flight, back in the book;
+        the PBX's state settles them once the link is up (:meth:`reconcile`)."""
+        restored = self.book.restore()
+        for transfer in restored:
+            if not transfer.done:
+                self._active_by_citizen[transfer.call_id] = transfer.id
+        return restored
+
     def reconcile(self, live_uniqueids: set[str]) -> None:
-        """After a reconnect: a transfer whose citizen channel is gone can no longer be observed."""
+        """After a (re)connect: each transfer in flight is told where the PBX shows its citizen
+        (the machine derives the true state; events missed meanwhile are gone)."""
+        model = self._calls.model
         for transfer in self.book.live():
-            if transfer.call_id not in live_uniqueids:
-                self._step(transfer, machine.Expired())
+            chan = model.channels.get(transfer.call_id)
+            if transfer.call_id not in live_uniqueids or chan is None:
+                seen = machine.Reconciled("gone")
+            elif not chan.bridge_id:
+                seen = machine.Reconciled("dialplan")
+            elif (call := model.call(transfer.call_id)) is not None and call.agent_id:
+                seen = machine.Reconciled(
+                    "with_agent", call.agent_id, call.agent_channel == transfer.agent_channel
+                )
+            else:
+                seen = machine.Reconciled("with_partner")
+            self._step(transfer, seen)
 
     def _maybe_returned(self, bridge_id: str) -> None:
         for chan in self._calls.model.bridge_members(bridge_id):

@@ -5,7 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from hotline_bridge.deps import Deps
+from hotline_bridge.handoffs.inflight import Keeper
 from hotline_bridge.workorders import api
+from hotline_bridge.workorders.machine import Reminder
 from hotline_bridge.workorders.service import ReminderService, WorkOrderService
 
 
@@ -20,6 +22,10 @@ def install(app: web.Application, deps: Deps) -> WorkOrderService:
         submit=submit,
         calls_per_hour=deps.settings.limits.duty_calls_per_hour,
     )
+    reminders.keeper = Keeper(
+        deps.store, "duty_reminder", Reminder, done=lambda r: r.done, ident=lambda r: r.id
+    )
+    reminders.restore()
     deps.pbx.listen(reminders)
     service = app[api.WORK_ORDERS] = WorkOrderService(
         deps.handoffs, reminders, deps.catalog, site=deps.site

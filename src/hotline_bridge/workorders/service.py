@@ -30,6 +30,7 @@ from hotline_bridge.core.commands import Command, CommandResult
 from hotline_bridge.core.errors import NotFound
 from hotline_bridge.core.events import PbxEvent
 from hotline_bridge.core.principal import Principal
+from hotline_bridge.handoffs.inflight import Keeper
 from hotline_bridge.handoffs.model import (
     Actor,
     EventKind,
@@ -138,6 +139,22 @@ class ReminderService:
         self._pending: dict[str, str] = {}  # jurisdiction -> reminder id still pending
         self._covered_by: dict[str, str] = {}  # handoff id -> the reminder that covers it
         self._started: dict[str, list[float]] = {}  # jurisdiction -> call start times (cap)
+        self.keeper: Keeper[Reminder] | None = None  # pending reminders kept across restarts
+
+    def restore(self) -> list[Reminder]:
+        """After a restart: reminders the last process left pending (a retry waiting, an
+        attempt ringing) are back; a retry is rung when its ``due_at`` comes, as before."""
+        if self.keeper is None:
+            return []
+        restored = [r for r in self.keeper.load() if r.id not in self.reminders]
+        for r in restored:
+            self.reminders[r.id] = r
+            self._by_channel[r.channel_id] = r.id
+            self._pending[r.plan.jurisdiction] = r.id
+            if r.timeline:
+                self._started.setdefault(r.plan.jurisdiction, []).append(r.timeline[0].at)
+            log.info("duty reminder restored", reminder_id=r.id, state=str(r.state))
+        return restored
 
     def start(self, handoff_id: str, jurisdiction: str) -> Reminder | None:
         """Ring the jurisdiction's duty line for this record (None: no duty line configured)."""
@@ -266,6 +283,8 @@ class ReminderService:
 
     def _advance(self, old: Reminder | None, new: Reminder, commands: list[Command]) -> None:
         self.reminders[new.id] = new
+        if self.keeper is not None:
+            self.keeper.moved(new)  # before the commands: a restart resumes from here
         seen = len(old.timeline) if old is not None else 0
         for s in new.timeline[seen:]:
             self._record(new.plan.handoff_id, step_event(s, new.plan.attempts))

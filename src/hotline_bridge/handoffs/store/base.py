@@ -149,6 +149,18 @@ class HandoffStore(Protocol):
 
     def get_call(self, call_id: str) -> CallEntry | None: ...
 
+    def keep_inflight(self, kind: str, item_id: str, state: str) -> None:
+        """Remember (or replace) the JSON state of a machine in flight; durable on return."""
+        ...
+
+    def drop_inflight(self, kind: str, item_id: str) -> None:
+        """Forget a machine that reached a terminal state (no-op if unknown)."""
+        ...
+
+    def inflight(self, kind: str) -> builtins.list[tuple[str, str]]:
+        """``(id, JSON state)`` of every machine of ``kind`` kept in flight, oldest first."""
+        ...
+
     def close(self) -> None: ...
 
 

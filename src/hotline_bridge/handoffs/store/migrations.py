@@ -130,6 +130,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             "BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END",
         ),
     ),
+    Migration(
+        6,
+        "machines in flight (transfers, three-way calls, duty reminders) kept across restarts",
+        (
+            # One row per machine not yet terminal: its whole state as JSON, replaced on every
+            # move and deleted when it ends. A restart loads these and reconciles them with
+            # the PBX instead of forgetting a transfer or a pending reminder retry.
+            """CREATE TABLE inflight (
+                kind TEXT NOT NULL,
+                id TEXT NOT NULL,
+                state TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                PRIMARY KEY (kind, id)
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 _CITIZEN_NUMBER = "json_extract(snapshot, '$.citizen.number')"
 

@@ -340,6 +340,25 @@ class SqliteHandoffStore:
             AccessRow(r[0], r[1], r[2], bool(r[3]), _dt(r[4]), _dt(r[5]), int(r[6])) for r in rows
         ]
 
+    def keep_inflight(self, kind: str, item_id: str, state: str) -> None:
+        with _Tx(self._db):
+            self._db.execute(
+                "INSERT INTO inflight (kind, id, state, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (kind, id) DO UPDATE SET state = excluded.state, "
+                "updated_at = excluded.updated_at",
+                (kind, item_id, state, _ts(datetime.now(UTC))),
+            )
+
+    def drop_inflight(self, kind: str, item_id: str) -> None:
+        with _Tx(self._db):
+            self._db.execute("DELETE FROM inflight WHERE kind = ? AND id = ?", (kind, item_id))
+
+    def inflight(self, kind: str) -> builtins.list[tuple[str, str]]:
+        rows = self._db.execute(
+            "SELECT id, state FROM inflight WHERE kind = ? ORDER BY updated_at, id", (kind,)
+        ).fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
     def get_call(self, call_id: str) -> CallEntry | None:
         row = self._db.execute(
             "SELECT call_id, arrived_at, kind, jurisdiction, caller, dialled, endpoint, nuisance, "

@@ -1,0 +1,80 @@
+"""Machines in flight kept in the store: exact round trips, forgotten when terminal, and a row
+that no longer decodes is skipped (and left for a person), never a crash at start."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.plans import CARRY_PLAN, THREE_WAY_PLAN
+from tests.unit.test_reminder_machine import C1, T0, started
+
+from hotline_bridge.conferences import machine as cm
+from hotline_bridge.conferences.machine import Conference
+from hotline_bridge.handoffs.inflight import Keeper
+from hotline_bridge.handoffs.store import SqliteHandoffStore
+from hotline_bridge.transfers import machine as tm
+from hotline_bridge.transfers.machine import Transfer
+from hotline_bridge.workorders import machine as wm
+from hotline_bridge.workorders.machine import Reminder
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteHandoffStore]:
+    s = SqliteHandoffStore(tmp_path / "handoffs.sqlite3")
+    yield s
+    s.close()
+
+
+def keeper(store: SqliteHandoffStore, kind: str, type_: Any) -> Keeper[Any]:
+    return Keeper(store, kind, type_, done=lambda x: x.done, ident=lambda x: x.id)
+
+
+def test_a_transfer_survives_the_round_trip_exactly(store: SqliteHandoffStore) -> None:
+    t, _ = tm.start(CARRY_PLAN, now=1.0)
+    t, _ = tm.step(t, tm.PartnerRinging(), now=2.0)
+    k = keeper(store, "carry_transfer", Transfer)
+    k.keep(t)
+    (back,) = keeper(store, "carry_transfer", Transfer).load()
+    assert back == t and back.due_at == t.due_at
+
+
+def test_a_conference_and_a_reminder_survive_the_round_trip(store: SqliteHandoffStore) -> None:
+    c, _ = cm.start(THREE_WAY_PLAN, now=1.0)
+    r, _ = wm.step(started(), wm.AttemptFailed(C1, "3"), T0 + 20)
+    keeper(store, "three_way", Conference).keep(c)
+    keeper(store, "duty_reminder", Reminder).keep(r)
+    assert keeper(store, "three_way", Conference).load() == [c]
+    (back,) = keeper(store, "duty_reminder", Reminder).load()
+    assert back == r and back.state is wm.ReminderState.RETRY_WAIT and back.due_at == r.due_at
+
+
+def test_a_later_state_replaces_the_earlier_and_a_terminal_one_is_forgotten(
+    store: SqliteHandoffStore,
+) -> None:
+    k = keeper(store, "carry_transfer", Transfer)
+    t, _ = tm.start(CARRY_PLAN, now=1.0)
+    k.keep(t)
+    ringing, _ = tm.step(t, tm.PartnerRinging(), now=2.0)
+    k.moved(ringing)
+    assert k.load() == [ringing]
+    answered, _ = tm.step(ringing, tm.PartnerResult("ANSWER"), now=3.0)
+    k.moved(answered)
+    assert k.load() == [] and store.inflight("carry_transfer") == []
+
+
+def test_an_unreadable_row_is_skipped_and_kept(store: SqliteHandoffStore) -> None:
+    t, _ = tm.start(CARRY_PLAN, now=1.0)
+    k = keeper(store, "carry_transfer", Transfer)
+    k.keep(t)
+    store.keep_inflight("carry_transfer", "t-old", '{"written": "by another version"}')
+    assert k.load() == [t]
+    assert [i for i, _ in store.inflight("carry_transfer")] == ["t-1", "t-old"]
+
+
+def test_kinds_do_not_mix(store: SqliteHandoffStore) -> None:
+    t, _ = tm.start(CARRY_PLAN, now=1.0)
+    keeper(store, "carry_transfer", Transfer).keep(t)
+    assert keeper(store, "three_way", Conference).load() == []
