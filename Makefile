@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TOPOLOGY ?= asterisk/sandbox.toml
 SANDBOX := $(PY) asterisk/sandbox.py --topology $(TOPOLOGY)
 
-.PHONY: help setup deps venv sandbox sandbox-stop run demo demo-two-site drill bench lab test test-unit lint fmt clean
+.PHONY: help setup deps venv sandbox sandbox-stop run demo demo-two-site drill bench faults lab test test-unit lint fmt clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 16
@@ -76,6 +76,12 @@ drill: sandbox lab ## load drill: RATE calls/s for DURATION s, MIX three-way; ve
 
 bench: sandbox lab ## bridge vs raw AMI vs SIP REFER, same load; micro-benchmarks -> bench/results/
 	$(BIN)/python -m lab.bench --topology $(TOPOLOGY)
+
+# The fault drill: carry-transfer load (5/s, media) while the partner is unreachable for 30 s, the
+# AMI link is cut, the bridge is kill -9ed and Asterisk restarts. Exit 1 if a zero is not zero.
+# FAULTS_ARGS=--short is CI's version (tests/pbx/test_faults.py).
+faults: sandbox lab ## fault drill: partner down, AMI cut, kill -9, PBX restart under load -> bench/results/faults/
+	$(BIN)/python -m lab.faults $(FAULTS_ARGS)
 
 # The drill's and bench's extras (matplotlib for the latency plots, py-spy for profiles).
 lab: venv

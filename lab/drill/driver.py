@@ -335,6 +335,7 @@ class Drill:
                         # The drill's 110 desk and queue (their own ports; tests undisturbed).
                         "HOTLINE_BRIDGE_TARGETS__110__DIAL": self.partner_dial,
                         "HOTLINE_BRIDGE_BRIDGE__RETURN_QUEUE": self.pool["queue"],
+                        **opts.bridge_overrides,
                     },
                 )
                 self.http = aiohttp.ClientSession(

@@ -6,7 +6,7 @@ import contextlib
 import os
 import platform
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,9 @@ class DrillOptions:
     # Scheduling priority of the bridge process (nice, -20..19). On a box shared with Asterisk
     # and the SIPp load, the bridge's latency is mostly run-queue wait (see bench/results).
     bridge_nice: int = 0
+    # Extra environment settings for the drill's bridge (the fault drill routes AMI through its
+    # proxy and adds a partner link this way).
+    bridge_overrides: dict[str, str] = field(default_factory=dict)
 
     def check(self) -> None:
         if self.mode not in MODES:

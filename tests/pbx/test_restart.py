@@ -72,7 +72,8 @@ def kill_9(bridge: RunningBridge) -> None:
 def inflight_rows(bridge: RunningBridge) -> list[tuple[str, str]]:
     store = Path(bridge.env["HOTLINE_BRIDGE_BRIDGE__STORE_PATH"])
     with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
-        return [(str(k), str(i)) for k, i in db.execute("SELECT kind, id FROM inflight")]
+        rows = db.execute("SELECT kind, id FROM machines WHERE done = 0")
+        return [(str(k), str(i)) for k, i in rows]
 
 
 async def test_transfer_answered_while_the_bridge_was_dead_is_settled_after_restart(

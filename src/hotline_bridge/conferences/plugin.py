@@ -8,7 +8,7 @@ from hotline_bridge.conferences import api
 from hotline_bridge.conferences.machine import Conference
 from hotline_bridge.conferences.service import ConferenceService
 from hotline_bridge.deps import Deps
-from hotline_bridge.handoffs.inflight import Keeper
+from hotline_bridge.handoffs.machines import Keeper
 
 
 def install(app: web.Application, deps: Deps) -> ConferenceService:

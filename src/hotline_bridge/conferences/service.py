@@ -143,6 +143,7 @@ class ConferenceService:
         for conf in self.book.live():
             if now >= conf.due_at:
                 self._step(conf, machine.Tick(), now)
+        self.book.prune(now)
 
     def restore(self) -> list[Conference]:
         """After a restart: the three-way calls the last process left in flight, back in the

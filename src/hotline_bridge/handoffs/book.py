@@ -26,10 +26,10 @@ from hotline_bridge.core.commands import Command
 from hotline_bridge.core.errors import Conflict, Invalid, NotFound
 from hotline_bridge.core.outcomes import Outcome, TimelineEntry
 from hotline_bridge.core.privacy import mask_number
-from hotline_bridge.handoffs.inflight import Keeper
 from hotline_bridge.handoffs.intake import (
     HandoffInput,
 )
+from hotline_bridge.handoffs.machines import Keeper
 from hotline_bridge.handoffs.ports import HandoffRecorder
 
 log = structlog.get_logger(__name__)
@@ -178,11 +178,14 @@ class HandoffBook(Generic[T]):
         return new
 
     def restore(self) -> list[T]:
-        """Take back the machines a previous process left in flight (after a restart): they
-        hold their calls again and wait for the PBX's state (``reconcile``) and its events."""
+        """Take back what a previous process left (after a restart): the recently finished
+        machines, so their ids still answer, and the live ones, which hold their calls again
+        and wait for the PBX's state (``reconcile``) and its events. Returns the live ones."""
         if self.keeper is None:
             return []
-        restored = [item for item in self.keeper.load() if item.id not in self.items]
+        for item in self.keeper.finished(_KEEP_FINISHED):
+            self.items.setdefault(item.id, item)
+        restored = [item for item in self.keeper.live() if item.id not in self.items]
         for item in restored:
             self._remember(item)
             with contextlib.suppress(Conflict):
@@ -195,6 +198,11 @@ class HandoffBook(Generic[T]):
                 state=str(item.state),
             )
         return restored
+
+    def prune(self, now: float) -> None:
+        """Finished machines leave the store after an hour (the record keeps their story)."""
+        if self.keeper is not None:
+            self.keeper.prune(now)
 
     def live(self) -> list[T]:
         return [item for item in self.items.values() if not item.done]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from hotline_bridge.deps import Deps
-from hotline_bridge.handoffs.inflight import Keeper
+from hotline_bridge.handoffs.machines import Keeper
 from hotline_bridge.transfers import api
 from hotline_bridge.transfers.machine import Transfer
 from hotline_bridge.transfers.service import TransferService

@@ -129,6 +129,7 @@ class TransferService:
         for transfer in self.book.live():
             if now >= transfer.due_at:
                 self._step(transfer, machine.Tick(), now)
+        self.book.prune(now)
 
     def restore(self) -> list[Transfer]:
         """After a restart: the transfers the last process left in flight, back in the book;

@@ -30,7 +30,7 @@ from hotline_bridge.core.commands import Command, CommandResult
 from hotline_bridge.core.errors import NotFound
 from hotline_bridge.core.events import PbxEvent
 from hotline_bridge.core.principal import Principal
-from hotline_bridge.handoffs.inflight import Keeper
+from hotline_bridge.handoffs.machines import Keeper
 from hotline_bridge.handoffs.model import (
     Actor,
     EventKind,
@@ -146,7 +146,9 @@ class ReminderService:
         attempt ringing) are back; a retry is rung when its ``due_at`` comes, as before."""
         if self.keeper is None:
             return []
-        restored = [r for r in self.keeper.load() if r.id not in self.reminders]
+        for r in self.keeper.finished(1000):
+            self.reminders.setdefault(r.id, r)
+        restored = [r for r in self.keeper.live() if r.id not in self.reminders]
         for r in restored:
             self.reminders[r.id] = r
             self._by_channel[r.channel_id] = r.id
@@ -280,6 +282,8 @@ class ReminderService:
             elif r.done and r.timeline and r.timeline[-1].at < now - KEEP_FINISHED_S:
                 del self.reminders[r.id]
                 self._covered_by = {h: c for h, c in self._covered_by.items() if c != r.id}
+        if self.keeper is not None:
+            self.keeper.prune(now)
 
     def _advance(self, old: Reminder | None, new: Reminder, commands: list[Command]) -> None:
         self.reminders[new.id] = new

@@ -149,16 +149,20 @@ class HandoffStore(Protocol):
 
     def get_call(self, call_id: str) -> CallEntry | None: ...
 
-    def keep_inflight(self, kind: str, item_id: str, state: str) -> None:
-        """Remember (or replace) the JSON state of a machine in flight; durable on return."""
+    def keep_machine(self, kind: str, item_id: str, state: str, *, done: bool) -> None:
+        """Remember (or replace) the JSON state of a transfer, conference or reminder machine;
+        durable on return."""
         ...
 
-    def drop_inflight(self, kind: str, item_id: str) -> None:
-        """Forget a machine that reached a terminal state (no-op if unknown)."""
+    def machines(
+        self, kind: str, *, done: bool, limit: int | None = None
+    ) -> builtins.list[tuple[str, str]]:
+        """``(id, JSON state)`` of the live (or finished) machines of ``kind``, oldest first;
+        with ``limit``, only the most recently moved ones."""
         ...
 
-    def inflight(self, kind: str) -> builtins.list[tuple[str, str]]:
-        """``(id, JSON state)`` of every machine of ``kind`` kept in flight, oldest first."""
+    def prune_machines(self, kind: str, finished_before: datetime) -> int:
+        """Forget finished machines last moved before ``finished_before``; how many."""
         ...
 
     def close(self) -> None: ...

@@ -132,18 +132,20 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         6,
-        "machines in flight (transfers, three-way calls, duty reminders) kept across restarts",
+        "state machines (transfers, three-way calls, duty reminders) kept across restarts",
         (
-            # One row per machine not yet terminal: its whole state as JSON, replaced on every
-            # move and deleted when it ends. A restart loads these and reconciles them with
-            # the PBX instead of forgetting a transfer or a pending reminder retry.
-            """CREATE TABLE inflight (
+            # One row per machine: its whole state as JSON, replaced on every move. A restart
+            # takes the live ones back and reconciles them with the PBX, and answers GET for the
+            # recently finished ones; finished rows are pruned after an hour.
+            """CREATE TABLE machines (
                 kind TEXT NOT NULL,
                 id TEXT NOT NULL,
                 state TEXT NOT NULL,
+                done INTEGER NOT NULL,
                 updated_at TEXT NOT NULL,
                 PRIMARY KEY (kind, id)
             ) WITHOUT ROWID""",
+            "CREATE INDEX machines_by_kind_done ON machines (kind, done, updated_at)",
         ),
     ),
 )

@@ -340,24 +340,32 @@ class SqliteHandoffStore:
             AccessRow(r[0], r[1], r[2], bool(r[3]), _dt(r[4]), _dt(r[5]), int(r[6])) for r in rows
         ]
 
-    def keep_inflight(self, kind: str, item_id: str, state: str) -> None:
+    def keep_machine(self, kind: str, item_id: str, state: str, *, done: bool) -> None:
         with _Tx(self._db):
             self._db.execute(
-                "INSERT INTO inflight (kind, id, state, updated_at) VALUES (?, ?, ?, ?) "
+                "INSERT INTO machines (kind, id, state, done, updated_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (kind, id) DO UPDATE SET state = excluded.state, "
-                "updated_at = excluded.updated_at",
-                (kind, item_id, state, _ts(datetime.now(UTC))),
+                "done = excluded.done, updated_at = excluded.updated_at",
+                (kind, item_id, state, int(done), _ts(datetime.now(UTC))),
             )
 
-    def drop_inflight(self, kind: str, item_id: str) -> None:
-        with _Tx(self._db):
-            self._db.execute("DELETE FROM inflight WHERE kind = ? AND id = ?", (kind, item_id))
-
-    def inflight(self, kind: str) -> builtins.list[tuple[str, str]]:
+    def machines(
+        self, kind: str, *, done: bool, limit: int | None = None
+    ) -> builtins.list[tuple[str, str]]:
         rows = self._db.execute(
-            "SELECT id, state FROM inflight WHERE kind = ? ORDER BY updated_at, id", (kind,)
+            "SELECT id, state FROM machines WHERE kind = ? AND done = ? "
+            "ORDER BY updated_at DESC, id DESC LIMIT ?",
+            (kind, int(done), -1 if limit is None else limit),
         ).fetchall()
-        return [(str(r[0]), str(r[1])) for r in rows]
+        return [(str(r[0]), str(r[1])) for r in reversed(rows)]
+
+    def prune_machines(self, kind: str, finished_before: datetime) -> int:
+        with _Tx(self._db):
+            cur = self._db.execute(
+                "DELETE FROM machines WHERE kind = ? AND done = 1 AND updated_at < ?",
+                (kind, _ts(finished_before)),
+            )
+        return int(cur.rowcount)
 
     def get_call(self, call_id: str) -> CallEntry | None:
         row = self._db.execute(
