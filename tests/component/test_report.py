@@ -29,6 +29,9 @@ from hotline_bridge.web.http import MAX_BODY, TokenAuth, make_middlewares
 Q = Quarter.parse("2026Q4")
 
 
+TOPOLOGY = Path(__file__).resolve().parents[2] / "asterisk" / "sandbox.toml"
+
+
 @pytest.fixture(scope="module")
 def quarter_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("quarter") / "handoffs.sqlite3"
@@ -168,3 +171,40 @@ async def test_reports_are_for_supervisors_and_quarters_are_checked(
     assert resp.status == 422
     resp = await reports_api.get("/v1/reports/2025Q1", headers=auth(0))
     assert resp.status == 404
+
+
+async def test_the_bridge_itself_writes_a_report_from_its_own_store(
+    quarter_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the runtime's own wiring (``reports.plugin``), not a test's: the report is written
+    in a worker thread, which must read through its own connection (the API fuzz found the
+    loop's connection used from that thread: every real POST /v1/reports answered 500)."""
+    import shutil
+
+    from lab.sandbox import bridge_settings
+
+    from hotline_bridge.catalog import Platform, load_catalog
+    from hotline_bridge.handoffs.recorder import StoreRecorder
+    from hotline_bridge.runtime.app import build
+
+    db = tmp_path / "handoffs.sqlite3"
+    shutil.copy(quarter_store, db)
+    monkeypatch.setenv("HOTLINE_BRIDGE_BRIDGE__STORE_PATH", str(db))
+    settings = bridge_settings(TOPOLOGY)
+    store = SqliteHandoffStore(db)
+    recorder = StoreRecorder(
+        store, load_catalog(), site=Platform.HOTLINE_12345, public_url="http://127.0.0.1:8345"
+    )
+    runtime = build(settings, recorder)
+    runtime.app.cleanup_ctx.clear()
+    supervisor = {"Authorization": "Bearer sandbox-token-supervisor-1"}
+    try:
+        async with TestClient(TestServer(runtime.app)) as client:
+            resp = await client.post("/v1/reports", json={"quarter": "2026Q4"}, headers=supervisor)
+            assert resp.status == 201, await resp.text()
+            resp = await client.get("/v1/reports/2026Q4", headers=supervisor)
+            assert resp.status == 200
+            assert "12345与110对接联动工作分析" in await resp.text()
+    finally:
+        store.close()
+        shutil.rmtree(settings.reports_dir, ignore_errors=True)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from tests.plans import CARRY_PLAN, THREE_WAY_PLAN
@@ -104,3 +105,25 @@ def test_kinds_do_not_mix(store: SqliteHandoffStore) -> None:
     t, _ = tm.start(CARRY_PLAN, now=1.0)
     keeper(store, "carry_transfer", Transfer).keep(t)
     assert keeper(store, "three_way", Conference).live() == []
+
+
+def test_a_store_of_migration_6_keeps_its_live_machines(tmp_path: Path) -> None:
+    import sqlite3
+
+    from hotline_bridge.handoffs.store.migrations import MIGRATIONS, migrate
+
+    path = tmp_path / "old.sqlite3"
+    SqliteHandoffStore(path, migrations=MIGRATIONS[:6]).close()
+    t, _ = tm.start(CARRY_PLAN, now=1.0)
+    raw = keeper(mock.MagicMock(), "carry_transfer", Transfer).encode(t)
+    with sqlite3.connect(path, isolation_level=None) as db:
+        db.execute(
+            "INSERT INTO inflight (kind, id, state, updated_at) VALUES (?, ?, ?, ?)",
+            ("carry_transfer", t.id, raw, "2026-12-03T00:00:00.000000Z"),
+        )
+        assert migrate(db) == [7]
+    store = SqliteHandoffStore(path)
+    try:
+        assert keeper(store, "carry_transfer", Transfer).live() == [t]
+    finally:
+        store.close()

@@ -226,3 +226,7 @@ def test_quarters_parse_strictly() -> None:
     assert Quarter.parse("2026Q1").previous().label == "2025Q4"
     with pytest.raises(ValueError, match="2026Q4"):
         Quarter.parse("2026Q5")
+    # Found by the API fuzz: year 0 reached datetime() and answered 500.
+    for bad in ("0000Q1", "1999Q4", "2100Q1"):
+        with pytest.raises(ValueError, match="2026Q4"):
+            Quarter.parse(bad)

@@ -24,7 +24,8 @@ from hotline_bridge.web.openapi import described
 class ReportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    quarter: str = Field(pattern=r"^\d{4}Q[1-4]$", examples=["2026Q4"])
+    # 2000-2099: a joint analysis of the linkage era, never year 0 (no 500 from datetime).
+    quarter: str = Field(pattern=r"^20\d{2}Q[1-4]$", examples=["2026Q4"])
 
 
 class ReportDesk:

@@ -15,14 +15,20 @@ def install(app: web.Application, deps: Deps) -> api.ReportDesk:
     nuisance = frozenset(deps.settings.agi.nuisance_categories)
 
     def write(quarter: Quarter, out: Path) -> Path:
-        return write_quarter_report(
-            deps.store,
-            deps.catalog,
-            quarter,
-            out,
-            site=deps.site.value,
-            nuisance_categories=nuisance,
-        )
+        # Runs in a worker thread (the charts take seconds): it reads through its own
+        # connection, since a SQLite connection belongs to the thread that opened it.
+        store = deps.store.reopen()
+        try:
+            return write_quarter_report(
+                store,
+                deps.catalog,
+                quarter,
+                out,
+                site=deps.site.value,
+                nuisance_categories=nuisance,
+            )
+        finally:
+            store.close()
 
     desk = app[api.REPORTS] = api.ReportDesk(deps.settings.reports_dir, write)
     app.router.add_routes(api.routes())

@@ -21,7 +21,7 @@ from hotline_bridge.reports.figures import Figures, compute
 from hotline_bridge.reports.render import write_report
 
 CST = timezone(timedelta(hours=8), "CST")
-_QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
+_QUARTER = re.compile(r"^(20\d{2})Q([1-4])$")
 
 
 @dataclass(frozen=True, slots=True)

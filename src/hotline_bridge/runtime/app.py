@@ -233,7 +233,7 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return ctx
 
 
-@described("Liveness and AMI link state", errors=(503,), public=True)
+@described("Liveness and AMI link state", public=True, degraded=503)
 async def healthz(request: web.Request) -> web.Response:
     """200 when the AMI link is ready and the call model rebuilt, 503 otherwise."""
     ami = request.app[AMI]

@@ -39,7 +39,11 @@ def described(
     ok: int = 200,
     errors: tuple[int, ...] = (),
     public: bool = False,
+    degraded: int | None = None,
 ) -> Callable[[F], F]:
+    """``degraded``: a status that answers with the success body, not an error (``/healthz``'s
+    503 says what is down in the same shape as its 200)."""
+
     def mark(handler: F) -> F:
         handler.__openapi__ = {  # type: ignore[attr-defined]
             "summary": summary,
@@ -47,6 +51,7 @@ def described(
             "ok": ok,
             "errors": errors,
             "public": public,
+            "degraded": degraded,
         }
         return handler
 
@@ -80,7 +85,12 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
                     },
                 }
                 for code in meta["errors"]
-            },
+            }
+            | (
+                {str(meta["degraded"]): {"description": "degraded: the success body, saying why"}}
+                if meta.get("degraded")
+                else {}
+            ),
         }
         if not meta["public"]:
             op["security"] = [{"bearer": []}]

@@ -165,6 +165,11 @@ class HandoffStore(Protocol):
         """Forget finished machines last moved before ``finished_before``; how many."""
         ...
 
+    def reopen(self) -> HandoffStore:
+        """Another connection to the same store, for work in a worker thread (a connection
+        belongs to the thread that opened it); the caller closes it."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -132,7 +132,20 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         6,
-        "state machines (transfers, three-way calls, duty reminders) kept across restarts",
+        "machines in flight (transfers, three-way calls, duty reminders) kept across restarts",
+        (
+            """CREATE TABLE inflight (
+                kind TEXT NOT NULL,
+                id TEXT NOT NULL,
+                state TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                PRIMARY KEY (kind, id)
+            ) WITHOUT ROWID""",
+        ),
+    ),
+    Migration(
+        7,
+        "state machines kept live and finished (finished ones answer GET after a restart)",
         (
             # One row per machine: its whole state as JSON, replaced on every move. A restart
             # takes the live ones back and reconciles them with the PBX, and answers GET for the
@@ -146,6 +159,10 @@ MIGRATIONS: tuple[Migration, ...] = (
                 PRIMARY KEY (kind, id)
             ) WITHOUT ROWID""",
             "CREATE INDEX machines_by_kind_done ON machines (kind, done, updated_at)",
+            # Migration 6 kept only the live ones.
+            "INSERT INTO machines (kind, id, state, done, updated_at) "
+            "SELECT kind, id, state, 0, updated_at FROM inflight",
+            "DROP TABLE inflight",
         ),
     ),
 )

@@ -106,6 +106,11 @@ class SqliteHandoffStore:
             self._db.close()
             raise
 
+    def reopen(self) -> SqliteHandoffStore:
+        if str(self.path) == ":memory:":
+            raise StoreError("an in-memory store cannot be opened twice")
+        return SqliteHandoffStore(self.path)
+
     def close(self) -> None:
         self._db.close()
 
