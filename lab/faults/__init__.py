@@ -94,11 +94,12 @@ class FaultRun:
 
 
 class FaultDrill(Drill):
-    def __init__(self, opts: DrillOptions, plan: FaultPlan, proxy: AmiProxy, desk: PartnerDesk):
+    desk: PartnerDesk
+
+    def __init__(self, opts: DrillOptions, plan: FaultPlan, proxy: AmiProxy):
         super().__init__(opts)
         self.plan = plan
         self.proxy = proxy
-        self.desk = desk
         self.faults: list[FaultRun] = []
         self.outbox_drained_s: float | None = None
 
@@ -348,15 +349,14 @@ async def run_faults(plan: FaultPlan, *, label: str = "", progress: bool = True)
     started_at = time.time()
     proxy = AmiProxy(drill_topo["ami"]["host"], int(drill_topo["ami"]["port"]))
     await proxy.start()
-    workdir = opts.results
-    workdir.mkdir(parents=True, exist_ok=True)
-    desk = PartnerDesk(workdir, PARTNER_DESK_PORT)
-    await desk.up()
     opts.bridge_overrides = {
         "HOTLINE_BRIDGE_AMI__PORT": str(proxy.port),
         **bridge_env(PARTNER_DESK_PORT),
     }
-    drill = FaultDrill(opts, plan, proxy, desk)
+    drill = FaultDrill(opts, plan, proxy)
+    drill.workdir.mkdir(parents=True, exist_ok=True)
+    desk = drill.desk = PartnerDesk(drill.workdir, PARTNER_DESK_PORT)  # a fresh store per run
+    await desk.up()
     try:
         report = await drill.run()
     finally:

@@ -28,9 +28,9 @@ def test_short_fault_drill_keeps_every_zero(bridge: RunningBridge, tmp_path: Pat
         text=True,
         timeout=400,
     )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     (result_file,) = tmp_path.glob("faults-*.json")
     result = json.loads(result_file.read_text())
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert [f["name"] for f in result["faults"]] == [
         "partner_down",
         "ami_cut",
