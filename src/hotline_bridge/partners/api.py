@@ -55,6 +55,8 @@ class Receiver:
         # Seen nonces live in the store: a restarted bridge still refuses a replay.
         self._nonces: Nonces = store
         self.accepted = 0
+        # Told (handoff id, push kind) after a push is stored: the live streams' screen update.
+        self.on_recorded: Callable[[str, str], None] | None = None
 
     def receive(self, raw: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
         """``(status, body)`` for one push. Pure but for the store and the nonce cache."""
@@ -77,11 +79,18 @@ class Receiver:
         try:
             push = PartnerPush.model_validate_json(raw)
             if push.kind == "handoff.created":
-                return self._created(push)
-            return self._event(push)
+                answer = self._created(push)
+            else:
+                answer = self._event(push)
         except ValidationError as exc:
             log.warning("partner push invalid", errors=len(exc.errors()))
             return 422, {"reason": "invalid push", "details": field_errors(exc)}
+        if answer[0] == 201 and self.on_recorded is not None:
+            try:
+                self.on_recorded(push.handoff_id, push.kind)
+            except Exception:  # an observer must never fail a push the store has accepted
+                log.exception("partner push observer failed", handoff_id=push.handoff_id)
+        return answer
 
     def _created(self, push: PartnerPush) -> tuple[int, dict[str, Any]]:
         record = self._theirs(HandoffRecord.model_validate(push.payload))

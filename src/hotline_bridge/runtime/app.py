@@ -29,6 +29,7 @@ from hotline_bridge.calls import plugin as calls
 from hotline_bridge.calls.api import CALLS
 from hotline_bridge.catalog import api as catalog
 from hotline_bridge.conferences import plugin as conferences
+from hotline_bridge.conferences.machine import Conference
 from hotline_bridge.config.settings import HttpSettings, Settings
 from hotline_bridge.core.principal import Principal
 from hotline_bridge.deps import Deps
@@ -37,6 +38,7 @@ from hotline_bridge.handoffs import plugin as handoffs
 from hotline_bridge.handoffs.recorder import StoreRecorder
 from hotline_bridge.handoffs.store import HandoffStore
 from hotline_bridge.partners import plugin as partners
+from hotline_bridge.partners.api import RECEIVER as PARTNER_RECEIVER
 from hotline_bridge.partners.link import PartnerLink
 from hotline_bridge.reports import plugin as reports
 from hotline_bridge.runtime.interpreter import Interpreter
@@ -47,7 +49,9 @@ from hotline_bridge.runtime.metrics import (
     OutboxStats,
 )
 from hotline_bridge.runtime.switchboard import EVENTS, Switchboard
+from hotline_bridge.streams import plugin as streams
 from hotline_bridge.transfers import plugin as transfers
+from hotline_bridge.transfers.machine import Transfer
 from hotline_bridge.units import plugin as units
 from hotline_bridge.web.guard import (
     ConnectionLimits,
@@ -116,10 +120,23 @@ def build(settings: Settings, recorder: StoreRecorder) -> Runtime:
     supervision = units.install(app, deps)
     followups.install(app, deps)
 
-    # Ops: metrics observe the capabilities; nothing they decide depends on it.
-    transfer_service.book.on_change = metrics.transfer_changed
+    screens = streams.install(app, deps)
+    if PARTNER_RECEIVER in app:
+        app[PARTNER_RECEIVER].on_recorded = screens.partner_recorded
+
+    # Observers: metrics and the live streams follow the capabilities; nothing they decide
+    # depends on either.
+    def transfer_moved(old: Transfer, new: Transfer) -> None:
+        metrics.transfer_changed(old, new)
+        screens.transfer_changed(old, new)
+
+    def conference_moved(old: Conference, new: Conference) -> None:
+        metrics.conference_changed(old, new)
+        screens.conference_changed(old, new)
+
+    transfer_service.book.on_change = transfer_moved
     supervision.on_scan = metrics.supervision_scanned
-    conference_service.book.on_change = metrics.conference_changed
+    conference_service.book.on_change = conference_moved
     if link is not None:
         link.on_push = metrics.handoff_pushed
         store = recorder.store

@@ -36,7 +36,10 @@ EVENTS = frozenset(
         "OriginateResponse",
         "BlindTransfer",
         "QueueCallerJoin",
+        "AgentCalled",
         "AgentConnect",
+        "AgentComplete",
+        "AgentRingNoAnswer",
         "QueueCallerAbandon",
     }
 )

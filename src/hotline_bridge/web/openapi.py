@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from hotline_bridge import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
+_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 _ERRORS = {
     "400": "malformed JSON",
@@ -28,6 +29,7 @@ _ERRORS = {
     "413": "request body too large",
     "415": "the body must be application/json",
     "422": "invalid fields (listed in details)",
+    "429": "too many requests from this principal; see Retry-After",
     "503": "the PBX link is down; nothing was attempted",
 }
 
@@ -58,6 +60,15 @@ def described(
     return mark
 
 
+def _error_codes(method: str, path: str, meta: dict[str, Any]) -> list[int]:
+    codes = set(meta["errors"])
+    if method in _MUTATING and not meta["public"]:
+        codes.add(429)  # every request that changes something is rate-limited per principal
+    if "{" in path:
+        codes.add(404)  # a path parameter that names nothing (or cannot name anything)
+    return sorted(codes)
+
+
 def openapi_document(app: web.Application) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {}
@@ -84,7 +95,7 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
                         "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
                     },
                 }
-                for code in meta["errors"]
+                for code in _error_codes(route.method, path, meta)
             }
             | (
                 {str(meta["degraded"]): {"description": "degraded: the success body, saying why"}}

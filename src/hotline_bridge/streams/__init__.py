@@ -1,0 +1,1 @@
+"""Live event streams for agents' consoles and the supervisors' wallboard (Server-Sent Events)."""
