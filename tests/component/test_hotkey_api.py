@@ -186,6 +186,23 @@ async def test_oversized_body_is_413(harness: Harness) -> None:
     assert harness.submitted == []
 
 
+async def test_a_body_that_cannot_be_decoded_is_400_and_reaches_no_pbx(harness: Harness) -> None:
+    """``Content-Encoding: gzip`` on a body that is not gzip: aiohttp fails reading it; that is
+    the client's mistake (400, the Error body), not a 500. Found by the API fuzz."""
+    resp = await harness.client.post(
+        "/v1/agents/1001/carry-transfer",
+        data=json.dumps({"target": "110"}),
+        headers={**TOKEN_1001, "Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    body = await resp.json()
+    assert resp.status == 400, body
+    assert body["error"] == {
+        "status": 400,
+        "reason": "malformed request body: it could not be decoded",
+    }
+    assert harness.submitted == [] and harness.recorder.opened == []
+
+
 async def test_second_press_conflicts_and_ten_concurrent_presses_make_one(
     harness: Harness,
 ) -> None:
@@ -234,6 +251,31 @@ async def test_openapi_lists_every_served_route(harness: Harness) -> None:
     body_ref = doc["paths"]["/v1/agents/{agent}/carry-transfer"]["post"]["requestBody"]
     assert body_ref["content"]["application/json"]["schema"]["$ref"].endswith("HotkeyRequest")
     assert "HotkeyRequest" in doc["components"]["schemas"]
+
+
+async def test_openapi_lists_what_every_route_really_answers(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The statuses the middleware answers for a route are the route's too: every request that
+    changes something may get the rate limiter's 429 (with Retry-After); and a status answered
+    with the operation's own body (a degraded health report) does not claim the Error schema.
+    Found by the API fuzz."""
+    from hotline_bridge.runtime import app as runtime_app
+
+    built = []
+    real = runtime_app.openapi_document
+    monkeypatch.setattr(runtime_app, "openapi_document", lambda app: built.append(1) or real(app))
+    docs = [await (await harness.client.get("/v1/openapi.json")).json() for _ in range(3)]
+    assert docs[0] == docs[1] == docs[2] and len(built) == 1  # built once, not per request
+    for path, ops in docs[0]["paths"].items():
+        for method, op in ops.items():
+            responses = op["responses"]
+            if method == "post":
+                assert "Retry-After" in responses["429"]["headers"], path
+            else:
+                assert "429" not in responses, path
+    health = docs[0]["paths"]["/healthz"]["get"]["responses"]
+    assert set(health) == {"200", "503"} and "content" not in health["503"]
 
 
 async def test_calls_list_is_scoped_to_the_agent(harness: Harness) -> None:

@@ -15,18 +15,22 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from lab.quarter import Volumes, generate
+from lab.sandbox import bridge_settings
 
 from hotline_bridge.core.principal import Principal
 from hotline_bridge.handoffs.model import (
     Direction,
     HandoffKind,
 )
+from hotline_bridge.handoffs.recorder import open_recorder
 from hotline_bridge.handoffs.store import HandoffFilter, PageRequest, SqliteHandoffStore
 from hotline_bridge.reports.api import REPORTS, ReportDesk, routes
 from hotline_bridge.reports.service import Quarter, records_between, write_quarter_report
+from hotline_bridge.runtime.app import build
 from hotline_bridge.web.http import MAX_BODY, TokenAuth, make_middlewares
 
 Q = Quarter.parse("2026Q4")
+SANDBOX = Path(__file__).resolve().parents[2] / "asterisk" / "sandbox.toml"
 
 
 TOPOLOGY = Path(__file__).resolve().parents[2] / "asterisk" / "sandbox.toml"

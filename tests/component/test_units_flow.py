@@ -136,6 +136,33 @@ async def test_assign_sign_progress_close(api: Api) -> None:
     assert [(i.handoff_id, i.kind) for i in pending] == [(hid, "handoff.event")]
 
 
+async def test_the_queue_reads_only_what_the_partner_sent(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our own open handoffs (to 110) are not asked of the store for the queue: it used to read
+    and decode every open record of both directions on each ``GET /v1/work-queue``, on the event
+    loop, and drop ours. Found by the API fuzz (the queue slowed as its hotkeys piled up)."""
+    hid = api.received("dispute.neighbour")
+    ours = new_handoff(
+        HandoffInput(category="dispute.neighbour"),
+        handoff_id=new_handoff_id(),
+        kind=HandoffKind.CARRY_TRANSFER,
+        direction=Direction.TO_110,
+        target="110",
+        citizen_number="13800138000",
+        created_by=Actor.agent("1001"),
+        catalog=CATALOG,
+        now=api.clock.now,
+    )
+    api.store.create(ours, outbox=False)
+    asked: list[Any] = []
+    real = api.store.list
+    monkeypatch.setattr(api.store, "list", lambda f, p: asked.append(f) or real(f, p))
+    status, queue = await api.call("GET", "/v1/work-queue", "agent")
+    assert status == 200 and [m["id"] for m in queue["items"]] == [hid]
+    assert asked and {f.direction for f in asked} == {Direction.TO_12345}
+
+
 async def test_a_returned_matter_goes_back_to_the_queue_and_overriding_needs_a_reason(
     api: Api,
 ) -> None:

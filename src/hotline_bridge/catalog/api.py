@@ -60,7 +60,7 @@ ADVISOR = web.AppKey("advisor", Advisor)
 @described(
     "Routing advice for a matter (the annex's rules)",
     body=RouteInput,
-    errors=(400, 401, 413, 415, 422),
+    errors=(400, 401, 403, 413, 415, 422),
 )
 async def route_matter(request: web.Request) -> web.Response:
     require(request, "agent", "supervisor", "partner")

@@ -183,9 +183,11 @@ RECEIVER = web.AppKey("partner_receiver", Receiver)
 
 @described(
     "Push from the partner site (HMAC-signed): a new handoff or one of its events",
+    body=PartnerPush,
     ok=201,
-    errors=(401, 409, 413, 422),
+    errors=(400, 401, 409, 413, 422),
     public=True,
+    other={200: "the same push again: nothing changed (duplicate: true)"},
 )
 async def receive_push(request: web.Request) -> web.Response:
     try:

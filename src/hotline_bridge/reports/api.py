@@ -68,7 +68,10 @@ REPORTS = web.AppKey("reports", ReportDesk)
 async def make_report(request: web.Request) -> web.Response:
     require(request, "supervisor")
     body = await read_model(request, ReportRequest)
-    quarter = Quarter.parse(body.quarter)
+    try:
+        quarter = Quarter.parse(body.quarter)
+    except ValueError as exc:
+        raise Invalid("invalid request body", [{"field": "quarter", "problem": str(exc)}]) from None
     await request.app[REPORTS].make(quarter)
     url = f"/v1/reports/{quarter.label}"
     response = json_ok({"quarter": quarter.label, "url": url}, status=201)

@@ -21,7 +21,10 @@ from hotline_bridge.reports.figures import Figures, compute
 from hotline_bridge.reports.render import write_report
 
 CST = timezone(timedelta(hours=8), "CST")
-_QUARTER = re.compile(r"^(20\d{2})Q([1-4])$")
+_QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
+# The reports are of this millennium: another year is a typo (and 0000Q1 or 9999Q4 have no
+# start or end a datetime can hold).
+YEARS = range(2000, 3000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +37,10 @@ class Quarter:
         m = _QUARTER.fullmatch(text.strip().upper())
         if m is None:
             raise ValueError(f"a quarter looks like 2026Q4, not {text!r}")
-        return cls(int(m.group(1)), int(m.group(2)))
+        year = int(m.group(1))
+        if year not in YEARS:
+            raise ValueError(f"a quarter of the years {YEARS[0]}-{YEARS[-1]}, not {text!r}")
+        return cls(year, int(m.group(2)))
 
     @classmethod
     def containing(cls, when: datetime) -> Quarter:

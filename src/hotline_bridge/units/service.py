@@ -23,6 +23,7 @@ from hotline_bridge.handoffs import views
 from hotline_bridge.handoffs.model import (
     Actor,
     ActorKind,
+    Direction,
     EventKind,
     HandoffEvent,
     HandoffRecord,
@@ -130,10 +131,11 @@ class UnitService:
         if principal.role not in ("agent", "supervisor"):
             raise Forbidden("the assignment queue is this platform's agents' and supervisors'")
         out = []
+        # Only what the partner sent (asked of the store, not filtered here: our own open
+        # handoffs, however many, are never read and decoded for this list).
+        received = next(d for d in Direction if d.source is not self.site)
         for status in TO_ASSIGN:
-            for record in self._records(status):
-                if record.snapshot.direction.source is self.site:
-                    continue
+            for record in self._records(status, received):
                 state = fold(record)
                 suggestion = self.directory.suggest(
                     record.snapshot.matter.category, record.snapshot.matter.jurisdiction
@@ -218,11 +220,14 @@ class UnitService:
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _records(self, status: Status) -> Iterator[HandoffRecord]:
+    def _records(
+        self, status: Status, direction: Direction | None = None
+    ) -> Iterator[HandoffRecord]:
         cursor: str | None = None
         while True:
             page = self.store.list(
-                HandoffFilter(status=status), PageRequest(limit=MAX_PAGE, cursor=cursor)
+                HandoffFilter(status=status, direction=direction),
+                PageRequest(limit=MAX_PAGE, cursor=cursor),
             )
             yield from page.items
             if page.next_cursor is None:

@@ -96,7 +96,7 @@ def require(request: web.Request, *roles: str) -> Principal:
     return principal
 
 
-_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Refusals that leave a body unread on the socket: close the connection after answering rather
 # than wait for the rest of a body nobody will read (a slow client would hold the slot).
 _UNREAD_BODY = frozenset({408, 413})
@@ -112,7 +112,7 @@ def make_middlewares(
         principal = auth.principal(request.headers.get("Authorization"))
         if principal is not None:
             request[PRINCIPAL] = principal
-        if limiter is not None and principal is not None and request.method in _MUTATING:
+        if limiter is not None and principal is not None and request.method in MUTATING:
             # Per principal. Requests without a token are refused (401) by their handler, but
             # for the partner receiver: its peer signs every push and its outbox paces itself.
             wait = limiter.take(principal.id, clock())
@@ -133,6 +133,10 @@ def make_middlewares(
             response = error_response(413, "request body too large")
             response.force_close()
             return response
+        except web.RequestPayloadError:
+            # The body could not be read as sent: a Content-Encoding it does not match (gzip
+            # that is not gzip), broken chunked framing. The client's fault, like bad JSON.
+            return error_response(400, "malformed request body: it could not be decoded")
         except web.HTTPException as exc:
             if exc.status >= 400:
                 return error_response(exc.status, exc.reason)

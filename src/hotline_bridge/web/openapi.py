@@ -8,19 +8,19 @@ pydantic models the handlers validate with.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
 
 from hotline_bridge import __version__
+from hotline_bridge.web.http import MUTATING as _MUTATING
 
 F = TypeVar("F", bound=Callable[..., Any])
-_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 _ERRORS = {
-    "400": "malformed JSON",
+    "400": "malformed JSON, or a body that could not be decoded (e.g. false gzip)",
     "401": "missing or unknown bearer token",
     "403": "not allowed for this token",
     "404": "unknown id",
@@ -41,10 +41,11 @@ def described(
     ok: int = 200,
     errors: tuple[int, ...] = (),
     public: bool = False,
-    degraded: int | None = None,
+    other: Mapping[int, str] | None = None,
 ) -> Callable[[F], F]:
-    """``degraded``: a status that answers with the success body, not an error (``/healthz``'s
-    503 says what is down in the same shape as its 200)."""
+    """Describe a handler. ``errors`` are answered with the ``Error`` body; ``other`` maps a
+    status answered with the operation's own body (e.g. a degraded health report) to its
+    description."""
 
     def mark(handler: F) -> F:
         handler.__openapi__ = {  # type: ignore[attr-defined]
@@ -53,7 +54,7 @@ def described(
             "ok": ok,
             "errors": errors,
             "public": public,
-            "degraded": degraded,
+            "other": dict(other or {}),
         }
         return handler
 
@@ -80,6 +81,7 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
         meta = getattr(route.handler, "__openapi__", None)
         if not path or meta is None:
             continue
+        errors = _error_codes(route.method, path, meta)
         op: dict[str, Any] = {
             "summary": meta["summary"],
             "operationId": route.handler.__name__ + "_" + re.sub(r"\W+", "_", path).strip("_"),
@@ -88,6 +90,7 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
                 for n in re.findall(r"{(\w+)}", path)
             ],
             "responses": {str(meta["ok"]): {"description": "success"}}
+            | {str(code): {"description": text} for code, text in meta["other"].items()}
             | {
                 str(code): {
                     "description": _ERRORS.get(str(code), "error"),
@@ -95,14 +98,13 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
                         "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
                     },
                 }
-                for code in _error_codes(route.method, path, meta)
-            }
-            | (
-                {str(meta["degraded"]): {"description": "degraded: the success body, saying why"}}
-                if meta.get("degraded")
-                else {}
-            ),
+                for code in errors
+            },
         }
+        if 429 in errors:
+            op["responses"]["429"]["headers"] = {
+                "Retry-After": {"description": "seconds", "schema": {"type": "integer"}}
+            }
         if not meta["public"]:
             op["security"] = [{"bearer": []}]
         model = meta["body"]
