@@ -22,7 +22,6 @@ from hotline_bridge.handoffs.model import (
     Direction,
     HandoffKind,
 )
-from hotline_bridge.handoffs.recorder import open_recorder
 from hotline_bridge.handoffs.store import HandoffFilter, PageRequest, SqliteHandoffStore
 from hotline_bridge.reports.api import REPORTS, ReportDesk, routes
 from hotline_bridge.reports.service import Quarter, records_between, write_quarter_report
@@ -185,11 +184,8 @@ async def test_the_bridge_itself_writes_a_report_from_its_own_store(
     loop's connection used from that thread: every real POST /v1/reports answered 500)."""
     import shutil
 
-    from lab.sandbox import bridge_settings
-
     from hotline_bridge.catalog import Platform, load_catalog
     from hotline_bridge.handoffs.recorder import StoreRecorder
-    from hotline_bridge.runtime.app import build
 
     db = tmp_path / "handoffs.sqlite3"
     shutil.copy(quarter_store, db)

@@ -7,7 +7,6 @@ from pathlib import Path
 from aiohttp import web
 
 from hotline_bridge.deps import Deps
-from hotline_bridge.handoffs.store import SqliteHandoffStore
 from hotline_bridge.reports import api
 from hotline_bridge.reports.service import Quarter, write_quarter_report
 
