@@ -368,13 +368,17 @@ def test_generated_requests_never_break_the_contract(world: World, method: str, 
                 "valid"
                 if valid
                 else data.draw(
-                    st.sampled_from(["schema", "schema", "schema", "any", "deep", "raw"])
+                    st.sampled_from(["schema", "schema", "schema", "any", "deep", "raw", "gzip"])
                 )
             )
             if kind == "valid":
                 body = json.dumps(data.draw(st.sampled_from(VALID[path]))).encode()
             elif kind == "schema" and schema is not None:
                 body = json.dumps(data.draw(body_strategy, label="body")).encode()
+            elif kind == "gzip":
+                # Says gzip, is not: aiohttp fails reading it (once answered 500).
+                headers["Content-Encoding"] = "gzip"
+                body = b'{"target": "110"}'
             elif kind == "deep":
                 body = b"[" * 5000 + b"]" * 5000
             elif kind == "raw":
