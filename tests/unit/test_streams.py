@@ -84,3 +84,36 @@ def test_a_ticket_from_another_process_key_is_refused() -> None:
     t = Tickets(key=b"a" * 32).issue("1001", "agent:1001", now=0.0)
     with pytest.raises(Unauthenticated, match="invalid"):
         Tickets(key=b"b" * 32).verify(t, "agent:1001", now=1.0)
+
+
+def test_handoff_moves_reach_the_agent_and_the_wallboard_once_per_state() -> None:
+    from pathlib import Path
+    from unittest import mock
+
+    from lab.sandbox import bridge_settings
+    from tests.plans import CARRY_PLAN, THREE_WAY_PLAN
+
+    from hotline_bridge.conferences import machine as cm
+    from hotline_bridge.streams.service import WALLBOARD, StreamService, agent_topic
+    from hotline_bridge.transfers import machine as tm
+
+    topology = Path(__file__).resolve().parents[2] / "asterisk" / "sandbox.toml"
+    hub = StreamHub()
+    service = StreamService(hub, bridge_settings(topology), mock.MagicMock())
+    agent, _ = hub.subscribe(agent_topic("1001"))
+    board, _ = hub.subscribe(WALLBOARD)
+    t, _ = tm.start(CARRY_PLAN, now=1.0)
+    ringing, _ = tm.step(t, tm.PartnerRinging(), now=2.0)
+    service.transfer_changed(t, ringing)
+    service.transfer_changed(ringing, ringing)  # no move, no event
+    c, _ = cm.start(THREE_WAY_PLAN, now=1.0)
+    gone, _ = cm.step(c, cm.ChannelGone(cm.Role.CITIZEN), now=2.0)
+    service.conference_changed(c, gone)
+    got = [agent.queue.get_nowait() for _ in range(agent.queue.qsize())]
+    assert [(e.kind, e.data["state"]) for e in got] == [
+        ("transfer", "ringing"),
+        ("three_way", str(gone.state)),
+    ]
+    assert got[0].data["transfer_id"] == "t-1" and got[1].data["conference_id"] == "c-1"
+    on_board = [board.queue.get_nowait() for _ in range(board.queue.qsize())]
+    assert [e.data["agent_id"] for e in on_board] == ["1001", "1001"]

@@ -107,32 +107,26 @@ class StreamService:
     # -- handoffs on live calls ---------------------------------------------------------------
 
     def transfer_changed(self, old: Transfer, new: Transfer) -> None:
-        if old.state == new.state:
-            return
-        data = {
-            "transfer_id": new.id,
-            "handoff_id": new.handoff_id,
-            "call_id": new.call_id,
-            "target": new.target,
-            "state": str(new.state),
-            "outcome": new.outcome.value if new.outcome else None,
-        }
-        self._publish_agent(new.agent_id, "transfer", data)
-        self.hub.publish(WALLBOARD, "transfer", {**data, "agent_id": new.agent_id})
+        self._handoff_moved("transfer", "transfer_id", old, new)
 
     def conference_changed(self, old: Conference, new: Conference) -> None:
+        self._handoff_moved("three_way", "conference_id", old, new)
+
+    def _handoff_moved(
+        self, kind: str, id_key: str, old: Transfer | Conference, new: Transfer | Conference
+    ) -> None:
         if old.state == new.state:
             return
         data = {
-            "conference_id": new.id,
+            id_key: new.id,
             "handoff_id": new.handoff_id,
             "call_id": new.call_id,
             "target": new.target,
             "state": str(new.state),
             "outcome": new.outcome.value if new.outcome else None,
         }
-        self._publish_agent(new.agent_id, "three_way", data)
-        self.hub.publish(WALLBOARD, "three_way", {**data, "agent_id": new.agent_id})
+        self._publish_agent(new.agent_id, kind, data)
+        self.hub.publish(WALLBOARD, kind, {**data, "agent_id": new.agent_id})
 
     def partner_recorded(self, handoff_id: str, kind: str) -> None:
         """The partner's receipt (签收), return (退回) or progress was stored on one of our
