@@ -8,6 +8,7 @@ dropped. Code should still log ``citizen=mask_number(n)`` explicitly: the filter
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -17,11 +18,14 @@ import structlog
 from hotline_bridge.core.privacy import mask_text
 
 _SECRET_KEYS = frozenset({"secret", "token", "password", "authorization", "api_key"})
+# A credential quoted inside free text: aiohttp's parser, refusing a malformed request, logs the
+# offending header line (an Authorization header with its token) in its exception.
+_CREDENTIAL = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{8,}")
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return mask_text(value)
+        return mask_text(_CREDENTIAL.sub(r"\1\2[redacted]", value))
     if isinstance(value, dict):
         return {k: ("[redacted]" if k in _SECRET_KEYS else _scrub(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -1,0 +1,32 @@
+"""The log filter: numbers masked, secret fields dropped, credentials quoted in text redacted."""
+
+from __future__ import annotations
+
+from hotline_bridge.runtime.logs import scrub_personal_data
+
+
+def scrub(**fields: object) -> dict[str, object]:
+    return dict(scrub_personal_data(None, "info", dict(fields)))
+
+
+def test_a_token_quoted_in_an_exception_is_redacted() -> None:
+    # What aiohttp's parser logs for a malformed request: the header line, token and all.
+    text = "BadHttpMessage: 400, message: Invalid header value char:\\n  Authorization: Bearer sandbox-token-agent-1001\\x01"
+    out = scrub(exception=text, event="Error handling request")
+    assert "sandbox-token-agent-1001" not in str(out["exception"])
+    assert "Bearer [redacted]" in str(out["exception"])
+    out = scrub(detail="basic Zm9vOmJhcg== and more")
+    assert out["detail"] == "basic [redacted] and more"
+
+
+def test_numbers_are_masked_and_secret_fields_dropped() -> None:
+    out = scrub(citizen="13800138000", token="t-123", nested={"secret": "x", "n": "13800138000"})
+    assert out == {
+        "citizen": "138****8000",
+        "token": "[redacted]",
+        "nested": {"secret": "[redacted]", "n": "138****8000"},
+    }
+
+
+def test_words_that_merely_contain_bearer_are_left_alone() -> None:
+    assert scrub(event="the ticket bearer was told")["event"] == "the ticket bearer was told"
