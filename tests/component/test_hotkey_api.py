@@ -327,3 +327,47 @@ async def test_a_retry_loop_gets_429_with_retry_after_and_reaches_no_pbx(harness
             "/v1/calls/9.9/carry-transfer", json={"target": "110"}, headers=TOKEN_1001
         )
         assert resp.status == 404
+
+
+async def test_a_key_pressed_before_the_model_has_the_call_waits_for_it(harness: Harness) -> None:
+    """The press can overtake the BridgeEnter the PBX already sent (still in the AMI socket):
+    the by-agent route gives the model a moment instead of answering 409."""
+    loop = asyncio.get_running_loop()
+
+    def answered() -> None:
+        for e in (
+            ev("Newchannel", "2.1", "PJSIP/carrier-00000011", CallerIDNum="13900139000"),
+            ev("Newchannel", "2.2", "PJSIP/agent1002-00000012", CallerIDNum="13900139000"),
+            ev("BridgeEnter", "2.1", "PJSIP/carrier-00000011", BridgeUniqueid="b2"),
+            ev("BridgeEnter", "2.2", "PJSIP/agent1002-00000012", BridgeUniqueid="b2"),
+        ):
+            harness.calls.on_event(e)
+
+    loop.call_later(0.05, answered)
+    status, body = await post(
+        harness, "/v1/agents/1002/carry-transfer", {"target": "110"}, TOKEN_1002
+    )
+    assert status == 202, body
+    assert body["call_id"] == "2.1"
+
+
+async def test_a_key_acts_on_the_call_the_agent_is_on_not_the_previous_one(
+    harness: Harness,
+) -> None:
+    """Agent 1001's next call is answered before the hang-up of the previous one was read."""
+    await asyncio.sleep(0.01)  # the next call is bridged later than the first
+    for e in (
+        ev("Newchannel", "3.1", "PJSIP/carrier-00000021", CallerIDNum="13700137000"),
+        ev("Newchannel", "3.2", "PJSIP/agent1001-00000022", CallerIDNum="13700137000"),
+        ev("BridgeEnter", "3.1", "PJSIP/carrier-00000021", BridgeUniqueid="b3"),
+        ev("BridgeEnter", "3.2", "PJSIP/agent1001-00000022", BridgeUniqueid="b3"),
+    ):
+        harness.calls.on_event(e)
+    status, body = await post(
+        harness, "/v1/agents/1001/carry-transfer", {"target": "110"}, TOKEN_1001
+    )
+    assert status == 202, body
+    assert body["call_id"] == "3.1"
+    transfer = harness.submitted[-1]
+    assert transfer.__class__.__name__ == "BlindTransfer"
+    assert transfer.channel == "PJSIP/agent1001-00000022"  # type: ignore[attr-defined]

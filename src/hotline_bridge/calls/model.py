@@ -156,15 +156,23 @@ class CallModel:
         return sorted(calls, key=lambda c: c.since)
 
     def call_of_agent(self, agent_id: str) -> LiveCall | None:
+        """The agent's current call: the most recently bridged one. Right after a new call is
+        answered the previous one may still be in the model (its hang-up not yet read): a key
+        must act on the call the agent is on now, never on that one."""
         endpoint = self._endpoint_by_agent.get(agent_id)
         if endpoint is None:
             return None
+        current: LiveCall | None = None
         for chan in self.channels.values():
             if chan.endpoint == endpoint and chan.bridge_id:
                 call = self._call_in(chan.bridge_id)
-                if call is not None and call.agent_uniqueid == chan.uniqueid:
-                    return call
-        return None
+                if (
+                    call is not None
+                    and call.agent_uniqueid == chan.uniqueid
+                    and (current is None or call.since >= current.since)
+                ):
+                    current = call
+        return current
 
     def peers_of_agent(self, agent_id: str) -> list[Channel]:
         """The channels bridged with the agent's channel (any role): e.g. the partner platform's

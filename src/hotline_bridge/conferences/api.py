@@ -50,7 +50,7 @@ def _summary(c: Conference) -> dict[str, Any]:
 async def three_way(request: web.Request) -> web.Response:
     require(request, "agent")  # 401 before even reading the body
     body = await read_model(request, HotkeyRequest)
-    _principal, call = resolve_call(request)
+    _principal, call = await resolve_call(request)
     conf = request.app[CONFERENCES].three_way(call, body.target, body.handoff)
     return json_ok(_summary(conf), status=202)
 
