@@ -32,7 +32,7 @@ def store(tmp_path: Path) -> Iterator[SqliteHandoffStore]:
 
 
 def keeper(store: SqliteHandoffStore, kind: str, type_: Any) -> Keeper[Any]:
-    return Keeper(store, kind, type_, done=lambda x: x.done, ident=lambda x: x.id)
+    return Keeper(store, kind, type_)
 
 
 def test_a_transfer_survives_the_round_trip_exactly(store: SqliteHandoffStore) -> None:

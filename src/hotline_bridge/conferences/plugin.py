@@ -17,9 +17,7 @@ def install(app: web.Application, deps: Deps) -> ConferenceService:
     service = app[api.CONFERENCES] = ConferenceService(
         deps.settings, deps.calls, deps.recorder, submit
     )
-    service.book.keeper = Keeper(
-        deps.store, "three_way", Conference, done=lambda c: c.done, ident=lambda c: c.id
-    )
+    service.book.keeper = Keeper(deps.store, "three_way", Conference)
     service.restore()
     deps.pbx.listen(service)
     app.router.add_routes(api.routes())

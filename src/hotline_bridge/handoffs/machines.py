@@ -9,7 +9,6 @@ recently finished ones so ``GET`` on their ids still answers. Finished rows leav
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
@@ -19,7 +18,19 @@ from pydantic import TypeAdapter, ValidationError
 
 log = structlog.get_logger(__name__)
 
-T = TypeVar("T")
+
+class Machine(Protocol):
+    """What the keeper needs of a machine's state: transfers, conferences and reminders all say
+    their id and whether they are done."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def done(self) -> bool: ...
+
+
+T = TypeVar("T", bound=Machine)
 
 KEEP_FINISHED_S = 3600.0  # finished machines answer GET this long after a restart
 PRUNE_EVERY_S = 60.0
@@ -38,20 +49,10 @@ class MachineStore(Protocol):
 class Keeper(Generic[T]):
     """The stored states of one kind of machine (``kind`` names the rows: "carry_transfer")."""
 
-    def __init__(
-        self,
-        store: MachineStore,
-        kind: str,
-        type_: type[T],
-        *,
-        done: Callable[[T], bool],
-        ident: Callable[[T], str],
-    ) -> None:
+    def __init__(self, store: MachineStore, kind: str, type_: type[T]) -> None:
         self._store = store
         self.kind = kind
         self._adapter: TypeAdapter[T] = TypeAdapter(type_)
-        self._done = done
-        self._ident = ident
         self._pruned_at = 0.0
 
     def encode(self, item: T) -> str:
@@ -64,9 +65,7 @@ class Keeper(Generic[T]):
     def keep(self, item: T) -> None:
         """Write the state. Raises if the store cannot: a new machine whose state is not kept
         must not send its first command."""
-        self._store.keep_machine(
-            self.kind, self._ident(item), self.encode(item), done=self._done(item)
-        )
+        self._store.keep_machine(self.kind, item.id, self.encode(item), done=item.done)
 
     def moved(self, item: T) -> None:
         """Keep a later state. The machine goes on if the store fails (logged): the PBX is

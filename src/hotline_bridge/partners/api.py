@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hotline_bridge.config.settings import PartnerSettings
-from hotline_bridge.core.errors import Refused, field_errors
+from hotline_bridge.core.errors import field_errors
 from hotline_bridge.handoffs.model import (
     Actor,
     ActorKind,
@@ -190,10 +190,7 @@ RECEIVER = web.AppKey("partner_receiver", Receiver)
     other={200: "the same push again: nothing changed (duplicate: true)"},
 )
 async def receive_push(request: web.Request) -> web.Response:
-    try:
-        raw = await read_body(request)
-    except Refused as exc:
-        return error_response(exc.status, exc.reason)
+    raw = await read_body(request)  # 413/408 through the middleware, like every route
     status, body = request.app[RECEIVER].receive(raw, dict(request.headers))
     if status >= 400:
         return error_response(status, body["reason"], body.get("details"))

@@ -98,7 +98,6 @@ class StreamHub:
         self.dropped_slow += 1
         self.unsubscribe(sub)
         # Wake its writer so it closes the response (the queue is full: make room for the end).
-        with_room = sub.queue
-        while not with_room.empty():
-            with_room.get_nowait()
-        with_room.put_nowait(None)
+        while not sub.queue.empty():
+            sub.queue.get_nowait()
+        sub.queue.put_nowait(None)

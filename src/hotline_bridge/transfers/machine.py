@@ -266,11 +266,11 @@ def _reconciled(t: Transfer, seen: Reconciled, now: float) -> Transfer:
         case "with_agent" if t.state is not TransferState.REQUESTED:
             t2 = _to(t, TransferState.RETURNED, now, "citizen_returned_unseen", seen.agent_id)
             return replace(t2, returned_to=seen.agent_id)
-        case "with_partner" if t.state in (*_IN_FLIGHT, TransferState.RETURNING):
-            if t.state is not TransferState.RETURNING:
-                return _to(
-                    t, TransferState.ANSWERED, now, "partner_answered_unseen", "", Outcome.ANSWERED
-                )
+        case "with_partner" if t.state in _IN_FLIGHT:
+            # (RETURNING with someone else is on its way back: its events will tell.)
+            return _to(
+                t, TransferState.ANSWERED, now, "partner_answered_unseen", "", Outcome.ANSWERED
+            )
     return t
 
 

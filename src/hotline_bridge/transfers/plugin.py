@@ -16,9 +16,7 @@ def install(app: web.Application, deps: Deps) -> TransferService:
     # Results of this service's commands come back to it alone (bound before it exists).
     submit = deps.pbx.submitter(lambda result: service.on_result(result))
     service = app[api.TRANSFERS] = TransferService(deps.settings, deps.calls, deps.recorder, submit)
-    service.book.keeper = Keeper(
-        deps.store, "carry_transfer", Transfer, done=lambda t: t.done, ident=lambda t: t.id
-    )
+    service.book.keeper = Keeper(deps.store, "carry_transfer", Transfer)
     service.restore()
     deps.pbx.listen(service)
     app.router.add_routes(api.routes())

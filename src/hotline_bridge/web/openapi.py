@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from hotline_bridge import __version__
-from hotline_bridge.web.http import MUTATING as _MUTATING
+from hotline_bridge.web.http import MUTATING
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,7 +63,7 @@ def described(
 
 def _error_codes(method: str, path: str, meta: dict[str, Any]) -> list[int]:
     codes = set(meta["errors"])
-    if method in _MUTATING and not meta["public"]:
+    if method in MUTATING and not meta["public"]:
         codes.add(429)  # every request that changes something is rate-limited per principal
     if "{" in path:
         codes.add(404)  # a path parameter that names nothing (or cannot name anything)

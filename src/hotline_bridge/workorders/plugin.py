@@ -22,9 +22,7 @@ def install(app: web.Application, deps: Deps) -> WorkOrderService:
         submit=submit,
         calls_per_hour=deps.settings.limits.duty_calls_per_hour,
     )
-    reminders.keeper = Keeper(
-        deps.store, "duty_reminder", Reminder, done=lambda r: r.done, ident=lambda r: r.id
-    )
+    reminders.keeper = Keeper(deps.store, "duty_reminder", Reminder)
     reminders.restore()
     deps.pbx.listen(reminders)
     service = app[api.WORK_ORDERS] = WorkOrderService(
