@@ -231,7 +231,7 @@ def pool_endpoints(topo: dict[str, Any]) -> list[str]:
 # its SIPp peers, and the bridge (strict: an unknown key is an error) must never see them.
 BRIDGE_SECTIONS = (
     "ami", "http", "ops", "limits", "agi", "bridge", "agents", "api_clients", "partner", "targets",
-    "duty_lines", "reports", "units", "follow_up", "log_format", "log_level",
+    "duty_lines", "reports", "units", "follow_up", "log_format", "log_level", "phone_keys",
 )  # fmt: skip
 _PEER_KEYS = frozenset({"sip_host", "sip_port"})  # where a SIPp peer listens: the PBX's business
 _TARGET_PEER_KEYS = _PEER_KEYS | {"endpoint"}
@@ -580,6 +580,9 @@ def _globals_conf(topo: dict[str, Any]) -> str:
             + (f"agi://{topo['agi']['host']}:{topo['agi']['port']}" if "agi" in topo else ""),
             "; The key every hook request carries ([agi].key of the bridge).",
             "HOTLINE_AGI_KEY = " + str(topo.get("agi", {}).get("key", "")),
+            "; The agents' phone keys: features.conf [applicationmap] names; the ConfBridge menu.",
+            f"DYNAMIC_FEATURES = {_dynamic_features(topo)}",
+            f"HOTLINE_AGENT_MENU = {AGENT_KEY_MENU}",
             "",
         ]
     )
@@ -705,6 +708,35 @@ def _drill_dialplan(topo: dict[str, Any]) -> str:
     )
 
 
+# The agents' phone keys ([[phone_keys]]): the same text `hotline-bridge phone-keys` prints for
+# the bridge's settings (hotline_bridge.keys.asterisk; a test keeps the two equal).
+_IN_CALL_KEYS = ("carry_transfer", "three_way")  # the others act inside a three-way room
+AGENT_KEY_MENU = "hotline_agent_keys"
+
+
+def _applicationmap(topo: dict[str, Any]) -> str:
+    return "\n".join(
+        f"{k['name']} => {k['digits']},self/callee,"
+        f"AGI(${{HOTLINE_AGI}}/key?key=${{HOTLINE_AGI_KEY}},{k['name']})"
+        for k in topo.get("phone_keys", [])
+        if k["action"] in _IN_CALL_KEYS
+    )
+
+
+def _dynamic_features(topo: dict[str, Any]) -> str:
+    return "#".join(k["name"] for k in topo.get("phone_keys", []) if k["action"] in _IN_CALL_KEYS)
+
+
+def _agent_key_menu(topo: dict[str, Any]) -> str:
+    lines = [f"[{AGENT_KEY_MENU}]", "type = menu"]
+    lines += [
+        f"{k['digits']} = dialplan_exec(hotline-keys,{k['name']},1)"
+        for k in topo.get("phone_keys", [])
+        if k["action"] not in _IN_CALL_KEYS
+    ]
+    return "\n".join(lines)
+
+
 def template_values(topo: dict[str, Any]) -> dict[str, str]:
     pbx, ami, admin = topo["pbx"], topo["ami"], topo["sandbox_admin"]
     return {
@@ -724,6 +756,8 @@ def template_values(topo: dict[str, Any]) -> dict[str, str]:
         "admin_secret": admin["secret"],
         "peer_sections": _peer_sections(topo) + _drill_peer_sections(topo),
         "queue_sections": _queue_sections(topo) + _drill_queue_sections(topo),
+        "applicationmap": _applicationmap(topo),
+        "agent_key_menu": _agent_key_menu(topo),
     }
 
 

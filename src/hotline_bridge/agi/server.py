@@ -115,10 +115,12 @@ class AgiCall:
         for command in commands:
             await self.command(command)
 
-    async def command(self, line: str) -> dict[str, Any]:
-        """Send one command line (no LF) and return panoramisk's parsed ``200`` result."""
+    async def command(self, line: str, timeout_s: float | None = None) -> dict[str, Any]:
+        """Send one command line (no LF) and return panoramisk's parsed ``200`` result.
+
+        ``timeout_s``: for a command that takes time on the channel (playing a sound)."""
         try:
-            async with asyncio.timeout(self._command_timeout_s):
+            async with asyncio.timeout(timeout_s or self._command_timeout_s):
                 result: dict[str, Any] = await self.request.send_command(line)
         except ValueError:  # panoramisk: int('') on the empty read at EOF, or an overlong line
             raise AgiClosed("Asterisk closed the AGI connection") from None
@@ -321,6 +323,14 @@ class AgiServer:
         self._app: AgiApplication | None = None
         self._server: asyncio.Server | None = None
         self._started = time.monotonic()
+
+    def add_route(self, name: str, route: Route) -> None:
+        """Another capability's hook (e.g. the phone keys); only before :meth:`start`."""
+        if self._app is not None:
+            raise RuntimeError(f"AGI route {name}: the server is already listening")
+        if name in self.routes:
+            raise ValueError(f"AGI route {name} is already taken")
+        self.routes[name] = route
 
     @property
     def address(self) -> tuple[str, int]:

@@ -174,6 +174,14 @@ class CallModel:
                     current = call
         return current
 
+    def call_of_agent_channel(self, uniqueid: str) -> LiveCall | None:
+        """The call whose agent leg is this channel (a key dialled on the agent's phone)."""
+        chan = self.channels.get(uniqueid)
+        if chan is None or not chan.bridge_id:
+            return None
+        call = self._call_in(chan.bridge_id)
+        return call if call is not None and call.agent_uniqueid == uniqueid else None
+
     def peers_of_agent(self, agent_id: str) -> list[Channel]:
         """The channels bridged with the agent's channel (any role): e.g. the partner platform's
         leg of a call it handed to us, which is no ``LiveCall`` (no citizen channel here)."""

@@ -55,6 +55,12 @@ class CallService:
             raise Conflict(f"agent {agent_id} is not on a call")
         return call
 
+    def call_of_agent_channel(self, uniqueid: str) -> LiveCall:
+        call = self.model.call_of_agent_channel(uniqueid)
+        if call is None:
+            raise Conflict("this channel is not an agent's leg of a live call")
+        return call
+
     def call_by_id(self, call_id: str) -> LiveCall:
         call = self.model.call(call_id)
         if call is None:

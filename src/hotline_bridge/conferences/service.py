@@ -97,6 +97,14 @@ class ConferenceService:
     def get(self, conference_id: str) -> Conference:
         return self.book.get(conference_id)
 
+    def of_agent_channel(self, uniqueid: str) -> Conference:
+        """The live three-way call this channel is the agent of (a key dialled in the room)."""
+        conf_id = self._active_by_uid.get(uniqueid)
+        conf = self.conferences.get(conf_id) if conf_id else None
+        if conf is None or conf.done or conf.agent_uniqueid != uniqueid:
+            raise Conflict("this channel is not the agent of a live three-way call")
+        return conf
+
     def _owned(self, conference_id: str, agent_id: str | None) -> Conference:
         conf = self.get(conference_id)
         if agent_id is not None and conf.agent_id != agent_id:

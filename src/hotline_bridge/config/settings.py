@@ -228,6 +228,39 @@ class TargetSettings(_Section):
         return rest.rpartition("@")[2]
 
 
+KeyAction = Literal["carry_transfer", "three_way", "leave", "cancel"]
+# Keys on a two-party call go to features.conf's [applicationmap]; keys in a three-way call to
+# the agent's ConfBridge menu (dynamic features do not run inside ConfBridge).
+CALL_KEY_ACTIONS = frozenset({"carry_transfer", "three_way"})
+
+
+class PhoneKeySettings(_Section):
+    """A feature key the agent dials on the phone during a call, e.g. ``*1`` = carry to 110.
+
+    ``name`` is what Asterisk's config and the bridge call it (the extension the key runs in
+    ``[hotline-keys]``); ``hotline-bridge phone-keys`` prints the Asterisk side of the table.
+    """
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,19}$")]
+    digits: Annotated[str, Field(pattern=r"^[*#0-9]{1,4}$")]
+    action: KeyAction
+    target: Identifier | None = None  # carry_transfer and three_way only
+
+    @model_validator(mode="after")
+    def _target_fits_action(self) -> PhoneKeySettings:
+        needs = self.action in CALL_KEY_ACTIONS
+        if needs and self.target is None:
+            raise ValueError(f"key {self.name}: action {self.action} needs a target")
+        if not needs and self.target is not None:
+            raise ValueError(f"key {self.name}: action {self.action} takes no target")
+        return self
+
+    @property
+    def in_call(self) -> bool:
+        """Dialled on a two-party call (applicationmap), not inside a three-way room (menu)."""
+        return self.action in CALL_KEY_ACTIONS
+
+
 class DutyLineSettings(_Section):
     """The 110 duty lines (辖区110值班电话) rung when a police matter arrives online.
 
@@ -369,6 +402,7 @@ class Settings(BaseSettings):
     api_clients: list[ApiClientSettings] = Field(default_factory=list)
     partner: PartnerSettings | None = None
     targets: dict[Identifier, TargetSettings] = Field(default_factory=dict)
+    phone_keys: list[PhoneKeySettings] = Field(default_factory=list)
     duty_lines: DutyLineSettings = DutyLineSettings()
     reports: ReportSettings = ReportSettings()
     units: UnitSettings = UnitSettings()
@@ -403,6 +437,15 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _phone_keys(self) -> Settings:
+        problems = phone_key_problems(self.phone_keys, set(self.targets))
+        if self.phone_keys and not self.agi.enabled:
+            problems.append("keys reach the bridge over FastAGI: enable [agi]")
+        if problems:
+            raise ValueError("phone_keys: " + "; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
     def _unique_tokens(self) -> Settings:
         tokens = [a.token.get_secret_value() for a in self.agents]
         tokens += [c.token.get_secret_value() for c in self.api_clients]
@@ -431,6 +474,29 @@ class Settings(BaseSettings):
 
     def agent(self, agent_id: str) -> AgentSettings | None:
         return next((a for a in self.agents if a.id == agent_id), None)
+
+
+def phone_key_problems(keys: list[PhoneKeySettings], targets: set[str]) -> list[str]:
+    """What makes a key table unusable, each naming the key. Pure.
+
+    Names are unique; a target must exist; within one place (a call, a three-way room) no key's
+    digits may start another's (Asterisk would fire the shorter one first and the longer never).
+    """
+    problems: list[str] = []
+    names = [k.name for k in keys]
+    problems += [
+        f"duplicate key name {n}" for n in sorted({n for n in names if names.count(n) > 1})
+    ]
+    for k in keys:
+        if k.target is not None and k.target not in targets:
+            known = ", ".join(sorted(targets)) or "none"
+            problems.append(f"key {k.name}: unknown target {k.target} (targets: {known})")
+    for a in keys:
+        for b in keys:
+            if a is not b and a.in_call == b.in_call and b.digits.startswith(a.digits):
+                if a.digits != b.digits or names.index(a.name) < names.index(b.name):
+                    problems.append(f"keys {a.name} and {b.name}: {a.digits} starts {b.digits}")
+    return problems
 
 
 # Secrets shipped in this repository's sandbox topologies: never valid in production.

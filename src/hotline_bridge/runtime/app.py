@@ -38,6 +38,7 @@ from hotline_bridge.followups import plugin as followups
 from hotline_bridge.handoffs import plugin as handoffs
 from hotline_bridge.handoffs.recorder import StoreRecorder
 from hotline_bridge.handoffs.store import HandoffStore
+from hotline_bridge.keys import plugin as keys
 from hotline_bridge.partners import plugin as partners
 from hotline_bridge.partners.api import RECEIVER as PARTNER_RECEIVER
 from hotline_bridge.partners.link import PartnerLink
@@ -120,6 +121,7 @@ def build(settings: Settings, recorder: StoreRecorder) -> Runtime:
     workorders.install(app, deps)
     link = partners.install(app, deps)
     agi_server = agi.install(app, deps)
+    keys.install(app, deps, transfer_service, conference_service, agi_server)
     reports.install(app, deps)
     supervision = units.install(app, deps)
     followups.install(app, deps)

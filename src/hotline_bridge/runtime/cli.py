@@ -1,5 +1,6 @@
 """Command line: ``serve`` runs the service; ``check-config`` validates settings; ``report``
-writes a quarter's joint analysis report from the store."""
+writes a quarter's joint analysis report from the store; ``phone-keys`` prints the Asterisk
+config of the agents' phone keys."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         ("serve", "run the bridge"),
         ("check-config", "validate settings"),
         ("report", "write a quarter's joint analysis report (HTML, CSV, charts)"),
+        ("phone-keys", "print the PBX side of [[phone_keys]] (features.conf, globals, menu)"),
     ):
         cmd = commands[name] = sub.add_parser(name, help=text)
         cmd.add_argument(
@@ -47,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "report":
         return _report(settings, args.quarter, args.out)
+    if args.command == "phone-keys":
+        from hotline_bridge.keys.asterisk import asterisk_config
+
+        print(asterisk_config(settings.phone_keys), end="")
+        return 0
     configure_logging(settings.log_format, settings.log_level)
     try:
         asyncio.run(_serve(settings))

@@ -1,0 +1,34 @@
+"""Mounts the phone keys: their service over the transfer and three-way services, and the
+``key`` FastAGI route the dialplan's ``[hotline-keys]`` calls."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hotline_bridge.agi.server import AgiServer, Route
+from hotline_bridge.conferences.service import ConferenceService
+from hotline_bridge.deps import Deps
+from hotline_bridge.handoffs.hotkey import CATCH_UP_S
+from hotline_bridge.keys.hook import SOUND_BUDGET_S, KeyHook
+from hotline_bridge.keys.service import PhoneKeyService
+from hotline_bridge.transfers.service import TransferService
+
+PHONE_KEYS = web.AppKey("phone_keys", PhoneKeyService)
+
+
+def install(
+    app: web.Application,
+    deps: Deps,
+    transfers: TransferService,
+    conferences: ConferenceService,
+    agi: AgiServer | None,
+) -> PhoneKeyService | None:
+    """The service, or None without a key table (settings refuse keys without ``[agi]``)."""
+    if not deps.settings.phone_keys or agi is None:
+        return None
+    service = app[PHONE_KEYS] = PhoneKeyService(
+        deps.settings.phone_keys, deps.calls, transfers, conferences, deps.recorder
+    )
+    timeout = deps.settings.agi.request_timeout_s + CATCH_UP_S + SOUND_BUDGET_S
+    agi.add_route("key", Route(KeyHook(service).key, timeout))
+    return service

@@ -1,0 +1,139 @@
+"""Phone keys on the real PBX: the agent's phone dials *1 / *2 / *0 as RFC 4733 DTMF.
+
+Asterisk's applicationmap (two-party call) and the agent's ConfBridge menu (three-way room) run
+[hotline-keys] on the agent's channel, which asks the bridge's `key` hook; the proof is what
+left the PBX: the 110 desk's INVITE with the citizen's number, the room's members.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from lab.ami import AmiSession
+from lab.bridge import RunningBridge
+from lab.dtmf import write_presses
+from lab.sipp import SippProcess
+
+from tests.pbx.test_three_way import room, wait_room
+from tests.pbx.waiting import eventually, holds
+
+from .conftest import Parties
+
+pytestmark = pytest.mark.pbx
+
+
+def supervisor(bridge: RunningBridge) -> str:
+    return str(
+        next(c["token"] for c in bridge.topology["api_clients"] if c["role"] == "supervisor")
+    )
+
+
+async def key_phones(parties: Parties, keys: list[str]) -> dict[str, SippProcess]:
+    """Every agent's phone is a SIPp UAS that dials ``keys`` (1.5 s after answering, then 6 s
+    later); each has a media port of its own (the keys are RTP)."""
+    write_presses(parties.workdir, keys)
+    phones = {}
+    for i, agent in enumerate(parties.topology["agents"]):
+        proc = SippProcess(
+            "agent_keys_uas.xml",
+            port=agent["sip_port"],
+            local_ip=agent["sip_host"],
+            workdir=parties.workdir,
+            name=agent["endpoint"],
+            extra_args=["-mp", str(6100 + 100 * i)],
+        )
+        parties.procs.append(await proc.start())
+        phones[agent["id"]] = proc
+    return phones
+
+
+def pressed(phone: SippProcess, n: int) -> bool:
+    return (
+        f"agent-key-{n}" in phone.log_file.read_text(errors="replace")
+        if phone.log_file.exists()
+        else False
+    )
+
+
+async def record(bridge: RunningBridge, handoff_id: str) -> dict[str, Any]:
+    status, body = await bridge.request(
+        "GET", f"/v1/handoffs/{handoff_id}", token=supervisor(bridge)
+    )
+    assert status == 200, body
+    return dict(body)
+
+
+def key_notes(rec: dict[str, Any]) -> list[str]:
+    return [
+        e["data"].get("detail", "")
+        for e in rec["events"]
+        if e["kind"] == "call_progress" and e["data"].get("what") == "phone_key"
+    ]
+
+
+async def test_star1_on_the_agents_phone_carries_the_citizen_number_to_110(
+    bridge: RunningBridge, parties: Parties
+) -> None:
+    number = "13800138011"
+    phones = await key_phones(parties, ["*1", "*0"])
+    partner = await parties.partner(citizen=number)
+    await parties.citizen(number)
+    agent_id, call = await bridge.wait_for_call()
+    assert call["citizen_number"] == number
+
+    # Nobody pressed anything through the API: the INVITE at 110 comes from the key alone.
+    await eventually(lambda: bool(partner.snapshot().received("INVITE")), "110 was called", 15)
+    (invite,) = partner.snapshot().received("INVITE")
+    assert f"<sip:{number}@" in invite.header("From")
+    assert f"<sip:{number}@" in invite.header("P-Asserted-Identity")
+    handoff_id = invite.header("X-Handoff-Id")
+    assert f"/v1/handoffs/{handoff_id}>" in invite.header("Call-Info")
+    assert pressed(phones[agent_id], 1)
+
+    rec = await record(bridge, handoff_id)
+    assert rec["snapshot"]["kind"] == "carry_transfer"
+    assert rec["snapshot"]["created_by"]["id"] == agent_id
+    assert key_notes(rec) == ["carry110 (*1) on the agent's phone"]
+    await eventually(lambda: _has_kind(bridge, handoff_id, "partner_answered"), "110 answered", 15)
+    # The carry took the agent's leg away before the second key: it was never dialled.
+    await eventually(lambda: bool(phones[agent_id].snapshot().received("BYE")), "agent BYE")
+    assert not pressed(phones[agent_id], 2)
+
+
+async def _has_kind(bridge: RunningBridge, handoff_id: str, kind: str) -> bool:
+    rec = await record(bridge, handoff_id)
+    return any(e["kind"] == kind for e in rec["events"])
+
+
+async def test_star2_joins_110_and_star0_leaves_the_citizen_with_110(
+    bridge: RunningBridge, parties: Parties, admin_ami: AmiSession
+) -> None:
+    number = "13800138012"
+    phones = await key_phones(parties, ["*2", "*0"])
+    partner = await parties.partner(citizen=number)
+    await parties.citizen(number)
+    agent_id, _call = await bridge.wait_for_call()
+
+    await eventually(lambda: bool(partner.snapshot().received("INVITE")), "110 was called", 15)
+    (invite,) = partner.snapshot().received("INVITE")
+    assert f"<sip:{number}@" in invite.header("From")
+    assert f"<sip:{number}@" in invite.header("P-Asserted-Identity")
+    handoff_id = invite.header("X-Handoff-Id")
+    rec = await record(bridge, handoff_id)
+    assert rec["snapshot"]["kind"] == "three_way"
+    assert key_notes(rec) == ["threeway110 (*2) on the agent's phone"]
+    rooms = await admin_ami.action_list("ConfbridgeListRooms")
+    (conf_id,) = [str(r["Conference"]) for r in rooms if r.get("Event") == "ConfbridgeListRooms"]
+    await wait_room(
+        admin_ami, conf_id, {"PJSIP/carrier", f"PJSIP/agent{agent_id}", "PJSIP/partner-110"}
+    )
+
+    # *0, dialled in the room (the agent's ConfBridge menu): the agent leaves, 110 stays.
+    await eventually(lambda: pressed(phones[agent_id], 2), "the agent dialled *0", 10)
+    members = await wait_room(admin_ami, conf_id, {"PJSIP/carrier", "PJSIP/partner-110"})
+    assert members["PJSIP/carrier"]["CallerIDNum"] == number
+    await eventually(lambda: bool(phones[agent_id].snapshot().received("BYE")), "agent BYE")
+    await holds(lambda: not partner.snapshot().received("BYE"), "110 keeps the citizen")
+    assert set(await room(admin_ami, conf_id)) == {"PJSIP/carrier", "PJSIP/partner-110"}
+    await eventually(lambda: _has_kind(bridge, handoff_id, "agent_left"), "agent_left recorded")
