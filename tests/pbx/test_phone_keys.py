@@ -7,6 +7,9 @@ left the PBX: the 110 desk's INVITE with the citizen's number, the room's member
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,6 +17,7 @@ from lab.ami import AmiSession
 from lab.bridge import RunningBridge
 from lab.dtmf import write_presses
 from lab.sipp import SippProcess
+from lab.softphone import BARESIP, Softphone
 
 from tests.pbx.test_three_way import room, wait_room
 from tests.pbx.waiting import eventually, holds
@@ -137,3 +141,105 @@ async def test_star2_joins_110_and_star0_leaves_the_citizen_with_110(
     await holds(lambda: not partner.snapshot().received("BYE"), "110 keeps the citizen")
     assert set(await room(admin_ami, conf_id)) == {"PJSIP/carrier", "PJSIP/partner-110"}
     await eventually(lambda: _has_kind(bridge, handoff_id, "agent_left"), "agent_left recorded")
+
+
+# -- a real softphone (baresip) as the agent's phone --------------------------------------------
+
+
+@pytest.fixture
+async def softphone(parties: Parties) -> AsyncIterator[Softphone]:
+    """Agent 1001's phone is baresip; agent 1002's answers busy, so the queue offers 1001."""
+    if shutil.which(BARESIP) is None:
+        if os.environ.get("HOTLINE_REQUIRE_PBX"):
+            pytest.fail("baresip is missing: `make deps` installs it (Debian's baresip-core)")
+        pytest.skip("baresip is not installed (make deps installs it)")
+    a1, a2 = parties.topology["agents"]
+    busy = SippProcess(
+        "partner_busy_uas.xml",
+        port=a2["sip_port"],
+        local_ip=a2["sip_host"],
+        workdir=parties.workdir,
+        name=f"{a2['endpoint']}-busy",
+    )
+    parties.procs.append(await busy.start())
+    phone = Softphone(parties.workdir, a1["endpoint"], a1["sip_port"], cons_port=5555)
+    await phone.start()
+    try:
+        yield phone
+    finally:
+        await phone.stop()
+
+
+async def test_a_real_softphone_dials_star1_and_110_gets_the_citizen_number(
+    bridge: RunningBridge, parties: Parties, softphone: Softphone
+) -> None:
+    number = "13800138021"
+    partner = await parties.partner(citizen=number)
+    await parties.citizen(number)
+    agent_id, call = await bridge.wait_for_call(within=20)
+    assert agent_id == "1001" and call["citizen_number"] == number
+
+    await softphone.press("*1")
+    await eventually(lambda: bool(partner.snapshot().received("INVITE")), "110 was called", 15)
+    (invite,) = partner.snapshot().received("INVITE")
+    assert f"<sip:{number}@" in invite.header("From")
+    assert f"<sip:{number}@" in invite.header("P-Asserted-Identity")
+    handoff_id = invite.header("X-Handoff-Id")
+    rec = await record(bridge, handoff_id)
+    assert rec["snapshot"]["kind"] == "carry_transfer"
+    assert key_notes(rec) == ["carry110 (*1) on the agent's phone"]
+    await eventually(lambda: _has_kind(bridge, handoff_id, "partner_answered"), "110 answered", 15)
+
+
+async def test_a_real_softphone_refused_key_beeps_to_the_agent_and_drops_nobody(
+    bridge: RunningBridge, parties: Parties, softphone: Softphone, admin_ami: AmiSession
+) -> None:
+    """*2 while 110 rings and never answers; *0 (leave) is refused: 110 is not in the room, and
+    leaving would leave the citizen alone. The beep plays on the agent's channel only; *9 then
+    cancels the partner leg and citizen and agent talk on."""
+    number = "13800138022"
+    partner = await parties.partner("partner_noanswer_uas.xml")
+    await parties.citizen(number)
+    agent_id, _call = await bridge.wait_for_call(within=20)
+    assert agent_id == "1001"
+
+    await softphone.press("*2")
+    await eventually(lambda: bool(partner.snapshot().received("INVITE")), "110 rings", 15)
+    (invite,) = partner.snapshot().received("INVITE")
+    assert f"<sip:{number}@" in invite.header("P-Asserted-Identity")
+    rooms = await admin_ami.action_list("ConfbridgeListRooms")
+    (conf_id,) = [str(r["Conference"]) for r in rooms if r.get("Event") == "ConfbridgeListRooms"]
+    both = {"PJSIP/carrier", "PJSIP/agent1001"}
+    await wait_room(admin_ami, conf_id, both)
+
+    mark = admin_ami.mark()
+    await softphone.press("*0")
+    beeps = await admin_ami.wait_event(
+        lambda e: e.get("Event") == "AGIExecStart" and "beeperr" in str(e.get("Command", "")),
+        since=mark,
+        timeout=10,
+    )
+    assert str(beeps["Channel"]).startswith("PJSIP/agent1001-")
+    # Nothing was played to the citizen, and nobody left the room.
+    played = admin_ami.find_events(
+        lambda e: (
+            e.get("Event") in ("AGIExecStart", "Newexten")
+            and str(e.get("Channel", "")).startswith("PJSIP/carrier")
+        ),
+        since=mark,
+    )
+    assert played == []
+    await holds(lambda: _room_is(admin_ami, conf_id, both), "citizen and agent stay", 1.0)
+    token = bridge.token(agent_id)
+    conf = await bridge.request("GET", f"/v1/conferences/{conf_id}", token=token)
+    assert conf[0] == 200 and conf[1]["state"] not in ("agent_left", "ended"), conf
+
+    await softphone.press("*9")
+    conf_state = await bridge.wait_state(f"/v1/conferences/{conf_id}", token, {"cancelled"})
+    assert conf_state["outcome"] == "cancelled"
+    await eventually(lambda: bool(partner.snapshot().received("CANCEL")), "110's leg cancelled")
+    await holds(lambda: _room_is(admin_ami, conf_id, both), "citizen and agent talk on", 1.0)
+
+
+async def _room_is(ami: AmiSession, conf_id: str, endpoints: set[str]) -> bool:
+    return set(await room(ami, conf_id)) == endpoints

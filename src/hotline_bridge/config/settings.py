@@ -439,8 +439,6 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _phone_keys(self) -> Settings:
         problems = phone_key_problems(self.phone_keys, set(self.targets))
-        if self.phone_keys and not self.agi.enabled:
-            problems.append("keys reach the bridge over FastAGI: enable [agi]")
         if problems:
             raise ValueError("phone_keys: " + "; ".join(problems))
         return self

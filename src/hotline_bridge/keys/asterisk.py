@@ -22,11 +22,7 @@ KEY_HOOK = "AGI(${HOTLINE_AGI}/key?key=${HOTLINE_AGI_KEY},%s)"
 def applicationmap_lines(keys: Sequence[PhoneKeySettings]) -> list[str]:
     # self/callee: only the answering side of a queue call (the agent) can fire it, and the
     # application runs on the agent's channel, so the citizen never hears what it plays.
-    return [
-        f"{k.name} => {k.digits},self/callee,Gosub({KEY_CONTEXT},{k.name},1)"
-        for k in keys
-        if k.in_call
-    ]
+    return [f"{k.name} => {k.digits},self/callee,{KEY_HOOK % k.name}" for k in keys if k.in_call]
 
 
 def dynamic_features(keys: Sequence[PhoneKeySettings]) -> str:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import structlog
 from aiohttp import web
 
 from hotline_bridge.agi.server import AgiServer, Route
@@ -14,6 +15,7 @@ from hotline_bridge.keys.service import PhoneKeyService
 from hotline_bridge.transfers.service import TransferService
 
 PHONE_KEYS = web.AppKey("phone_keys", PhoneKeyService)
+log = structlog.get_logger(__name__)
 
 
 def install(
@@ -23,8 +25,12 @@ def install(
     conferences: ConferenceService,
     agi: AgiServer | None,
 ) -> PhoneKeyService | None:
-    """The service, or None without a key table (settings refuse keys without ``[agi]``)."""
-    if not deps.settings.phone_keys or agi is None:
+    """The service, or None without a key table or without the FastAGI hooks."""
+    if not deps.settings.phone_keys:
+        return None
+    if agi is None:
+        # [agi] switched off (e.g. as a kill switch): the keys reach nobody; say so once.
+        log.warning("phone keys configured but [agi] is disabled: keys on phones do nothing")
         return None
     service = app[PHONE_KEYS] = PhoneKeyService(
         deps.settings.phone_keys, deps.calls, transfers, conferences, deps.recorder
