@@ -22,6 +22,7 @@ from hotline_bridge.keys.asterisk import (
     dynamic_features,
 )
 from hotline_bridge.keys.service import PhoneKeyService
+from hotline_bridge.web.limits import RateLimiter
 
 
 def sandbox_settings(**changes: Any) -> dict[str, Any]:
@@ -166,10 +167,21 @@ class Recorder:
         self.notes.append((handoff_id, what, detail))
 
 
-def service(calls: Calls | None = None) -> tuple[PhoneKeyService, Transfers, Conferences, Recorder]:
+def service(
+    calls: Calls | None = None, limiter: RateLimiter | None = None
+) -> tuple[PhoneKeyService, Transfers, Conferences, Recorder]:
     keys = [PhoneKeySettings(**k) for k in KEYS]
     t, c, r = Transfers(), Conferences(), Recorder()
-    svc = PhoneKeyService(keys, calls or Calls({"a.2": CALL}), t, c, r, clock=lambda: 5.0)  # type: ignore[arg-type]
+    svc = PhoneKeyService(
+        keys,
+        calls or Calls({"a.2": CALL}),  # type: ignore[arg-type]
+        t,  # type: ignore[arg-type]
+        c,  # type: ignore[arg-type]
+        r,
+        clock=lambda: 5.0,
+        limiter=limiter,
+        monotonic=lambda: 100.0,
+    )
     return svc, t, c, r
 
 
@@ -197,6 +209,16 @@ def test_refusals_are_outcomes_with_a_reason_never_exceptions() -> None:
     assert conferences.left == []
     down, _, _, _ = service(Calls({"a.2": CALL}, ready=False))
     assert press(down, "carry110", "a.2").reason == "unavailable"
+
+
+def test_a_phone_pressing_keys_in_a_loop_takes_from_the_agents_api_bucket() -> None:
+    limiter = RateLimiter(rate_per_s=0.1, burst=2)
+    assert limiter.take("1001", 100.0) is None  # one hotkey through the API
+    svc, _, conferences, _ = service(limiter=limiter)
+    assert press(svc, "leave", "a.9").accepted  # the bucket's last token
+    refused = press(svc, "leave", "a.9")
+    assert (refused.accepted, refused.reason) == (False, "rate_limited")
+    assert conferences.left == ["c-1"]
 
 
 def test_a_room_key_acts_on_the_room_the_agent_is_in() -> None:

@@ -13,6 +13,7 @@ from hotline_bridge.handoffs.hotkey import CATCH_UP_S
 from hotline_bridge.keys.hook import SOUND_BUDGET_S, KeyHook
 from hotline_bridge.keys.service import PhoneKeyService
 from hotline_bridge.transfers.service import TransferService
+from hotline_bridge.web.http import LIMITER
 
 PHONE_KEYS = web.AppKey("phone_keys", PhoneKeyService)
 log = structlog.get_logger(__name__)
@@ -33,7 +34,12 @@ def install(
         log.warning("phone keys configured but [agi] is disabled: keys on phones do nothing")
         return None
     service = app[PHONE_KEYS] = PhoneKeyService(
-        deps.settings.phone_keys, deps.calls, transfers, conferences, deps.recorder
+        deps.settings.phone_keys,
+        deps.calls,
+        transfers,
+        conferences,
+        deps.recorder,
+        limiter=app.get(LIMITER),
     )
     timeout = deps.settings.agi.request_timeout_s + CATCH_UP_S + SOUND_BUDGET_S
     agi.add_route("key", Route(KeyHook(service).key, timeout))

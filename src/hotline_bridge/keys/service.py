@@ -25,6 +25,7 @@ from hotline_bridge.handoffs.hotkey import CATCH_UP_S
 from hotline_bridge.handoffs.intake import HandoffInput
 from hotline_bridge.handoffs.ports import HandoffRecorder
 from hotline_bridge.transfers.service import TransferService
+from hotline_bridge.web.limits import RateLimiter
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +55,9 @@ class PhoneKeyService:
         conferences: ConferenceService,
         recorder: HandoffRecorder,
         clock: Callable[[], float] = time.time,
+        *,
+        limiter: RateLimiter | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.keys = {k.name: k for k in keys}
         self._calls = calls
@@ -61,6 +65,10 @@ class PhoneKeyService:
         self._conferences = conferences
         self._recorder = recorder
         self._clock = clock
+        # The same per-agent buckets as the HTTP hotkeys: a phone whose key is stuck, or a
+        # softphone replaying DTMF, cannot ring 110 more often than the API would allow.
+        self._limiter = limiter
+        self._monotonic = monotonic
 
     async def press(self, name: str, uniqueid: str) -> KeyOutcome:
         """The key ``name`` was dialled on the channel ``uniqueid`` (the agent's)."""
@@ -88,12 +96,14 @@ class PhoneKeyService:
         if not key.in_call:
             conf = self._conferences.of_agent_channel(uniqueid)
             agent_id = conf.agent_id
+            self._take(agent_id)
             if key.action == "leave":
                 conf = self._conferences.leave(conf.id, agent_id)
             else:
                 conf = self._conferences.cancel(conf.id, agent_id)
             return KeyOutcome(True, "accepted", f"{key.action} {conf.id}", conf.handoff_id)
         call = await self._call_on(uniqueid)
+        self._take(call.agent_id)
         target = key.target or ""
         if key.action == "carry_transfer":
             handoff_id = self._transfers.carry_transfer(call, target, HandoffInput()).handoff_id
@@ -117,6 +127,12 @@ class PhoneKeyService:
         )
         return KeyOutcome(True, "accepted", f"{key.action} to {target}", handoff_id)
 
+    def _take(self, agent_id: str) -> None:
+        if self._limiter is not None:
+            wait = self._limiter.take(agent_id, self._monotonic())
+            if wait is not None:
+                raise RateLimited(f"too many keys; try again in {wait:.0f} s")
+
     async def _call_on(self, uniqueid: str) -> LiveCall:
         # The key can only be dialled once the queue has bridged the call, but the AGI request
         # may overtake that BridgeEnter on the AMI socket: give the model a moment.
@@ -126,6 +142,10 @@ class PhoneKeyService:
         while model.call_of_agent_channel(uniqueid) is None and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(_CATCH_UP_STEP_S)
         return self._calls.call_of_agent_channel(uniqueid)
+
+
+class RateLimited(Refused):
+    status = 429
 
 
 def _reason_of(exc: Refused) -> str:

@@ -61,7 +61,14 @@ from hotline_bridge.web.guard import (
     GuardedSite,
     fit_descriptors,
 )
-from hotline_bridge.web.http import BODY_TIMEOUT, MAX_BODY, TokenAuth, json_ok, make_middlewares
+from hotline_bridge.web.http import (
+    BODY_TIMEOUT,
+    LIMITER,
+    MAX_BODY,
+    TokenAuth,
+    json_ok,
+    make_middlewares,
+)
 from hotline_bridge.web.limits import RateLimiter
 from hotline_bridge.web.openapi import described, openapi_document
 from hotline_bridge.workorders import plugin as workorders
@@ -211,6 +218,7 @@ def make_app(settings: Settings, ami: AmiClient) -> web.Application:
     )
     app[MAX_BODY] = settings.http.max_body_bytes
     app[BODY_TIMEOUT] = settings.http.body_timeout_s
+    app[LIMITER] = limiter
     app[AMI] = ami
     app[OPENAPI] = {}
     app.router.add_routes([web.get("/v1/openapi.json", openapi)])

@@ -41,6 +41,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MAX_BODY = web.AppKey("max_body", int)
 BODY_TIMEOUT = web.AppKey("body_timeout", float)
+# The per-principal limiter of mutating requests; the phone keys take from the same buckets.
+LIMITER = web.AppKey("limiter", RateLimiter)
 
 
 def error_response(status: int, reason: str, details: Any = None) -> web.Response:
