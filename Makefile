@@ -15,8 +15,8 @@ setup: deps venv ## install everything: apt packages, Python venv, sandbox PBX (
 	bash asterisk/provision.sh >/dev/null
 
 # promtool is all we need from the prometheus package: never leave the server it ships running.
-deps: ## apt: sip-tester (SIPp), baresip (a real agent softphone), debootstrap, iproute2, promtool, a CJK font for report charts (needs root; skipped when present)
-	@missing=""; for b in sipp:sip-tester debootstrap:debootstrap ss:iproute2 promtool:prometheus baresip:baresip-core; do \
+deps: ## apt: sip-tester (SIPp), baresip (a real agent softphone), chromium (the console's browser tests), debootstrap, iproute2, promtool, a CJK font for report charts (needs root; skipped when present)
+	@missing=""; for b in sipp:sip-tester debootstrap:debootstrap ss:iproute2 promtool:prometheus baresip:baresip-core chromium:chromium; do \
 	  command -v $${b%%:*} >/dev/null || [ -x /usr/sbin/$${b%%:*} ] || missing="$$missing $${b#*:}"; done; \
 	[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
 	if [ -n "$$missing" ]; then \

@@ -67,8 +67,28 @@ async def route_matter(request: web.Request) -> web.Response:
     return json_ok(request.app[ADVISOR].route(await read_model(request, RouteInput)))
 
 
+@described("The matter catalog: the categories an agent picks from", errors=(401, 403))
+async def list_categories(request: web.Request) -> web.Response:
+    require(request, "agent", "supervisor", "partner")
+    return json_ok(
+        {
+            "categories": [
+                {
+                    "code": c.code,
+                    "label_zh": c.label_zh,
+                    "label_en": c.label_en,
+                    "matter_class": c.matter_class.value,
+                }
+                for c in request.app[ADVISOR].catalog.categories.values()
+            ]
+        }
+    )
+
+
 def install(app: web.Application, catalog: Catalog, site: Platform) -> Advisor:
-    """Mount ``POST /v1/route`` for this site's catalog."""
+    """Mount ``POST /v1/route`` and ``GET /v1/catalog`` for this site's catalog."""
     advisor = app[ADVISOR] = Advisor(catalog, site)
-    app.router.add_routes([web.post("/v1/route", route_matter)])
+    app.router.add_routes(
+        [web.post("/v1/route", route_matter), web.get("/v1/catalog", list_categories)]
+    )
     return advisor

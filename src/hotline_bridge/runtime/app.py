@@ -32,6 +32,7 @@ from hotline_bridge.catalog import api as catalog
 from hotline_bridge.conferences import plugin as conferences
 from hotline_bridge.conferences.machine import Conference
 from hotline_bridge.config.settings import HttpSettings, Settings
+from hotline_bridge.console import plugin as console
 from hotline_bridge.core.principal import Principal
 from hotline_bridge.deps import Deps
 from hotline_bridge.followups import plugin as followups
@@ -62,15 +63,18 @@ from hotline_bridge.web.guard import (
     fit_descriptors,
 )
 from hotline_bridge.web.http import (
+    AUTH,
     BODY_TIMEOUT,
     LIMITER,
     MAX_BODY,
+    SESSIONS,
     TokenAuth,
     json_ok,
     make_middlewares,
 )
 from hotline_bridge.web.limits import RateLimiter
 from hotline_bridge.web.openapi import described, openapi_document
+from hotline_bridge.web.sessions import ConsoleSessions
 from hotline_bridge.workorders import plugin as workorders
 
 log = structlog.get_logger(__name__)
@@ -132,6 +136,7 @@ def build(settings: Settings, recorder: StoreRecorder) -> Runtime:
     reports.install(app, deps)
     supervision = units.install(app, deps)
     followups.install(app, deps)
+    console.install(app, deps)
 
     screens = streams.install(app, deps)
     if PARTNER_RECEIVER in app:
@@ -212,13 +217,15 @@ def make_app(settings: Settings, ami: AmiClient) -> web.Application:
         for a in settings.agents
     ] + [(c.token.get_secret_value(), Principal(c.id, c.role)) for c in settings.api_clients]
     limiter = RateLimiter(settings.limits.per_principal_per_s, settings.limits.burst)
+    auth, sessions = TokenAuth(tokens), ConsoleSessions()
     app = web.Application(
-        middlewares=make_middlewares(TokenAuth(tokens), limiter),
+        middlewares=make_middlewares(auth, limiter, sessions=sessions),
         client_max_size=settings.http.max_body_bytes,
     )
     app[MAX_BODY] = settings.http.max_body_bytes
     app[BODY_TIMEOUT] = settings.http.body_timeout_s
     app[LIMITER] = limiter
+    app[AUTH], app[SESSIONS] = auth, sessions
     app[AMI] = ami
     app[OPENAPI] = {}
     app.router.add_routes([web.get("/v1/openapi.json", openapi)])

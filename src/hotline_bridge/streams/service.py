@@ -73,12 +73,14 @@ class StreamService:
             return
         call_id = event.get("Uniqueid", "")
         number = event.get("CallerIDNum", "")
-        call = {
+        call: dict[str, Any] = {
             "call_id": call_id,
             "queue": event.get("Queue", ""),
             # The agent is about to hear this number: its own stream shows it whole.
             "citizen_number": number,
         }
+        if name in ("AgentCalled", "AgentConnect"):
+            call.update(self._entry_facts(call_id))
         if name == "AgentCalled":
             self._publish_agent(agent, "call_offered", call)
             self._set_state(agent, "ringing", call_id)
@@ -173,6 +175,17 @@ class StreamService:
         self._publish_agent(
             agent, "screen_pop", {"call_id": call_id, "urgency": entry.urgency, "record": view}
         )
+
+    def _entry_facts(self, call_id: str) -> dict[str, Any]:
+        """What the entry hook found (jurisdiction, nuisance flag), for the console's call view."""
+        try:
+            entry = self._store.get_call(call_id)
+        except StoreError as exc:
+            log.error("stream: call log unreadable", call_id=call_id, error=str(exc))
+            entry = None
+        if entry is None:
+            return {"jurisdiction": "unknown", "nuisance": None}
+        return {"jurisdiction": entry.jurisdiction.value, "nuisance": entry.nuisance}
 
     def _publish_agent(self, agent: str, kind: str, data: dict[str, Any]) -> None:
         self.hub.publish(agent_topic(agent), kind, data)

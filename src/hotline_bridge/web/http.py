@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
@@ -33,6 +34,7 @@ from hotline_bridge.core.errors import (
 )
 from hotline_bridge.core.principal import Principal
 from hotline_bridge.web.limits import RateLimiter, retry_after_header
+from hotline_bridge.web.sessions import COOKIE, CSRF_HEADER, ConsoleSessions
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +45,7 @@ MAX_BODY = web.AppKey("max_body", int)
 BODY_TIMEOUT = web.AppKey("body_timeout", float)
 # The per-principal limiter of mutating requests; the phone keys take from the same buckets.
 LIMITER = web.AppKey("limiter", RateLimiter)
+SESSIONS = web.AppKey("sessions", ConsoleSessions)
 
 
 def error_response(status: int, reason: str, details: Any = None) -> web.Response:
@@ -84,6 +87,9 @@ class TokenAuth:
         return None
 
 
+AUTH = web.AppKey("auth", TokenAuth)  # the console's login checks a token with it
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -108,10 +114,17 @@ def make_middlewares(
     auth: TokenAuth,
     limiter: RateLimiter | None = None,
     clock: Callable[[], float] = time.monotonic,
+    sessions: ConsoleSessions | None = None,
 ) -> list[Any]:
     @web.middleware
     async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         principal = auth.principal(request.headers.get("Authorization"))
+        if principal is None and sessions is not None:
+            principal = sessions.principal(request.cookies.get(COOKIE), clock())
+            if principal is not None and request.method in MUTATING:
+                refusal = _cross_site(request)
+                if refusal is not None:
+                    return error_response(403, refusal)
         if principal is not None:
             request[PRINCIPAL] = principal
         if limiter is not None and principal is not None and request.method in MUTATING:
@@ -148,6 +161,16 @@ def make_middlewares(
             return error_response(500, "internal error")
 
     return [errors_and_auth]
+
+
+def _cross_site(request: web.Request) -> str | None:
+    """Why a cookie-authenticated change is refused as possibly cross-site, or None."""
+    if request.headers.get(CSRF_HEADER) != "1":
+        return f"a console request must carry the {CSRF_HEADER} header"
+    origin = request.headers.get("Origin")
+    if origin is not None and urlsplit(origin).netloc != request.host:
+        return "cross-site request refused"
+    return None
 
 
 def _check_length(request: web.Request) -> None:
