@@ -102,7 +102,7 @@ async def test_login_swaps_the_token_for_a_strict_httponly_cookie(console: Conso
         await page.fill("#login-agent", "1001")
         await page.fill("#login-token", "wrong-token-0000000")
         await page.click("#login button[type=submit]")
-        await page.wait_for_function("document.getElementById('login-error').textContent !== ''")
+        await page.wait_for_selector("#login-error:not(:empty)")
         assert await page.text_content("#login-error") == "工号或令牌错误"
         await page.fill("#login-token", TOKEN)
         await page.press("#login-token", "Enter")
@@ -169,9 +169,7 @@ async def test_the_call_the_form_the_advisor_and_a_key_from_the_keyboard(console
     )
     async with chromium() as browser:
         page = await logged_in(browser, console)
-        await page.wait_for_function(
-            "window.EventSource && document.querySelector('#who').textContent === '1001'"
-        )
+        await page.wait_for_selector("#who:text-is('1001')")
         await asyncio.sleep(0.3)  # the stream's ticket and connection
         console.feed(*answered())
         await page.wait_for_selector("#call-info", state="visible")
@@ -182,16 +180,14 @@ async def test_the_call_the_form_the_advisor_and_a_key_from_the_keyboard(console
         # The form, by keyboard: the advisor speaks before any key is pressed.
         await page.focus("#f-category")
         await page.select_option("#f-category", "police.criminal")
-        await page.wait_for_function("document.getElementById('advice').textContent !== ''")
+        await page.wait_for_selector("#advice:not(:empty)")
         assert "110" in (await page.text_content("#advice") or "")
         await page.focus("#f-place")
         await page.keyboard.type("古城区七一街")
         await page.focus("#f-request")
         await page.keyboard.type("请民警到场")
         await page.keyboard.press("F2")  # carry transfer
-        await page.wait_for_function(
-            "document.getElementById('progress').textContent.includes('110')"
-        )
+        await page.wait_for_selector("#progress:has-text('110')")
         page_ = console.store.list(HandoffFilter(), PageRequest(limit=10))
         (rec,) = page_.items
         assert rec.snapshot.kind.value == "carry_transfer"
@@ -248,9 +244,7 @@ async def test_the_screen_pop_and_its_acknowledgement_by_key(console: Console) -
         assert await page.text_content("#pop-urgency") == "紧急"
         assert await page.text_content("#pop-place") == "玉龙县"
         await page.keyboard.press("F9")  # 签收
-        await page.wait_for_function(
-            "document.getElementById('pop-status').textContent === '已签收'"
-        )
+        await page.wait_for_selector("#pop-status:text-is('已签收')")
         stored = console.store.get(rec.id)
         assert stored is not None
         assert [e.kind.value for e in stored.events][-1] == "acknowledged"
