@@ -42,8 +42,11 @@ def _tone(path: Path, seconds: int = 60) -> None:
 class Softphone:
     """``await start()``, ``await press("*1")``, ``await stop()``."""
 
-    def __init__(self, workdir: Path, user: str, sip_port: int, cons_port: int) -> None:
+    def __init__(
+        self, workdir: Path, user: str, sip_port: int, cons_port: int, *, answer: str = "auto"
+    ) -> None:
         self.dir = workdir / f"baresip-{user}"
+        self.answer = answer  # "auto", or "manual": it rings until accept()
         self.user = user
         self.sip_port = sip_port
         self.cons_port = cons_port
@@ -71,7 +74,8 @@ class Softphone:
             )
         )
         (self.dir / "accounts").write_text(
-            f"<sip:{self.user}@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMA,PCMU\n"
+            f"<sip:{self.user}@127.0.0.1>;regint=0;answermode={self.answer};"
+            "audio_codecs=PCMA,PCMU\n"
         )
         (self.dir / "contacts").write_text("")
 
@@ -112,6 +116,14 @@ class Softphone:
                 await asyncio.sleep(0.1)
                 s.sendto(_RELEASE, ("127.0.0.1", self.cons_port))
                 await asyncio.sleep(_KEY_GAP_S)
+
+    async def accept(self) -> None:
+        """Pick up the ringing call (the menu's ``a``), as an agent would."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"a", ("127.0.0.1", self.cons_port))
+
+    def ringing(self) -> bool:
+        return "Incoming call from" in self.log()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -98,7 +98,7 @@ async def test_login_swaps_the_token_for_a_strict_httponly_cookie(console: Conso
     async with chromium() as browser:
         page = await browser.new_page()  # type: ignore[attr-defined]
         await page.goto(console.url())
-        assert await page.title() == "12345 坐席台"  # Chinese by default
+        assert await page.title() == "坐席台"  # Chinese by default
         await page.fill("#login-agent", "1001")
         await page.fill("#login-token", "wrong-token-0000000")
         await page.click("#login button[type=submit]")
@@ -107,6 +107,7 @@ async def test_login_swaps_the_token_for_a_strict_httponly_cookie(console: Conso
         await page.fill("#login-token", TOKEN)
         await page.press("#login-token", "Enter")
         await page.wait_for_selector("#desk", state="visible")
+        assert await page.title() == "12345 坐席台"  # the site it serves
         (cookie,) = await page.context.cookies()
         assert cookie["name"] == "hb_console"
         assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
@@ -195,6 +196,16 @@ async def test_the_call_the_form_the_advisor_and_a_key_from_the_keyboard(console
         assert rec.snapshot.content.request == "请民警到场"
         assert rec.snapshot.matter.category == "police.criminal"
         assert rec.snapshot.matter.jurisdiction.value == "yulong"
+
+        # Fields the agent adds after the key are appended to the record as an event; the
+        # snapshot sent at transfer time stays as it was.
+        await page.fill("#f-people", "两名男子")
+        await page.click("#f-append")
+        await page.wait_for_selector("#append-status:text-is('已补充到工单')")
+        after = console.store.get(rec.id)
+        assert after is not None and after.snapshot == rec.snapshot
+        (note,) = [e for e in after.events if e.kind.value == "note"]
+        assert "人员: 两名男子" in note.data["text"] and "地点: 古城区七一街" in note.data["text"]
 
         # English on request; the key labels follow.
         await page.focus("#lang")

@@ -4,7 +4,7 @@ Single site: the page shows the call when the queue bridges it, the agent fills 
 presses F2, the page follows the carry transfer to "answered" while the SIPp 110 desk checks the
 citizen's number in From/P-Asserted-Identity. Two sites: the 110 agent's page pops the incoming
 record while that agent's phone (baresip, answering by hand) still rings; its 签收 reaches the
-12345 agent's page. ``HOTLINE_CONSOLE_SHOTS=docs`` also writes the README's screenshots.
+12345 agent's page (that one is in test_two_site.py, beside its fixtures). ``HOTLINE_CONSOLE_SHOTS=docs`` also writes the README's screenshots.
 """
 
 from __future__ import annotations

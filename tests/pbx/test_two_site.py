@@ -25,10 +25,13 @@ from lab.bridge import RunningBridge, start_bridge
 from lab.calls import hang_up_leftovers
 from lab.sandbox import REPO, Sandbox
 from lab.sipp import stop_all
+from lab.softphone import Softphone
 
 from hotline_bridge.partners.link import PUSH_PATH
+from tests.browser import chromium, need_browser
 
 from .conftest import Parties
+from .test_console import console_page, shot
 
 pytestmark = pytest.mark.pbx
 
@@ -460,3 +463,64 @@ def _status_of(req: urllib.request.Request) -> int:
             return int(resp.status)
     except urllib.error.HTTPError as err:
         return err.code
+
+
+# -- the agent console on both sites (issue 11) ---------------------------------------------------
+
+
+async def test_two_sites_the_110_page_pops_the_record_while_its_phone_rings_and_its_ack_comes_back(
+    two_sites: TwoSites, peers: Peers
+) -> None:
+    """12345's agent hands the citizen to 110 from the page; at 110 the agent's phone is a real
+    softphone (baresip) that rings until picked up by hand: its page shows the record first."""
+    need_browser()
+    number = "13800138032"
+    hotline, police = two_sites.hotline, two_sites.police
+    await peers.hotline.agents()
+    (agent110,) = police.topology["agents"]
+    phone110 = Softphone(
+        peers.police.workdir, agent110["endpoint"], agent110["sip_port"], 5556, answer="manual"
+    )
+    await phone110.start()
+    try:
+        async with chromium() as browser:
+            a_id, a_token = hotline.agent()
+            page12345 = await console_page(browser, hotline.bridge.base_url, a_id, a_token)
+            page110 = await console_page(
+                browser, police.bridge.base_url, agent110["id"], agent110["token"]
+            )
+            await page110.click("#lang")  # the 110 desk's agent reads English, say
+            await page12345.wait_for_timeout(300)  # both streams' tickets and connections
+            await peers.hotline.citizen(number)
+            await page12345.wait_for_selector("#call-info", state="visible", timeout=20_000)
+            assert await page12345.text_content("#call-number") == number
+            await page12345.select_option("#target", "110")
+            await page12345.select_option("#f-category", "police.criminal")
+            await page12345.fill("#f-place", "玉龙县白沙镇")
+            await page12345.fill("#f-request", "请110出警")
+            await page12345.keyboard.press("F2")
+
+            # At 110: the record pops while the phone still rings.
+            await page110.wait_for_selector("#pop", state="visible", timeout=20_000)
+            assert phone110.ringing()
+            assert (
+                "Call answered" not in phone110.log() and "call established" not in phone110.log()
+            )
+            assert await page110.text_content("#pop-place") == "玉龙县白沙镇"
+            assert await page110.text_content("#pop-request") == "请110出警"
+            handoff_id = await page110.text_content("#pop-id")
+            await shot(page110, "console-screen-pop.png")
+            await phone110.accept()
+            await page12345.wait_for_selector("#progress[data-state='answered']", timeout=20_000)
+
+            # 签收 at 110, by key; it reaches the 12345 agent's page.
+            await page110.keyboard.press("F9")
+            await page110.wait_for_selector("#pop-status:text-is('acknowledged')")
+            await page12345.wait_for_selector(
+                "#partner-news[data-event='acknowledged']", timeout=20_000
+            )
+            news = await page12345.text_content("#partner-news") or ""
+            assert handoff_id and handoff_id in news and "已签收" in news
+            await shot(page12345, "console-acknowledged.png")
+    finally:
+        await phone110.stop()

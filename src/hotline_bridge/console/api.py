@@ -123,7 +123,14 @@ async def me(request: web.Request) -> web.Response:
         {"name": k.name, "digits": k.digits, "action": k.action, "target": k.target}
         for k in settings.phone_keys
     ]
-    return json_ok({"agent_id": principal.agent_id, "targets": targets, "phone_keys": keys})
+    return json_ok(
+        {
+            "agent_id": principal.agent_id,
+            "site": settings.bridge.site,
+            "targets": targets,
+            "phone_keys": keys,
+        }
+    )
 
 
 def routes() -> list[web.RouteDef]:

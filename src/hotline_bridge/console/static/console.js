@@ -4,7 +4,8 @@
 
 const T = {
   zh: {
-    title: "12345 坐席台", lang: "English", logout: "退出登录", login: "坐席登录",
+    title: "坐席台", lang: "English", append: "补充到工单", appended: "已补充到工单",
+    wo_created: "待签收", wo_pushed: "待签收", wo_acknowledged: "已签收", wo_unit_returned: "单位退回", logout: "退出登录", login: "坐席登录",
     agent: "坐席工号", token: "令牌", signin: "登录", call: "当前通话", nocall: "空闲：没有通话",
     number: "来电号码", jurisdiction: "属地", nuisance: "骚扰来电标记", duration: "通话时长",
     keys: "一键联动", target: "联动对象", carry: "一键转接", three: "三方通话", leave: "退出三方",
@@ -25,7 +26,9 @@ const T = {
     by: "：", transfer_word: "转接", three_word: "三方",
   },
   en: {
-    title: "12345 agent console", lang: "中文", logout: "Log out", login: "Agent login",
+    title: "agent console", lang: "中文", append: "Add to the record", appended: "added to the record",
+    wo_created: "to acknowledge", wo_pushed: "to acknowledge", wo_acknowledged: "acknowledged",
+    wo_unit_returned: "returned by the unit", logout: "Log out", login: "Agent login",
     agent: "Agent ID", token: "Token", signin: "Log in", call: "Current call", nocall: "Idle: no call",
     number: "Caller number", jurisdiction: "Jurisdiction", nuisance: "Nuisance flag", duration: "Time on call",
     keys: "Hotkeys", target: "Hand to", carry: "Carry transfer", three: "Three-way", leave: "Leave three-way",
@@ -47,14 +50,14 @@ const T = {
   },
 };
 
-const S = { lang: localStorage.getItem("hb-lang") || "zh", agent: null, call: null, conference: null,
+const S = { lang: localStorage.getItem("hb-lang") || "zh", site: "", agent: null, call: null, conference: null,
   pop: null, stream: null, lastId: null, timer: null, categories: [], advising: null, handoff: null };
 const $ = (id) => document.getElementById(id);
 const t = (key) => (T[S.lang][key] !== undefined ? T[S.lang][key] : key);
 
 function applyLanguage() {
   document.documentElement.lang = S.lang === "zh" ? "zh-CN" : "en";
-  document.title = t("title");
+  document.title = `${S.site || ""} ${t("title")}`.trim();
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   fillCategories();
   renderCall();
@@ -108,6 +111,9 @@ $("lang").addEventListener("click", () => {
 
 async function start(me) {
   S.agent = me.agent_id;
+  S.site = me.site;
+  $("site").textContent = me.site;
+  document.title = `${S.site} ${t("title")}`;
   $("login").hidden = true;
   $("desk").hidden = false;
   $("logout").hidden = false;
@@ -209,11 +215,28 @@ async function press(kind) {
 
 function renderHandoff() {
   const h = S.handoff;
+  $("f-append").disabled = !h;
   if (!h) return;
   const word = h.kind === "transfer" ? t("transfer_word") : t("three_word");
   $("progress").textContent = `${word} → ${h.target}${t("by")}${t("st_" + h.state)}`;
   $("progress").dataset.state = h.state;
 }
+
+// A handoff started by a key on the phone (or before the form was filled) is completed here: the
+// snapshot sent at transfer time stays frozen; what the agent adds is an event of the record.
+$("f-append").addEventListener("click", async () => {
+  if (!S.handoff) return;
+  const f = handoffInput();
+  const parts = [];
+  if (f.category) parts.push(`${t("category")}: ${f.category}`);
+  for (const k of ["time", "place", "people", "event", "request"]) if (f[k]) parts.push(`${t(k)}: ${f[k]}`);
+  if (f.danger_to_life) parts.push(t("danger"));
+  if (f.violent_risk) parts.push(t("violent"));
+  if (!parts.length) return;
+  const res = await api("POST", `/v1/handoffs/${encodeURIComponent(S.handoff.id)}/events`,
+    { kind: "note", text: parts.join("; ").slice(0, 2000) });
+  $("append-status").textContent = res.status === 201 ? t("appended") : reasonOf(res);
+});
 
 $("key-carry").addEventListener("click", () => press("carry"));
 $("key-three").addEventListener("click", () => press("three"));
@@ -268,7 +291,7 @@ async function loadOrders() {
   const rows = res.data.items.map((m) => {
     const tr = document.createElement("tr");
     if (m.overdue && m.overdue.length) tr.className = "overdue";
-    for (const v of [m.id, m.category_label_zh || m.category || "", m.status,
+    for (const v of [m.id, m.category_label_zh || m.category || "", t("wo_" + m.status),
       (m.overdue && m.overdue.length ? t("overdue") + " " : "") + (m.sign_by || m.complete_by || "")]) {
       const td = document.createElement("td");
       td.textContent = v;
