@@ -5,7 +5,6 @@ screen pop's 签收 is recorded, and the page speaks Chinese or English."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -91,6 +90,7 @@ async def logged_in(browser: Any, console: Console) -> Any:
     await page.fill("#login-token", TOKEN)
     await page.press("#login-token", "Enter")
     await page.wait_for_selector("#desk", state="visible")
+    await page.wait_for_selector("#link[data-state='open']")  # its live stream is connected
     return page
 
 
@@ -171,7 +171,6 @@ async def test_the_call_the_form_the_advisor_and_a_key_from_the_keyboard(console
     async with chromium() as browser:
         page = await logged_in(browser, console)
         await page.wait_for_selector("#who:text-is('1001')")
-        await asyncio.sleep(0.3)  # the stream's ticket and connection
         console.feed(*answered())
         await page.wait_for_selector("#call-info", state="visible")
         assert await page.text_content("#call-number") == NUMBER
@@ -240,7 +239,6 @@ async def test_the_screen_pop_and_its_acknowledgement_by_key(console: Console) -
     )
     async with chromium() as browser:
         page = await logged_in(browser, console)
-        await asyncio.sleep(0.5)  # the stream's ticket and connection
         console.feed(
             {
                 "Event": "AgentCalled",

@@ -40,6 +40,7 @@ async def console_page(browser: Any, base_url: str, agent: str, token: str) -> A
     await page.press("#login-token", "Enter")
     # Selectors, not wait_for_function: the page's CSP forbids the eval that polling needs.
     await page.wait_for_selector(f"#who:text-is('{agent}')")
+    await page.wait_for_selector("#link[data-state='open']")  # its live stream is connected
     return page
 
 
@@ -73,7 +74,6 @@ async def test_the_console_shows_the_call_and_follows_its_carry_transfer_to_110(
     partner = await parties.partner(citizen=number)
     async with chromium() as browser:
         page = await console_page(browser, bridge.base_url, a1["id"], a1["token"])
-        await page.wait_for_timeout(300)  # the stream's ticket and connection
         await parties.citizen(number)
         await page.wait_for_selector("#call-info", state="visible", timeout=20_000)
         assert await page.text_content("#call-number") == number

@@ -490,7 +490,6 @@ async def test_two_sites_the_110_page_pops_the_record_while_its_phone_rings_and_
                 browser, police.bridge.base_url, agent110["id"], agent110["token"]
             )
             await page110.click("#lang")  # the 110 desk's agent reads English, say
-            await page12345.wait_for_timeout(300)  # both streams' tickets and connections
             await peers.hotline.citizen(number)
             await page12345.wait_for_selector("#call-info", state="visible", timeout=20_000)
             assert await page12345.text_content("#call-number") == number

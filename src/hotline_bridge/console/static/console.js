@@ -23,7 +23,7 @@ const T = {
     st_agent_left: "坐席已退出，市民与对方通话", st_cancelled: "已取消，市民与坐席通话",
     st_partner_failed: "对方未加入，市民与坐席通话", st_partner_left: "对方已挂机", st_ended: "通话结束",
     pe_acknowledged: "已签收", pe_returned: "已退回", pe_status_changed: "办理中", pe_closed: "已办结",
-    by: "：", transfer_word: "转接", three_word: "三方",
+    by: "：", transfer_word: "转接", three_word: "三方", link_open: "实时连接正常", link_closed: "实时连接中断，正在重连",
   },
   en: {
     title: "agent console", lang: "中文", append: "Add to the record", appended: "added to the record",
@@ -46,7 +46,7 @@ const T = {
     st_agent_left: "you left; citizen and partner talking", st_cancelled: "cancelled; citizen and you talking",
     st_partner_failed: "partner did not join", st_partner_left: "partner hung up", st_ended: "ended",
     pe_acknowledged: "acknowledged", pe_returned: "returned", pe_status_changed: "in progress", pe_closed: "closed",
-    by: ": ", transfer_word: "transfer", three_word: "three-way",
+    by: ": ", transfer_word: "transfer", three_word: "three-way", link_open: "live", link_closed: "reconnecting",
   },
 };
 
@@ -62,6 +62,7 @@ function applyLanguage() {
   fillCategories();
   renderCall();
   renderHandoff();
+  if (S.agent) setLink($("link").dataset.state);
 }
 
 async function api(method, path, body) {
@@ -123,12 +124,13 @@ async function start(me) {
   if (me.targets.some((x) => x.id === "110")) select.value = "110";
   const cat = await api("GET", "/v1/catalog");
   if (cat.status === 200) { S.categories = cat.data.categories; fillCategories(); }
+  // The stream first, then the state: a call answered in between is in one or the other.
+  await openStream();
   const calls = await api("GET", "/v1/calls");
-  if (calls.status === 200 && calls.data.calls.length) {
+  if (!S.call && calls.status === 200 && calls.data.calls.length) {
     const c = calls.data.calls[calls.data.calls.length - 1];
     setCall({ call_id: c.call_id, citizen_number: c.citizen_number, since: c.since * 1000 });
   }
-  openStream();
   loadOrders();
   setInterval(loadOrders, 30000);
   $("key-carry").focus();
@@ -304,9 +306,14 @@ async function loadOrders() {
 
 // -- the live event stream (Server-Sent Events with a short-lived ticket) ---------------------
 
+function setLink(state) {
+  $("link").dataset.state = state;
+  $("link").textContent = t(state === "open" ? "link_open" : "link_closed");
+}
+
 async function openStream() {
   const res = await api("POST", `/v1/agents/${encodeURIComponent(S.agent)}/events/ticket`, {});
-  if (res.status !== 201) { setTimeout(openStream, 3000); return; }
+  if (res.status !== 201) { setLink("closed"); setTimeout(openStream, 3000); return; }
   let url = res.data.url;
   if (S.lastId) url += `&last_event_id=${encodeURIComponent(S.lastId)}`;
   const es = new EventSource(url);
@@ -334,11 +341,17 @@ async function openStream() {
     loadOrders();
   });
   on("reset", () => { S.lastId = null; });
-  es.onerror = () => {
-    // The ticket was for one connection: a reconnect needs a fresh one (and says where it was).
-    es.close();
-    setTimeout(openStream, 1000);
-  };
+  const opened = new Promise((resolve) => {
+    es.onopen = () => { setLink("open"); resolve(); };
+    es.onerror = () => {
+      // The ticket was for one connection: a reconnect needs a fresh one (and says where it was).
+      es.close();
+      setLink("closed");
+      resolve();
+      setTimeout(openStream, 1000);
+    };
+  });
+  return opened;
 }
 
 boot();
