@@ -59,6 +59,14 @@ class RunningBridge:
             raw = err.read()
             return err.code, json.loads(raw) if raw else None
 
+    def env_overrides(self) -> dict[str, str]:
+        """Its own settings overrides (not its port, URL or store), e.g. for a second replica."""
+        own = {"HOTLINE_BRIDGE_HTTP__PORT", "HOTLINE_BRIDGE_HTTP__PUBLIC_URL",
+               "HOTLINE_BRIDGE_BRIDGE__STORE_PATH"}  # fmt: skip
+        return {
+            k: v for k, v in self.env.items() if k.startswith("HOTLINE_BRIDGE_") and k not in own
+        }
+
     async def wait_state(
         self, path: str, token: str, states: set[str], within: float = 15.0
     ) -> dict[str, Any]:

@@ -32,7 +32,8 @@ from typing import Any
 
 import structlog
 
-from ..drill.driver import Drill
+from ..bridge import RunningBridge, start_bridge
+from ..drill.driver import Drill, HotkeyClient
 from ..drill.options import DrillCall, DrillOptions, _log_fields
 from ..loadami import LoadAmi
 from ..sandbox import REPO, load_topology
@@ -40,7 +41,7 @@ from ..sipp import SippProcess
 from .partner import PartnerDesk, bridge_env
 from .proxy import AmiProxy
 
-FAULTS = ("partner_down", "ami_cut", "bridge_kill", "pbx_restart")
+FAULTS = ("partner_down", "ami_cut", "bridge_kill", "pbx_restart", "replica_kill")
 TERMINAL = {"answered", "returned", "failed", "abandoned", "lost", "ended", "cancelled"}
 DEFAULT_RESULTS = REPO / "bench" / "results" / "faults"
 PARTNER_DESK_PORT = 18390
@@ -59,6 +60,11 @@ class FaultPlan:
     ami_cut_at: float = 48.0
     bridge_kill_at: float = 68.0
     pbx_restart_at: float = 92.0
+    # The replica-failure drill (``--replicas``): a standby replica beside the active one, the
+    # hotkeys spread over both, the active one kill -9ed (and never restarted by the drill
+    # until the standby has taken over). When set, it is the only fault.
+    replica_kill_at: float | None = None
+    lease_ttl_s: float = 3.0
 
     @classmethod
     def short(cls) -> FaultPlan:
@@ -74,7 +80,16 @@ class FaultPlan:
             pbx_restart_at=46.0,
         )
 
+    @classmethod
+    def replicas(cls, short: bool = False) -> FaultPlan:
+        """The replica-failure drill: carry-transfer load through two replicas, one killed."""
+        if short:
+            return cls(rate=3.0, duration=40.0, hold=6.0, replica_kill_at=15.0, lease_ttl_s=1.5)
+        return cls(rate=5.0, duration=90.0, hold=8.0, replica_kill_at=40.0)
+
     def schedule(self) -> list[tuple[float, str]]:
+        if self.replica_kill_at is not None:
+            return [(self.replica_kill_at, "replica_kill")]
         return sorted(
             [
                 (self.partner_down_at, "partner_down"),
@@ -102,6 +117,8 @@ class FaultDrill(Drill):
         self.proxy = proxy
         self.faults: list[FaultRun] = []
         self.outbox_drained_s: float | None = None
+        self.standby: RunningBridge | None = None
+        self.spread: Spread | None = None
 
     async def _watch(
         self,
@@ -121,6 +138,8 @@ class FaultDrill(Drill):
         return samples
 
     async def _inject(self, t0: float) -> None:
+        if self.plan.replica_kill_at is not None:
+            await self._start_standby()
         for at, name in self.plan.schedule():
             await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
             run = FaultRun(name, started=time.time())
@@ -163,6 +182,59 @@ class FaultDrill(Drill):
             restarted = log.read().decode("utf-8", "replace")
         # What the new process took back from the store and settled with the PBX's state.
         run.detail["transfers_restored"] = restarted.count('"carry transfer restored"')
+
+    async def _start_standby(self) -> None:
+        """Replica b beside the drill's bridge (replica a, active): same PBX, same store; the
+        hotkeys from now on go to a and b in turn, as a load balancer would send them."""
+        assert self.bridge is not None and self.hotkeys is not None
+        port = self.opts.bridge_port + 1
+        self.standby = await asyncio.to_thread(
+            start_bridge,
+            self.opts.topology,
+            self.topo,
+            self.workdir / "bridge-b",
+            port=port,
+            overrides={
+                **self.bridge.env_overrides(),
+                **replica_env("b", port, self.plan.lease_ttl_s),
+                "HOTLINE_BRIDGE_BRIDGE__STORE_PATH": str(self.store_path),
+            },
+        )
+        self.spread = Spread([self.hotkeys, HotkeyClient("127.0.0.1", port)])
+        self.hotkeys = self.spread  # type: ignore[assignment]
+        self._say(f"faults: standby replica b on :{port}, hotkeys spread over a and b")
+
+    async def _replica_kill(self, run: FaultRun) -> None:
+        assert self.bridge is not None and self.bridge.proc is not None
+        assert self.standby is not None
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and not self._in_flight():  # noqa: ASYNC110
+            await asyncio.sleep(0.002)
+        run.detail["transfers_in_flight_at_kill"] = self._in_flight()
+        killed = time.monotonic()
+        self.bridge.proc.send_signal(signal.SIGKILL)
+        run.detail["exit"] = await asyncio.to_thread(self.bridge.proc.wait, 10)
+        b = self.standby
+        while time.monotonic() - killed < 60:
+            with contextlib.suppress(OSError):
+                status, body = await asyncio.to_thread(b.request_sync, "GET", "/healthz")
+                if status == 200 and body.get("status") != "standby":
+                    break
+            await asyncio.sleep(0.05)
+        run.detail["takeover_s"] = round(time.monotonic() - killed, 2)
+        run.detail["lease_ttl_s"] = self.plan.lease_ttl_s
+        before = 0
+        with b.log_path.open("rb") as log:
+            text = log.read().decode("utf-8", "replace")
+        run.detail["transfers_restored"] = text[before:].count('"carry transfer restored"')
+        run.detail["forwarded_by_standby"] = _forwarded(text)
+        # The old active comes back, as the standby of the new one.
+        a = self.bridge
+        await asyncio.to_thread(a.restart, 30.0)
+        status, body = await asyncio.to_thread(a.request_sync, "GET", "/healthz")
+        run.detail["old_active_rejoined_as"] = body.get("status") if status == 200 else status
+        self.bridge, self.standby = b, a  # the drill's checks ask the active one
+        await self._healthy(run)
 
     def _in_flight(self) -> int:
         return sum(
@@ -216,6 +288,53 @@ class FaultDrill(Drill):
     @property
     def store_path(self) -> Path:
         return self.workdir / "bridge" / "handoffs.sqlite3"
+
+
+def replica_env(name: str, port: int, ttl_s: float) -> dict[str, str]:
+    return {
+        "HOTLINE_BRIDGE_CLUSTER__NODE": "drill-pbx",
+        "HOTLINE_BRIDGE_CLUSTER__REPLICA": name,
+        "HOTLINE_BRIDGE_CLUSTER__URL": f"http://127.0.0.1:{port}",
+        "HOTLINE_BRIDGE_CLUSTER__LEASE_TTL_S": str(ttl_s),
+    }
+
+
+def _forwarded(log_text: str) -> int | None:
+    """What the standby forwarded before it took over (its 'replica active' line says)."""
+    for line in log_text.splitlines():
+        if '"replica active' in line:
+            with contextlib.suppress(ValueError):
+                return int(json.loads(line).get("forwarded_while_standby", 0))
+    return None
+
+
+class Spread:
+    """Hotkeys to several replicas in turn; a replica that refuses the connection (dead) is
+    skipped for the next, as a load balancer's retry on another upstream would."""
+
+    def __init__(self, clients: list[HotkeyClient]) -> None:
+        self.clients = clients
+        self.turn = 0
+        self.rerouted = 0
+        self.sent = Counter[int]()
+
+    async def post(self, path: str, body: bytes, token: str) -> tuple[int, Any, float]:
+        first = self.turn
+        self.turn = (self.turn + 1) % len(self.clients)
+        for i in range(len(self.clients)):
+            client = self.clients[(first + i) % len(self.clients)]
+            try:
+                result = await client.post(path, body, token)
+            except ConnectionRefusedError:
+                self.rerouted += 1
+                continue
+            self.sent[client.port] += 1
+            return result
+        raise ConnectionRefusedError("no replica accepted the connection")
+
+    async def close(self) -> None:
+        for c in self.clients:
+            await c.close()
 
 
 def outbox_undelivered(store: Path) -> int:
@@ -333,6 +452,7 @@ def judge_zeros(
 
 
 async def run_faults(plan: FaultPlan, *, label: str = "", progress: bool = True) -> dict[str, Any]:
+    replicas = plan.replica_kill_at is not None
     # The partner desk runs the product's receiver in this process: its info lines are noise here.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     opts = DrillOptions(
@@ -352,6 +472,7 @@ async def run_faults(plan: FaultPlan, *, label: str = "", progress: bool = True)
     opts.bridge_overrides = {
         "HOTLINE_BRIDGE_AMI__PORT": str(proxy.port),
         **bridge_env(PARTNER_DESK_PORT),
+        **(replica_env("a", opts.bridge_port, plan.lease_ttl_s) if replicas else {}),
     }
     drill = FaultDrill(opts, plan, proxy)
     drill.workdir.mkdir(parents=True, exist_ok=True)
@@ -360,6 +481,8 @@ async def run_faults(plan: FaultPlan, *, label: str = "", progress: bool = True)
     try:
         report = await drill.run()
     finally:
+        if drill.standby is not None:
+            await asyncio.to_thread(drill.standby.stop)
         await desk.close()
         await proxy.close()
     calls = list(drill.calls.values())
@@ -369,7 +492,7 @@ async def run_faults(plan: FaultPlan, *, label: str = "", progress: bool = True)
     facts = store_facts(drill.store_path)
     zeros = judge_zeros(per, proxy, desk, invites, facts)
     result = {
-        "kind": "fault drill",
+        "kind": "replica-failure drill" if replicas else "fault drill",
         "started_at": started_at,
         "plan": asdict(plan),
         "machine": report.get("machine"),
@@ -383,6 +506,14 @@ async def run_faults(plan: FaultPlan, *, label: str = "", progress: bool = True)
             "refused": dict(desk.refused),
         },
         "ami_proxy": {"connections": proxy.connections, "cuts": proxy.cuts},
+        "hotkeys_spread": (
+            {
+                "per_port": dict(drill.spread.sent),
+                "rerouted_from_a_dead_replica": drill.spread.rerouted,
+            }
+            if drill.spread is not None
+            else None
+        ),
         "outbox_drained_after_load_s": drill.outbox_drained_s,
         "drill": {
             "calls": report.get("calls"),
@@ -444,7 +575,8 @@ def markdown(result: dict[str, Any]) -> str:
 def write(result: dict[str, Any], out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(result["started_at"] or time.time()))
-    j, m = out / f"faults-{stamp}.json", out / f"faults-{stamp}.md"
+    prefix = "replicas" if result.get("kind") == "replica-failure drill" else "faults"
+    j, m = out / f"{prefix}-{stamp}.json", out / f"{prefix}-{stamp}.md"
     j.write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
     m.write_text(markdown(result))
     return j, m

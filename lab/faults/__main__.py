@@ -16,11 +16,19 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m lab.faults", description=sys.modules["lab.faults"].__doc__
     )
     p.add_argument("--short", action="store_true", help="CI's version: every fault, shorter")
+    p.add_argument(
+        "--replicas",
+        action="store_true",
+        help="the replica-failure drill: a standby replica, the active one kill -9ed",
+    )
     p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="where JSON + md go")
     p.add_argument("--label", default="")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     args = p.parse_args(argv)
-    plan = FaultPlan.short() if args.short else FaultPlan()
+    if args.replicas:
+        plan = FaultPlan.replicas(short=args.short)
+    else:
+        plan = FaultPlan.short() if args.short else FaultPlan()
     try:
         result = asyncio.run(run_faults(plan, label=args.label, progress=not args.quiet))
     except DrillError as exc:

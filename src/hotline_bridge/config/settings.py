@@ -341,6 +341,18 @@ class BridgeSettings(_Section):
     catalog_path: Path | None = None
 
 
+class ClusterSettings(_Section):
+    """Replicas of the bridge for one PBX: one is active (holds the PBX's lease in the shared
+    store and drives its AMI), the others stand by, forward requests to it, and take over when
+    its lease lapses. Every replica of a PBX names the same ``node`` and store."""
+
+    node: Identifier  # the PBX this replica serves: the lease's name
+    replica: Identifier  # this process, unique among the node's replicas
+    # Where the others forward requests while this one is active: its own API base URL.
+    url: Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9.:\[\]-]{1,200}$")]
+    lease_ttl_s: float = Field(3.0, ge=0.5, le=60.0)  # a dead active is replaced after this
+
+
 class UnitSettings(_Section):
     """Handling units (承办单位), their time limits and the working-day calendar: data files
     (default: those shipped in the package), and how often time limits are checked."""
@@ -407,6 +419,7 @@ class Settings(BaseSettings):
     reports: ReportSettings = ReportSettings()
     units: UnitSettings = UnitSettings()
     follow_up: FollowUpSettings = FollowUpSettings()
+    cluster: ClusterSettings | None = None  # None: one bridge, no standby
     log_format: Annotated[str, Field(pattern=r"^(json|console|auto)$")] = "auto"
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
 

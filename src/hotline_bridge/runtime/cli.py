@@ -64,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _serve(settings: Settings) -> None:
+    if settings.cluster is not None:
+        from hotline_bridge.runtime.replica import run_replica
+
+        await run_replica(settings, _serve_alone)
+    else:
+        await _serve_alone(settings)
+
+
+async def _serve_alone(settings: Settings) -> None:
     from hotline_bridge.handoffs.recorder import open_recorder
     from hotline_bridge.runtime.app import serve
 

@@ -93,7 +93,7 @@ class SqliteHandoffStore:
     ) -> None:
         self.path = path
         if str(path) != ":memory:":
-            _private_file(path)
+            private_file(path)
         # isolation_level=None: no implicit transactions; every write below says BEGIN itself.
         self._db = sqlite3.connect(path, isolation_level=None)
         try:
@@ -394,7 +394,7 @@ class SqliteHandoffStore:
         )
 
 
-def _private_file(path: Path) -> None:
+def private_file(path: Path) -> None:
     """The store holds citizens' numbers and words: its directory is created 0700, its file
     0600 (SQLite gives the -wal and -shm files the database's own mode), and a store others
     can read is refused rather than used."""

@@ -1,0 +1,194 @@
+"""A bridge replica: standing by for its PBX, or driving it while it holds the PBX's lease.
+
+Standby: the API port forwards every request to the active replica (the lease names its URL),
+or answers 503 with ``Retry-After`` while nobody holds it; ``/healthz`` answers here (role
+standby). The replica claims the lease every ``ttl/3`` and, once it is granted, becomes the
+ordinary service (:func:`~hotline_bridge.runtime.app.serve`): it builds from the shared store,
+so the transfers, three-way calls and reminders the last active left in flight are restored and
+reconciled with Asterisk's own state, exactly as after a restart.
+
+Active: the lease is renewed every ``ttl/3``. A replica that finds the lease another's, or has
+not renewed it for ``2/3 ttl``, exits at once (status 75) rather than drive a PBX that another
+replica may now drive: the supervisor restarts it, as a standby.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from hotline_bridge.config.settings import ClusterSettings, Settings
+from hotline_bridge.runtime.lease import Lease, owner_url, role_of
+from hotline_bridge.runtime.leases import SqliteLeases
+from hotline_bridge.web.http import error_response
+
+log = structlog.get_logger(__name__)
+
+LOST_LEASE_EXIT = 75  # EX_TEMPFAIL: restart me (as a standby)
+# Hop-by-hop headers are the connection's own, never forwarded (RFC 9110 7.6.1).
+_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+     "upgrade", "host", "content-length"}
+)  # fmt: skip
+_FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=2.0, sock_read=None)
+
+
+class Standby:
+    """The API port of a replica that does not hold the lease."""
+
+    def __init__(self, settings: Settings, cluster: ClusterSettings) -> None:
+        self.settings = settings
+        self.cluster = cluster
+        self.lease: Lease | None = None
+        self.forwarded = 0
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.settings.http.max_body_bytes)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_route("*", "/{tail:.*}", self.forward)
+        return app
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=_FORWARD_TIMEOUT, auto_decompress=False)
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        http = self.settings.http
+        await web.TCPSite(self._runner, http.host, http.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        owner = owner_url(self.lease, time.time())
+        return web.json_response(
+            {
+                "status": "standby",
+                "node": self.cluster.node,
+                "replica": self.cluster.replica,
+                "active": owner,
+            }
+        )
+
+    async def forward(self, request: web.Request) -> web.StreamResponse:
+        owner = owner_url(self.lease, time.time())
+        if owner is None or owner.rstrip("/") == self.cluster.url.rstrip("/"):
+            response = error_response(
+                503, "no active bridge for this PBX right now (a replica is taking over)"
+            )
+            response.headers["Retry-After"] = "1"
+            return response
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        headers["X-Forwarded-For"] = request.remote or ""
+        body = await request.read()
+        try:
+            upstream = await self._session.request(
+                request.method, owner.rstrip("/") + request.path_qs, headers=headers, data=body
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("forward to the active replica failed", owner=owner, error=str(exc))
+            response = error_response(503, "the active bridge did not answer; try again")
+            response.headers["Retry-After"] = "1"
+            return response
+        self.forwarded += 1
+        async with upstream:
+            relayed = web.StreamResponse(status=upstream.status)
+            for k, v in upstream.headers.items():
+                if k.lower() not in _HOP:
+                    relayed.headers.add(k, v)
+            await relayed.prepare(request)
+            async for chunk in upstream.content.iter_any():  # streams (SSE) pass through
+                await relayed.write(chunk)
+            await relayed.write_eof()
+            return relayed
+
+
+async def run_replica(settings: Settings, serve: Callable[[Settings], Awaitable[None]]) -> None:
+    """Stand by until the lease is ours, then serve while renewing it."""
+    cluster = settings.cluster
+    assert cluster is not None
+    leases = SqliteLeases(settings.bridge.store_path)
+    every = cluster.lease_ttl_s / 3
+    standby = Standby(settings, cluster)
+    await standby.start()
+    log.info("replica standing by", node=cluster.node, replica=cluster.replica)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    lease: Lease | None = None
+    try:
+        while not stop.is_set():
+            lease = _claim(leases, cluster)
+            standby.lease = lease
+            if lease is not None and role_of(lease, cluster.replica, time.time()) == "active":
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+    finally:
+        await standby.stop()
+    if stop.is_set() or lease is None:
+        leases.close()
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
+    log.warning(
+        "replica active: it holds the PBX's lease",
+        node=cluster.node,
+        replica=cluster.replica,
+        epoch=lease.epoch,
+        forwarded_while_standby=standby.forwarded,
+    )
+    keeper = asyncio.create_task(_keep_lease(leases, cluster), name="lease-keeper")
+    try:
+        await serve(settings)
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        leases.release(cluster.node, cluster.replica)  # a clean stop: no need to wait it out
+        leases.close()
+
+
+def _claim(leases: SqliteLeases, cluster: ClusterSettings) -> Lease | None:
+    try:
+        return leases.claim(
+            cluster.node, cluster.replica, cluster.url, cluster.lease_ttl_s, time.time()
+        )
+    except Exception as exc:  # the store is out of reach: nobody is granted anything
+        log.error("lease claim failed", node=cluster.node, error=str(exc))
+        return None
+
+
+async def _keep_lease(leases: SqliteLeases, cluster: ClusterSettings) -> None:
+    every = cluster.lease_ttl_s / 3
+    renewed = time.monotonic()
+    while True:
+        await asyncio.sleep(every)
+        lease = _claim(leases, cluster)
+        if lease is not None and role_of(lease, cluster.replica, time.time()) == "active":
+            renewed = time.monotonic()
+            continue
+        if lease is not None or time.monotonic() - renewed >= 2 * every:
+            # Another replica may drive the PBX now: stop at once, do not race it.
+            log.critical(
+                "lease lost: exiting so that only one replica drives the PBX",
+                node=cluster.node,
+                replica=cluster.replica,
+                holder=lease.holder if lease else None,
+            )
+            os._exit(LOST_LEASE_EXIT)
