@@ -83,6 +83,12 @@ bench: sandbox lab ## bridge vs raw AMI vs SIP REFER, same load; micro-benchmark
 faults: sandbox lab ## fault drill: partner down, AMI cut, kill -9, PBX restart under load -> bench/results/faults/
 	$(BIN)/python -m lab.faults $(FAULTS_ARGS)
 
+# The replica-failure drill: a standby replica beside the active one, hotkeys spread over both,
+# the active one kill -9ed mid-run; takeover time and the same zeros. FAULTS_ARGS=--short: CI's.
+.PHONY: faults-replicas
+faults-replicas: sandbox lab ## replica-failure drill: standby takes over a kill -9ed active under load
+	$(BIN)/python -m lab.faults --replicas $(FAULTS_ARGS)
+
 # The drill's and bench's extras (matplotlib for the latency plots, py-spy for profiles).
 lab: venv
 	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q --disable-pip-version-check -e '.[dev,lab]'

@@ -72,7 +72,10 @@ class HotkeyClient:
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
-            status = int(lines[0].split(" ", 2)[1])
+            parts = lines[0].split(" ", 2)
+            if len(parts) < 2 or not parts[1].isdigit():
+                raise ValueError(f"not an HTTP status line: {lines[0][:80]!r}")
+            status = int(parts[1])
             length, close = 0, False
             for line in lines[1:]:
                 key, _, value = line.partition(":")
@@ -80,6 +83,8 @@ class HotkeyClient:
                     length = int(value)
                 elif key.lower() == "connection" and value.strip().lower() == "close":
                     close = True
+                elif key.lower() == "transfer-encoding":
+                    raise ValueError("a chunked answer: the hotkey client reads Content-Length")
             raw = await reader.readexactly(length) if length else b""
         except BaseException:
             writer.close()

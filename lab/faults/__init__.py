@@ -527,8 +527,8 @@ async def run_faults(plan: FaultPlan, *, label: str = "", progress: bool = True)
 def markdown(result: dict[str, Any]) -> str:
     plan = result["plan"]
     lines = [
-        f"# Fault drill, {time.strftime('%Y-%m-%d %H:%M', time.gmtime(result['started_at'] or 0))}"
-        " UTC",
+        f"# {result['kind'].capitalize()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(result['started_at'] or 0))} UTC",
         "",
         f"Carry-transfer load at {plan['rate']:g} calls/s for {plan['duration']:g} s (media on,"
         f" {plan['hold']:g} s calls); verdict: **{'PASS' if result['ok'] else 'FAIL'}**.",
@@ -536,7 +536,8 @@ def markdown(result: dict[str, Any]) -> str:
         "| fault | started at (s) | bridge healthy after (s) | detail |",
         "|---|---|---|---|",
     ]
-    t0 = min((f["started"] for f in result["faults"]), default=0.0) - plan["partner_down_at"]
+    first_at = plan["replica_kill_at"] or plan["partner_down_at"]  # the first fault's schedule
+    t0 = min((f["started"] for f in result["faults"]), default=0.0) - first_at
     for f in result["faults"]:
         detail = {k: v for k, v in f["detail"].items() if k != "healthy_after_s"}
         lines.append(
@@ -557,6 +558,8 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     lines += ["", "| window | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, w in result["per_fault"].items():
+        if not w.get("calls") and name != "none":
+            continue  # a fault this drill did not inject
         lines.append(f"| {name} | " + " | ".join(str(w.get(c, 0)) for c in cols) + " |")
     lines += ["", "| must be zero | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in result["zeros"].items()]
@@ -569,6 +572,14 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['ami_proxy']['connections']} connections, {result['ami_proxy']['cuts']} cut(s).",
         "",
     ]
+    if result.get("hotkeys_spread"):
+        spread = result["hotkeys_spread"]
+        lines += [
+            f"Hotkeys spread over the replicas (by port): {spread['per_port']}; "
+            f"{spread['rerouted_from_a_dead_replica']} refused connections retried on the other "
+            "replica (never sent, so safe to retry).",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -55,3 +55,37 @@ def test_short_fault_drill_keeps_every_zero(bridge: RunningBridge, tmp_path: Pat
             break
         time.sleep(0.2)
     assert bridge.request_sync("GET", "/healthz")[0] == 200
+
+
+def test_short_replica_failure_drill_keeps_every_zero(tmp_path: Path) -> None:
+    """Issue 14 §3: a standby replica beside the active one, hotkeys spread over both, the active
+    one kill -9ed under load; the standby takes over and nothing is dropped, lost or doubled."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lab.faults",
+            "--replicas",
+            "--short",
+            "--quiet",
+            "--results",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    (result_file,) = tmp_path.glob("replicas-*.json")
+    result = json.loads(result_file.read_text())
+    (kill,) = result["faults"]
+    assert kill["name"] == "replica_kill" and "error" not in kill["detail"], kill
+    assert result["zeros"] and not any(result["zeros"].values()), result["zeros"]
+    assert kill["detail"]["exit"] == -9
+    assert kill["detail"]["takeover_s"] is not None and kill["detail"]["takeover_s"] < 15
+    assert kill["detail"]["transfers_in_flight_at_kill"] >= 1
+    assert kill["detail"]["transfers_restored"] >= 1
+    assert kill["detail"]["forwarded_by_standby"] > 0  # hotkeys did land on the standby
+    assert kill["detail"]["old_active_rejoined_as"] == "standby"
+    assert result["per_fault"]["replica_kill"]["accepted"] > 0

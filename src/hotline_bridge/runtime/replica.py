@@ -105,12 +105,15 @@ class Standby:
             return response
         self.forwarded += 1
         async with upstream:
-            relayed = web.StreamResponse(status=upstream.status)
-            for k, v in upstream.headers.items():
-                if k.lower() not in _HOP:
-                    relayed.headers.add(k, v)
+            headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
+            if upstream.content_type != "text/event-stream":
+                # A whole answer, with its length, as the active replica gave it.
+                return web.Response(
+                    status=upstream.status, body=await upstream.read(), headers=headers
+                )
+            relayed = web.StreamResponse(status=upstream.status, headers=headers)
             await relayed.prepare(request)
-            async for chunk in upstream.content.iter_any():  # streams (SSE) pass through
+            async for chunk in upstream.content.iter_any():  # a live event stream
                 await relayed.write(chunk)
             await relayed.write_eof()
             return relayed
