@@ -60,6 +60,18 @@ class Parties:
             started[agent["id"]] = proc
         return started
 
+    async def busy(self, agent: dict[str, Any]) -> SippProcess:
+        """This agent's phone answers busy (486): the queue offers its calls to the others."""
+        proc = SippProcess(
+            "partner_busy_uas.xml",
+            port=agent["sip_port"],
+            local_ip=agent["sip_host"],
+            workdir=self.workdir,
+            name=f"{agent['endpoint']}-busy",
+        )
+        self.procs.append(await proc.start())
+        return proc
+
     async def partner(self, scenario: str = "partner_uas.xml", **variables: object) -> SippProcess:
         proc = partner_uas(self.topology, self.workdir, scenario, variables=variables or None)
         self.procs.append(await proc.start())

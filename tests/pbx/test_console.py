@@ -44,18 +44,6 @@ async def console_page(browser: Any, base_url: str, agent: str, token: str) -> A
     return page
 
 
-async def busy_phone(parties: Parties, agent: dict[str, Any]) -> None:
-    """This agent's phone answers busy: the queue offers the call to the other agent."""
-    proc = SippProcess(
-        "partner_busy_uas.xml",
-        port=agent["sip_port"],
-        local_ip=agent["sip_host"],
-        workdir=parties.workdir,
-        name=f"{agent['endpoint']}-busy",
-    )
-    parties.procs.append(await proc.start())
-
-
 async def test_the_console_shows_the_call_and_follows_its_carry_transfer_to_110(
     bridge: RunningBridge, parties: Parties
 ) -> None:
@@ -70,7 +58,7 @@ async def test_the_console_shows_the_call_and_follows_its_carry_transfer_to_110(
         name=a1["endpoint"],
     )
     parties.procs.append(await phone.start())
-    await busy_phone(parties, a2)
+    await parties.busy(a2)
     partner = await parties.partner(citizen=number)
     async with chromium() as browser:
         page = await console_page(browser, bridge.base_url, a1["id"], a1["token"])

@@ -60,6 +60,18 @@ def pressed(phone: SippProcess, n: int) -> bool:
     )
 
 
+async def carried_to_110(partner: SippProcess, number: str) -> str:
+    """The one INVITE the 110 desk got: the citizen's number in From and P-Asserted-Identity
+    (what left the PBX). Returns its X-Handoff-Id."""
+    await eventually(lambda: bool(partner.snapshot().received("INVITE")), "110 was called", 15)
+    (invite,) = partner.snapshot().received("INVITE")
+    assert f"<sip:{number}@" in invite.header("From")
+    assert f"<sip:{number}@" in invite.header("P-Asserted-Identity")
+    handoff_id = invite.header("X-Handoff-Id")
+    assert f"/v1/handoffs/{handoff_id}>" in invite.header("Call-Info")
+    return handoff_id
+
+
 async def record(bridge: RunningBridge, handoff_id: str) -> dict[str, Any]:
     status, body = await bridge.request(
         "GET", f"/v1/handoffs/{handoff_id}", token=supervisor(bridge)
@@ -87,12 +99,7 @@ async def test_star1_on_the_agents_phone_carries_the_citizen_number_to_110(
     assert call["citizen_number"] == number
 
     # Nobody pressed anything through the API: the INVITE at 110 comes from the key alone.
-    await eventually(lambda: bool(partner.snapshot().received("INVITE")), "110 was called", 15)
-    (invite,) = partner.snapshot().received("INVITE")
-    assert f"<sip:{number}@" in invite.header("From")
-    assert f"<sip:{number}@" in invite.header("P-Asserted-Identity")
-    handoff_id = invite.header("X-Handoff-Id")
-    assert f"/v1/handoffs/{handoff_id}>" in invite.header("Call-Info")
+    handoff_id = await carried_to_110(partner, number)
     assert pressed(phones[agent_id], 1)
 
     rec = await record(bridge, handoff_id)
@@ -119,11 +126,7 @@ async def test_star2_joins_110_and_star0_leaves_the_citizen_with_110(
     await parties.citizen(number)
     agent_id, _call = await bridge.wait_for_call()
 
-    await eventually(lambda: bool(partner.snapshot().received("INVITE")), "110 was called", 15)
-    (invite,) = partner.snapshot().received("INVITE")
-    assert f"<sip:{number}@" in invite.header("From")
-    assert f"<sip:{number}@" in invite.header("P-Asserted-Identity")
-    handoff_id = invite.header("X-Handoff-Id")
+    handoff_id = await carried_to_110(partner, number)
     rec = await record(bridge, handoff_id)
     assert rec["snapshot"]["kind"] == "three_way"
     assert key_notes(rec) == ["threeway110 (*2) on the agent's phone"]
@@ -154,14 +157,7 @@ async def softphone(parties: Parties) -> AsyncIterator[Softphone]:
             pytest.fail("baresip is missing: `make deps` installs it (Debian's baresip-core)")
         pytest.skip("baresip is not installed (make deps installs it)")
     a1, a2 = parties.topology["agents"]
-    busy = SippProcess(
-        "partner_busy_uas.xml",
-        port=a2["sip_port"],
-        local_ip=a2["sip_host"],
-        workdir=parties.workdir,
-        name=f"{a2['endpoint']}-busy",
-    )
-    parties.procs.append(await busy.start())
+    await parties.busy(a2)
     phone = Softphone(parties.workdir, a1["endpoint"], a1["sip_port"], cons_port=5555)
     await phone.start()
     try:
@@ -180,11 +176,7 @@ async def test_a_real_softphone_dials_star1_and_110_gets_the_citizen_number(
     assert agent_id == "1001" and call["citizen_number"] == number
 
     await softphone.press("*1")
-    await eventually(lambda: bool(partner.snapshot().received("INVITE")), "110 was called", 15)
-    (invite,) = partner.snapshot().received("INVITE")
-    assert f"<sip:{number}@" in invite.header("From")
-    assert f"<sip:{number}@" in invite.header("P-Asserted-Identity")
-    handoff_id = invite.header("X-Handoff-Id")
+    handoff_id = await carried_to_110(partner, number)
     rec = await record(bridge, handoff_id)
     assert rec["snapshot"]["kind"] == "carry_transfer"
     assert key_notes(rec) == ["carry110 (*1) on the agent's phone"]

@@ -204,8 +204,12 @@ async function press(kind) {
     const path = `/v1/agents/${encodeURIComponent(S.agent)}/${kind === "carry" ? "carry-transfer" : "three-way"}`;
     const res = await api("POST", path, { target: $("target").value, handoff: handoffInput() });
     if (res.status !== 202) { progress.textContent = reasonOf(res); return; }
-    S.handoff = { kind: kind === "carry" ? "transfer" : "three_way", id: res.data.handoff_id,
-      target: $("target").value, state: res.data.state };
+    // The stream may already have told a later state of this handoff (a fast PBX answers
+    // before this reply is read): never step back to "requested".
+    if (!S.handoff || S.handoff.id !== res.data.handoff_id) {
+      S.handoff = { kind: kind === "carry" ? "transfer" : "three_way", id: res.data.handoff_id,
+        target: $("target").value, state: res.data.state };
+    }
     if (kind === "three") S.conference = res.data.conference_id;
     renderHandoff();
     return;
