@@ -69,10 +69,20 @@ async def handoff(hotline: RunningBridge, police: RunningBridge, procs: list[Sip
     check(f"<sip:{CITIZEN}@" in invite.header("From"), "110 sees the citizen's own number")
 
     p_token = str(police_agent["token"])
-    st, screen = await police.request(
-        "GET", f"/v1/agents/{police_agent['id']}/current-handoff", token=p_token
+
+    async def screen_at_110() -> Any:
+        st, screen = await police.request(
+            "GET", f"/v1/agents/{police_agent['id']}/current-handoff", token=p_token
+        )
+        return screen if st == 200 else None
+
+    try:
+        screen = await poll(screen_at_110, within=5.0)
+    except DemoFailed:
+        screen = None
+    check(
+        screen is not None and screen["handoff_id"] == handoff_id, "the 110 agent's screen shows it"
     )
-    check(st == 200 and screen["handoff_id"] == handoff_id, "the 110 agent's screen shows it")
     say(f"   110 screen: urgency {screen['urgency']}, class "
         f"{screen['record']['snapshot']['matter']['matter_class']}")  # fmt: skip
 

@@ -6,6 +6,7 @@ Shared by the transfer and three-way resources; the key acts on the agent's own 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Annotated
 
 from aiohttp import web
@@ -38,6 +39,15 @@ CATCH_UP_S = 0.25
 _CATCH_UP_STEP_S = 0.005
 
 
+async def catch_up(seen: Callable[[], bool]) -> None:
+    """Give the call model up to ``CATCH_UP_S`` to read what the PBX already did (``seen``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CATCH_UP_S
+    # Polled on the loop: the events this waits for are read by the same loop meanwhile.
+    while not seen() and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(_CATCH_UP_STEP_S)
+
+
 async def resolve_call(request: web.Request) -> tuple[Principal, LiveCall]:
     """The agent's own call, addressed by agent (``/v1/agents/{agent}``) or by call id.
 
@@ -51,11 +61,7 @@ async def resolve_call(request: web.Request) -> tuple[Principal, LiveCall]:
         raise Forbidden("an agent may act only on its own calls")
     calls.ensure_ready()
     if agent_id is not None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + CATCH_UP_S
-        # Polled on the loop: the events this waits for are read by the same loop meanwhile.
-        while calls.model.call_of_agent(agent_id) is None and loop.time() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(_CATCH_UP_STEP_S)
+        await catch_up(lambda: calls.model.call_of_agent(agent_id) is not None)
         calls.ensure_ready()
         return principal, calls.call_of_agent(agent_id)
     call = calls.call_by_id(request.match_info["call_id"])

@@ -21,6 +21,7 @@ from aiohttp import web
 from hotline_bridge.calls.api import CALLS
 from hotline_bridge.core.errors import Conflict, Forbidden, NotFound
 from hotline_bridge.handoffs.api import HANDOFFS
+from hotline_bridge.handoffs.hotkey import catch_up
 from hotline_bridge.handoffs.store import CallEntry
 from hotline_bridge.web.http import json_ok, require
 from hotline_bridge.web.openapi import described
@@ -48,6 +49,8 @@ async def current_handoff(request: web.Request) -> web.Response:
         raise Forbidden("an agent may read only its own current call")
     calls = request.app[CALLS]
     calls.ensure_ready()
+    # Asked the moment the phone is answered, the model may not have read that BridgeEnter yet.
+    await catch_up(lambda: bool(calls.model.peers_of_agent(agent_id)))
     peers = calls.model.peers_of_agent(agent_id)
     if not peers:
         raise Conflict(f"agent {agent_id} is not on a call")

@@ -8,7 +8,6 @@ exception: the dialplan beeps at the agent and the call goes on.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,15 +20,13 @@ from hotline_bridge.conferences.service import ConferenceService
 from hotline_bridge.config.settings import PhoneKeySettings
 from hotline_bridge.core.errors import Refused
 from hotline_bridge.core.privacy import mask_number
-from hotline_bridge.handoffs.hotkey import CATCH_UP_S
+from hotline_bridge.handoffs.hotkey import catch_up
 from hotline_bridge.handoffs.intake import HandoffInput
 from hotline_bridge.handoffs.ports import HandoffRecorder
 from hotline_bridge.transfers.service import TransferService
 from hotline_bridge.web.limits import RateLimiter
 
 log = structlog.get_logger(__name__)
-
-_CATCH_UP_STEP_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +133,8 @@ class PhoneKeyService:
     async def _call_on(self, uniqueid: str) -> LiveCall:
         # The key can only be dialled once the queue has bridged the call, but the AGI request
         # may overtake that BridgeEnter on the AMI socket: give the model a moment.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + CATCH_UP_S
         model = self._calls.model
-        while model.call_of_agent_channel(uniqueid) is None and loop.time() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(_CATCH_UP_STEP_S)
+        await catch_up(lambda: model.call_of_agent_channel(uniqueid) is not None)
         return self._calls.call_of_agent_channel(uniqueid)
 
 
