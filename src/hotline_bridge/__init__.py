@@ -19,8 +19,9 @@ feature capabilities: ``transfers``, ``conferences``, ``workorders``, ``partners
     on live calls, which transfers and three-way calls share.
 ``calls``
     the live call model, built from AMI events.
-``catalog``
-    the matter catalog (data) and the routing advisor (``POST /v1/route``).
+``catalog``, ``directory``
+    the matter catalog (data) and the routing advisor (``POST /v1/route``); the linkage
+    directory (targets as data) and the pure dial-plan resolution every hand-over uses.
 ``web``, ``config``
     the HTTP edge (errors, auth, bodies, OpenAPI) and the settings.
 ``core``
