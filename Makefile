@@ -15,14 +15,20 @@ setup: deps venv ## install everything: apt packages, Python venv, sandbox PBX (
 	bash asterisk/provision.sh >/dev/null
 
 # promtool is all we need from the prometheus package: never leave the server it ships running.
-deps: ## apt: sip-tester (SIPp), debootstrap, iproute2, promtool, a CJK font for report charts (needs root; skipped when present)
+# postgresql: only its binaries (tests start their own server, lab/pgserver.py); the cluster the
+# package creates is stopped and disabled, as prometheus is.
+deps: ## apt: sip-tester (SIPp), debootstrap, iproute2, promtool, postgresql, a CJK font for report charts (needs root; skipped when present)
 	@missing=""; for b in sipp:sip-tester debootstrap:debootstrap ss:iproute2 promtool:prometheus; do \
 	  command -v $${b%%:*} >/dev/null || [ -x /usr/sbin/$${b%%:*} ] || missing="$$missing $${b#*:}"; done; \
 	[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  case "$$missing" in *prometheus*) \
 	    (systemctl disable --now prometheus || service prometheus stop) >/dev/null 2>&1 || true;; \
+	  esac; \
+	  case "$$missing" in *postgresql*) \
+	    (systemctl disable --now postgresql || service postgresql stop) >/dev/null 2>&1 || true;; \
 	  esac; \
 	fi
 
