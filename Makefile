@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TOPOLOGY ?= asterisk/sandbox.toml
 SANDBOX := $(PY) asterisk/sandbox.py --topology $(TOPOLOGY)
 
-.PHONY: help setup deps venv sandbox sandbox-stop run demo demo-two-site drill bench faults lab test test-unit lint fmt clean
+.PHONY: help setup deps venv sandbox sandbox-stop run demo demo-two-site drill bench bench-store faults lab test test-unit lint fmt clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 16
@@ -82,6 +82,11 @@ drill: sandbox lab ## load drill: RATE calls/s for DURATION s, MIX three-way; ve
 
 bench: sandbox lab ## bridge vs raw AMI vs SIP REFER, same load; micro-benchmarks -> bench/results/
 	$(BIN)/python -m lab.bench --topology $(TOPOLOGY)
+
+# The record write path on SQLite and on PostgreSQL (a server started for the run), same run:
+# no PBX needed.
+bench-store: venv ## record write path p50/p99, SQLite vs PostgreSQL -> bench/results/store-*
+	$(BIN)/python -m lab.storebench
 
 # The fault drill: carry-transfer load (5/s, media) while the partner is unreachable for 30 s, the
 # AMI link is cut, the bridge is kill -9ed and Asterisk restarts. Exit 1 if a zero is not zero.
