@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -89,12 +90,12 @@ def measure(store: HandoffStore, n: int, salt: int) -> dict[str, dict[str, float
     warm = _records(50, salt + 1)
     for r in warm:  # connections, caches, prepared plans
         store.create(r)
-    create = _timed([lambda r=r: store.create(r, outbox=True) for r in records])
     note = event(EventKind.PARTNER_ANSWERED, actor=Actor.system(), at=T0)
-    append = _timed([lambda r=r: store.append(r.id, note) for r in records])
     state = json.dumps({"state": "answered", "pad": "x" * 600})
+    create = _timed([partial(store.create, r, outbox=True) for r in records])
+    append = _timed([partial(store.append, r.id, note) for r in records])
     keep = _timed(
-        [lambda r=r: store.keep_machine("carry_transfer", r.id, state, done=True) for r in records]
+        [partial(store.keep_machine, "carry_transfer", r.id, state, done=True) for r in records]
     )
     return {"create": _summary(create), "append": _summary(append), "keep_machine": _summary(keep)}
 

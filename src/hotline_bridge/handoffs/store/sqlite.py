@@ -2,8 +2,8 @@
 
 The API is synchronous on purpose: it is called inline on the event loop, and each call is one
 short transaction (tens of microseconds on a local disk), which is cheaper and simpler than a
-thread hop. A PostgreSQL implementation would satisfy the same Protocol and be picked at start-up;
-callers never see SQL.
+thread hop. The PostgreSQL implementation (``postgres``) satisfies the same Protocol and is picked
+at start-up by ``[store] dsn`` (``opening.open_store``); callers never see SQL.
 
 Durability: the database runs in WAL mode with ``synchronous=NORMAL``. A commit appends the
 transaction to the WAL with ``write()`` before ``create``/``append`` return, so the data is in the
