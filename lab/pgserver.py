@@ -40,14 +40,22 @@ class PgServer:
     def __init__(self, *, durable: bool = False) -> None:
         self.durable = durable
         self.bindir = pg_bindir()
-        self.root = Path(tempfile.mkdtemp(prefix="hb-pg-"))
-        self.data = self.root / "data"
         self.port = _free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="hb-pg-"))  # last: nothing after it can fail
+        self.data = self.root / "data"
         self.password = secrets.token_hex(16)
         self._user: str | None = "postgres" if os.geteuid() == 0 else None
         self._started = False
 
     def start(self) -> PgServer:
+        """initdb and start; on any failure nothing is left behind (the error says why)."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> PgServer:
         pwfile = self.root / "pw"
         pwfile.write_text(self.password)
         pwfile.chmod(0o600)
@@ -68,11 +76,11 @@ class PgServer:
         )
         if not self.durable:
             opts += " -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
+        self._started = True  # from here on, stop() stops it (pg_ctl may fail after starting it)
         self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-o", opts, "-w",
             "-t", "60", "start",
         )  # fmt: skip
-        self._started = True
         return self
 
     def dsn(self, db: str = "postgres") -> str:
@@ -87,7 +95,7 @@ class PgServer:
 
     def stop(self) -> None:
         if self._started:
-            with contextlib.suppress(subprocess.CalledProcessError):
+            with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
                 self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
             self._started = False
         shutil.rmtree(self.root, ignore_errors=True)
