@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TOPOLOGY ?= asterisk/sandbox.toml
 SANDBOX := $(PY) asterisk/sandbox.py --topology $(TOPOLOGY)
 
-.PHONY: help setup deps venv sandbox sandbox-stop run demo demo-two-site drill bench faults lab test test-unit lint fmt clean
+.PHONY: help setup deps venv sandbox sandbox-stop run demo demo-two-site drill bench bench-store faults lab test test-unit lint fmt clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 16
@@ -15,14 +15,20 @@ setup: deps venv ## install everything: apt packages, Python venv, sandbox PBX (
 	bash asterisk/provision.sh >/dev/null
 
 # promtool is all we need from the prometheus package: never leave the server it ships running.
-deps: ## apt: sip-tester (SIPp), baresip (a real agent softphone), chromium (the console's browser tests), debootstrap, iproute2, promtool, a CJK font for report charts (needs root; skipped when present)
+# postgresql: only its binaries (tests start their own server, lab/pgserver.py); the cluster the
+# package creates is stopped and disabled, as prometheus is.
+deps: ## apt: sip-tester (SIPp), baresip (a real agent softphone), chromium (the console's browser tests), debootstrap, iproute2, promtool, postgresql, a CJK font for report charts (needs root; skipped when present)
 	@missing=""; for b in sipp:sip-tester debootstrap:debootstrap ss:iproute2 promtool:prometheus baresip:baresip-core chromium:chromium; do \
 	  command -v $${b%%:*} >/dev/null || [ -x /usr/sbin/$${b%%:*} ] || missing="$$missing $${b#*:}"; done; \
 	[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  case "$$missing" in *prometheus*) \
 	    (systemctl disable --now prometheus || service prometheus stop) >/dev/null 2>&1 || true;; \
+	  esac; \
+	  case "$$missing" in *postgresql*) \
+	    (systemctl disable --now postgresql || service postgresql stop) >/dev/null 2>&1 || true;; \
 	  esac; \
 	fi
 
@@ -76,6 +82,11 @@ drill: sandbox lab ## load drill: RATE calls/s for DURATION s, MIX three-way; ve
 
 bench: sandbox lab ## bridge vs raw AMI vs SIP REFER, same load; micro-benchmarks -> bench/results/
 	$(BIN)/python -m lab.bench --topology $(TOPOLOGY)
+
+# The record write path on SQLite and on PostgreSQL (a server started for the run), same run:
+# no PBX needed.
+bench-store: venv ## record write path p50/p99, SQLite vs PostgreSQL -> bench/results/store-*
+	$(BIN)/python -m lab.storebench
 
 # The fault drill: carry-transfer load (5/s, media) while the partner is unreachable for 30 s, the
 # AMI link is cut, the bridge is kill -9ed and Asterisk restarts. Exit 1 if a zero is not zero.

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -28,7 +27,11 @@ from hotline_bridge.handoffs.model import (
     HandoffKind,
     HandoffRecord,
 )
-from hotline_bridge.handoffs.store import HandoffFilter, PageRequest, SqliteHandoffStore
+from hotline_bridge.handoffs.store import (
+    HandoffFilter,
+    HandoffStore,
+    PageRequest,
+)
 from hotline_bridge.partners import api as partners_api
 from hotline_bridge.partners.api import Receiver
 from hotline_bridge.partners.link import PUSH_PATH, PartnerLink, PushOutcome, classify, push_body
@@ -146,25 +149,21 @@ def test_push_outcomes_by_status() -> None:
 
 
 @pytest.fixture
-def store_110(tmp_path: Path) -> Iterator[SqliteHandoffStore]:
-    s = SqliteHandoffStore(tmp_path / "110.sqlite3")
-    yield s
-    s.close()
+def store_110(open_store: Callable[[str], HandoffStore]) -> HandoffStore:
+    return open_store("110")  # on SQLite and on PostgreSQL
 
 
 @pytest.fixture
-def store_12345(tmp_path: Path) -> Iterator[SqliteHandoffStore]:
-    s = SqliteHandoffStore(tmp_path / "12345.sqlite3")
-    yield s
-    s.close()
+def store_12345(open_store: Callable[[str], HandoffStore]) -> HandoffStore:
+    return open_store("12345")
 
 
-def push_of(store: SqliteHandoffStore) -> list[bytes]:
+def push_of(store: HandoffStore) -> list[bytes]:
     return [push_body(i) for i in store.outbox_pending(100, now=datetime.now(UTC))]
 
 
 def test_the_same_push_twice_is_one_record(
-    store_12345: SqliteHandoffStore, store_110: SqliteHandoffStore
+    store_12345: HandoffStore, store_110: HandoffStore
 ) -> None:
     rec = record()
     store_12345.create(rec, outbox=True)
@@ -181,7 +180,7 @@ def test_the_same_push_twice_is_one_record(
 
 
 def test_events_are_deduplicated_and_wait_for_their_record(
-    store_12345: SqliteHandoffStore, store_110: SqliteHandoffStore
+    store_12345: HandoffStore, store_110: HandoffStore
 ) -> None:
     rec = record()
     store_110.create(rec, outbox=False)  # the 110 side has it; the 12345 side does not yet
@@ -209,7 +208,7 @@ def test_events_are_deduplicated_and_wait_for_their_record(
     assert acks[0].data["partner_seq"] == str(stored.seq)
 
 
-def test_wrongly_addressed_or_mismatched_pushes_are_refused(store_110: SqliteHandoffStore) -> None:
+def test_wrongly_addressed_or_mismatched_pushes_are_refused(store_110: HandoffStore) -> None:
     rec = record()
     receiver = Receiver(settings_of_110(), store_110, clock=lambda: NOW)
     body = json.dumps(
@@ -229,7 +228,7 @@ def test_wrongly_addressed_or_mismatched_pushes_are_refused(store_110: SqliteHan
 
 
 @pytest.fixture
-async def partner_110(store_110: SqliteHandoffStore) -> AsyncIterator[TestServer]:
+async def partner_110(store_110: HandoffStore) -> AsyncIterator[TestServer]:
     app = web.Application()
     app[MAX_BODY] = 1 << 20
     app[partners_api.RECEIVER] = Receiver(settings_of_110(), store_110)
@@ -240,7 +239,7 @@ async def partner_110(store_110: SqliteHandoffStore) -> AsyncIterator[TestServer
 
 
 async def test_partner_down_then_up_every_handoff_delivered_exactly_once(
-    store_12345: SqliteHandoffStore, store_110: SqliteHandoffStore, partner_110: TestServer
+    store_12345: HandoffStore, store_110: HandoffStore, partner_110: TestServer
 ) -> None:
     await partner_110.start_server()
     port = partner_110.port

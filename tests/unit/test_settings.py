@@ -136,3 +136,23 @@ def test_production_requires_the_agi_key_while_the_hooks_are_on() -> None:
     assert load_settings(**cfg, agi={"enabled": False}).agi.key is None
     with pytest.raises(ConfigError, match=r"agi\.key: a sandbox value"):
         load_settings(**cfg, agi={"key": "sandbox-agi-key-12345-0001"})
+
+
+def test_the_store_is_sqlite_by_default_and_postgres_by_a_dsn_kept_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings(**PROD).store.dsn is None  # SQLite, [bridge].store_path
+    dsn = "postgresql://bridge:pw-0123456789@127.0.0.1:5432/hotline"
+    s = load_settings(**with_(PROD, store={"dsn": dsn}))
+    assert s.store.dsn is not None and s.store.dsn.get_secret_value() == dsn
+    assert "pw-0123456789" not in repr(s)  # the password never reaches a log line
+    secret = tmp_path / "store.dsn"
+    secret.write_text(dsn + "\n")
+    os.chmod(secret, 0o600)
+    from_file = load_settings(**with_(PROD, store={"dsn_file": str(secret)}))
+    assert from_file.store.dsn == s.store.dsn
+    monkeypatch.setenv("HOTLINE_BRIDGE_STORE__DSN", dsn)
+    assert load_settings(**PROD).store.dsn == s.store.dsn
+    monkeypatch.delenv("HOTLINE_BRIDGE_STORE__DSN")
+    with pytest.raises(ConfigError, match="postgresql://"):
+        load_settings(**with_(PROD, store={"dsn": "mysql://x@127.0.0.1/db"}))

@@ -59,7 +59,7 @@ class _Section(BaseModel):
         out = dict(data)
         for field, info in cls.model_fields.items():
             path = out.pop(f"{field}_file", None)
-            if path is None or info.annotation is not SecretStr:
+            if path is None or info.annotation not in (SecretStr, SecretStr | None):
                 if path is not None:
                     raise ValueError(f"{field}_file: {field} is not a secret")
                 continue
@@ -353,6 +353,23 @@ class ClusterSettings(_Section):
     lease_ttl_s: float = Field(3.0, ge=0.5, le=60.0)  # a dead active is replaced after this
 
 
+class StoreSettings(_Section):
+    """Where records live: the SQLite file ``[bridge].store_path`` (the default), or with
+    ``dsn`` (or ``dsn_file``, or ``HOTLINE_BRIDGE_STORE__DSN``) a PostgreSQL database shared by
+    several replicas, e.g. ``postgresql://bridge:secret@127.0.0.1:5432/hotline``."""
+
+    dsn: SecretStr | None = None
+
+    @field_validator("dsn")
+    @classmethod
+    def _postgres(cls, dsn: SecretStr | None) -> SecretStr | None:
+        if dsn is not None and not dsn.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("dsn must be a postgresql:// URL")
+        return dsn
+
+
 class UnitSettings(_Section):
     """Handling units (承办单位), their time limits and the working-day calendar: data files
     (default: those shipped in the package), and how often time limits are checked."""
@@ -418,6 +435,7 @@ class Settings(BaseSettings):
     duty_lines: DutyLineSettings = DutyLineSettings()
     reports: ReportSettings = ReportSettings()
     units: UnitSettings = UnitSettings()
+    store: StoreSettings = StoreSettings()
     follow_up: FollowUpSettings = FollowUpSettings()
     cluster: ClusterSettings | None = None  # None: one bridge, no standby
     log_format: Annotated[str, Field(pattern=r"^(json|console|auto)$")] = "auto"

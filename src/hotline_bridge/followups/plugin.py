@@ -13,7 +13,7 @@ from aiohttp import web
 from hotline_bridge.deps import Deps
 from hotline_bridge.followups import api
 from hotline_bridge.followups.service import FollowUpService
-from hotline_bridge.handoffs.store import SqliteHandoffStore
+from hotline_bridge.handoffs.store import open_store
 
 log = structlog.get_logger(__name__)
 
@@ -26,9 +26,7 @@ def install(app: web.Application, deps: Deps) -> FollowUpService:
         deps.store, policy, site=deps.settings.bridge.site, submit=submit
     )
     deps.pbx.listen(service)
-    reader = app[api.READER] = api.Reader(
-        lambda: SqliteHandoffStore(deps.settings.bridge.store_path)
-    )
+    reader = app[api.READER] = api.Reader(lambda: open_store(deps.settings))
     app.router.add_routes(api.routes())
 
     async def scan_forever() -> None:

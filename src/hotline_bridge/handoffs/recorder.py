@@ -35,7 +35,7 @@ from hotline_bridge.handoffs.model import (
     HandoffKind,
 )
 from hotline_bridge.handoffs.service import HandoffService
-from hotline_bridge.handoffs.store import HandoffStore, SqliteHandoffStore, StoreError
+from hotline_bridge.handoffs.store import HandoffStore, StoreError, open_store, store_name
 
 log = structlog.get_logger(__name__)
 
@@ -139,9 +139,9 @@ def open_recorder(settings: Settings) -> Iterator[StoreRecorder]:
     except CatalogError as exc:
         raise ConfigError(str(exc)) from None
     try:
-        store = SqliteHandoffStore(settings.bridge.store_path)
+        store = open_store(settings)
     except (StoreError, OSError) as exc:
-        raise ConfigError(f"handoff store {settings.bridge.store_path}: {exc}") from None
+        raise ConfigError(f"handoff store {store_name(settings)}: {exc}") from None
     try:
         yield StoreRecorder(
             store,

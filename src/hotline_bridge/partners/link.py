@@ -105,7 +105,7 @@ class PartnerLink:
         now = datetime.fromtimestamp(self._clock(), UTC)
         blocked: set[str] = set()
         delivered = 0
-        for item in self._store.outbox_pending(100, now=now):
+        for item in self._store.outbox_claim(100, now=now):
             if item.handoff_id in blocked:
                 continue
             outcome = await self._push(item)

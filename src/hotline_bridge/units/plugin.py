@@ -13,7 +13,7 @@ from aiohttp import web
 
 from hotline_bridge.config.settings import ConfigError
 from hotline_bridge.deps import Deps
-from hotline_bridge.handoffs.store import SqliteHandoffStore
+from hotline_bridge.handoffs.store import open_store
 from hotline_bridge.units import api
 from hotline_bridge.units.directory import Directory, UnitsError, load_directory
 from hotline_bridge.units.service import UnitService
@@ -33,7 +33,7 @@ class Supervisor:
         self.on_scan: ScanObserver | None = None
 
     def scan_once(self) -> tuple[list[tuple[str, str]], dict[str, int]]:
-        store = SqliteHandoffStore(self._deps.settings.bridge.store_path)
+        store = open_store(self._deps.settings)
         try:
             service = UnitService(store, self._directory, site=self._deps.site)
             flags = [(e.kind.value, e.stage) for e in service.supervise()]

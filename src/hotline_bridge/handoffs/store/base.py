@@ -20,6 +20,9 @@ from hotline_bridge.handoffs.model import (
 )
 
 MAX_PAGE = 200
+# How long a drainer's claim on outbox rows lasts if it neither delivers nor fails them: longer
+# than a push's timeout, so a live drainer never loses its rows to another.
+OUTBOX_LEASE_S = 120.0
 
 
 class StoreError(Exception):
@@ -115,6 +118,16 @@ class HandoffStore(Protocol):
     def outbox_pending(
         self, limit: int = 100, *, now: datetime | None = None
     ) -> builtins.list[OutboxItem]: ...
+
+    def outbox_claim(
+        self, limit: int = 100, *, now: datetime | None = None, lease_s: float = OUTBOX_LEASE_S
+    ) -> builtins.list[OutboxItem]:
+        """Take due rows for pushing, oldest first, for up to ``limit`` handoffs: no other
+        drainer gets them until they are marked delivered or failed, or ``lease_s`` passes (the
+        drainer died). A handoff's undelivered rows are taken together and only when the oldest
+        is due and free, so one handoff's pushes keep their order across drainers; a failed
+        push releases the rest of its handoff."""
+        ...
 
     def outbox_mark_delivered(self, item_id: int, *, now: datetime | None = None) -> None: ...
 

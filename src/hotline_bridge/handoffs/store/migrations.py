@@ -165,6 +165,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "DROP TABLE inflight",
         ),
     ),
+    Migration(
+        8,
+        "outbox claims, so that two drainers never push the same row at once",
+        (
+            # A drainer claims due rows until this time; a drainer that dies leaves its claim to
+            # lapse, and the rows are due again (at least once, never twice while it lives).
+            "ALTER TABLE outbox ADD COLUMN claimed_until TEXT",
+        ),
+    ),
 )
 _CITIZEN_NUMBER = "json_extract(snapshot, '$.citizen.number')"
 

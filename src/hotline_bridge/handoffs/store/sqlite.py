@@ -2,8 +2,8 @@
 
 The API is synchronous on purpose: it is called inline on the event loop, and each call is one
 short transaction (tens of microseconds on a local disk), which is cheaper and simpler than a
-thread hop. A PostgreSQL implementation would satisfy the same Protocol and be picked at start-up;
-callers never see SQL.
+thread hop. The PostgreSQL implementation (``postgres``) satisfies the same Protocol and is picked
+at start-up by ``[store] dsn`` (``opening.open_store``); callers never see SQL.
 
 Durability: the database runs in WAL mode with ``synchronous=NORMAL``. A commit appends the
 transaction to the WAL with ``write()`` before ``create``/``append`` return, so the data is in the
@@ -37,7 +37,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -53,6 +53,7 @@ from hotline_bridge.handoffs.status import (
     next_status,
 )
 from hotline_bridge.handoffs.store.base import (
+    OUTBOX_LEASE_S,
     AccessEntry,
     AccessRow,
     CallEntry,
@@ -259,9 +260,34 @@ class SqliteHandoffStore:
         ).fetchall()
         return [OutboxItem(r[0], r[1], r[2], r[3], _dt(r[4]), r[5], _dt(r[6]), None) for r in rows]
 
+    def outbox_claim(
+        self, limit: int = 100, *, now: datetime | None = None, lease_s: float = OUTBOX_LEASE_S
+    ) -> builtins.list[OutboxItem]:
+        at = now or datetime.now(UTC)
+        with _Tx(self._db):  # BEGIN IMMEDIATE: one claimer at a time per file
+            # A handoff's rows are claimed together, when its head (oldest undelivered row) is
+            # due and unclaimed, so its pushes stay in order whoever drains (as on PostgreSQL).
+            rows = self._db.execute(
+                "WITH heads AS (SELECT MIN(id) AS id FROM outbox WHERE delivered_at IS NULL "
+                "GROUP BY handoff_id), "
+                "won AS (SELECT o.handoff_id FROM outbox o JOIN heads h ON h.id = o.id "
+                "WHERE o.next_attempt_at <= ?1 "
+                "AND (o.claimed_until IS NULL OR o.claimed_until <= ?1) ORDER BY o.id LIMIT ?2) "
+                "SELECT id, handoff_id, kind, payload, created_at, attempts, next_attempt_at "
+                "FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= ?1 "
+                "AND handoff_id IN (SELECT handoff_id FROM won) ORDER BY id",
+                (_ts(at), limit),
+            ).fetchall()
+            self._db.executemany(
+                "UPDATE outbox SET claimed_until = ? WHERE id = ?",
+                [(_ts(at + timedelta(seconds=lease_s)), r[0]) for r in rows],
+            )
+        return [OutboxItem(r[0], r[1], r[2], r[3], _dt(r[4]), r[5], _dt(r[6]), None) for r in rows]
+
     def outbox_mark_delivered(self, item_id: int, *, now: datetime | None = None) -> None:
         self._db.execute(
-            "UPDATE outbox SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL",
+            "UPDATE outbox SET delivered_at = ?, claimed_until = NULL "
+            "WHERE id = ? AND delivered_at IS NULL",
             (_ts(now or datetime.now(UTC)), item_id),
         )
 
@@ -272,11 +298,18 @@ class SqliteHandoffStore:
         return int(count), _dt(oldest) if oldest is not None else None
 
     def outbox_mark_failed(self, item_id: int, next_attempt_at: datetime) -> None:
-        self._db.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ? "
-            "WHERE id = ? AND delivered_at IS NULL",
-            (_ts(next_attempt_at), item_id),
-        )
+        with _Tx(self._db):
+            self._db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ? "
+                "WHERE id = ? AND delivered_at IS NULL",
+                (_ts(next_attempt_at), item_id),
+            )
+            # The drainer pushes nothing more of this handoff this round: release it all.
+            self._db.execute(
+                "UPDATE outbox SET claimed_until = NULL WHERE delivered_at IS NULL "
+                "AND handoff_id = (SELECT handoff_id FROM outbox WHERE id = ?)",
+                (item_id,),
+            )
 
     # -- citizens and the call log ---------------------------------------------------------
 

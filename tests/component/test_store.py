@@ -1,15 +1,18 @@
-"""The SQLite handoff store: CRUD, append-only, filters, pagination, outbox, migrations."""
+"""The handoff store, on both backends (SQLite and a real PostgreSQL server, one per session):
+CRUD, append-only, filters, pagination, outbox, migrations."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from lab.pgserver import PgServer
 
 from hotline_bridge.catalog import MatterClass, load_catalog
 from hotline_bridge.core.vocabulary import Jurisdiction
@@ -33,6 +36,7 @@ from hotline_bridge.handoffs.status import (
 )
 from hotline_bridge.handoffs.store import (
     MIGRATIONS,
+    AccessEntry,
     DuplicateHandoff,
     HandoffFilter,
     HandoffStore,
@@ -43,6 +47,12 @@ from hotline_bridge.handoffs.store import (
     migrate,
     schema_versions,
 )
+from hotline_bridge.handoffs.store.pg_migrations import (
+    PG_MIGRATIONS,
+    pg_migrate,
+    pg_schema_versions,
+)
+from hotline_bridge.handoffs.store.postgres import PostgresHandoffStore
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 CATALOG = load_catalog()
@@ -79,30 +89,61 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "nested" / "dir" / "handoffs.sqlite3"
 
 
+class Backend:
+    """One store database: ``open()`` connects to it again, ``raw(sql)`` runs SQL on it behind
+    the store's back (as an operator with a SQL prompt could)."""
+
+    def __init__(self, name: str, opener: Callable[[], HandoffStore], raw: Callable[[str], None]):
+        self.name = name
+        self.open = opener
+        self.raw = raw
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, path: Path) -> Backend:
+    if request.param == "sqlite":
+
+        def sqlite_raw(sql: str) -> None:
+            with sqlite3.connect(path) as db:
+                db.execute(sql)
+
+        return Backend("sqlite", lambda: SqliteHandoffStore(path), sqlite_raw)
+    dsn: str = request.getfixturevalue("pg_dsn")
+
+    def pg_raw(sql: str) -> None:
+        with psycopg.connect(dsn, autocommit=True) as db:
+            db.execute(sql.encode())
+
+    return Backend("postgres", lambda: PostgresHandoffStore(dsn), pg_raw)
+
+
 @pytest.fixture
-def store(path: Path) -> Iterator[SqliteHandoffStore]:
-    s = SqliteHandoffStore(path)
+def store(backend: Backend) -> Iterator[HandoffStore]:
+    s = backend.open()
     yield s
     s.close()
 
 
-def test_store_satisfies_the_protocol(store: SqliteHandoffStore) -> None:
-    as_protocol: HandoffStore = store
-    assert as_protocol is store
+def test_store_satisfies_the_protocol(path: Path, pg_dsn: str) -> None:
+    for s in (SqliteHandoffStore(path), PostgresHandoffStore(pg_dsn)):
+        as_protocol: HandoffStore = s
+        assert as_protocol is s
+        s.close()
 
 
-def test_creates_parent_directory_and_uses_wal(path: Path, store: SqliteHandoffStore) -> None:
+def test_creates_parent_directory_and_uses_wal(path: Path) -> None:
+    SqliteHandoffStore(path).close()
     assert path.is_file()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_create_get_round_trip_and_reopen(path: Path, store: SqliteHandoffStore) -> None:
+def test_create_get_round_trip_and_reopen(backend: Backend, store: HandoffStore) -> None:
     record = make()
     assert store.create(record) is True
     assert store.get(record.id) == record
     store.close()
-    reopened = SqliteHandoffStore(path)
+    reopened = backend.open()
     try:
         got = reopened.get(record.id)
         assert got == record
@@ -111,12 +152,12 @@ def test_create_get_round_trip_and_reopen(path: Path, store: SqliteHandoffStore)
         reopened.close()
 
 
-def test_get_unknown_is_none(store: SqliteHandoffStore) -> None:
+def test_get_unknown_is_none(store: HandoffStore) -> None:
     assert store.get("h-00000000000000000000000000") is None
     assert store.get("anything; DROP TABLE handoffs") is None
 
 
-def test_create_same_record_twice_is_one_record(store: SqliteHandoffStore) -> None:
+def test_create_same_record_twice_is_one_record(store: HandoffStore) -> None:
     record = make()
     assert store.create(record) is True
     assert store.create(record) is False
@@ -124,7 +165,7 @@ def test_create_same_record_twice_is_one_record(store: SqliteHandoffStore) -> No
     assert len(store.list(HandoffFilter(), PageRequest()).items) == 1
 
 
-def test_create_same_id_different_snapshot_is_refused(store: SqliteHandoffStore) -> None:
+def test_create_same_id_different_snapshot_is_refused(store: HandoffStore) -> None:
     record = make()
     store.create(record)
     other = make(category="dispute.family").model_copy(update={"id": record.id})
@@ -133,7 +174,7 @@ def test_create_same_id_different_snapshot_is_refused(store: SqliteHandoffStore)
     assert store.get(record.id) == record
 
 
-def test_append_numbers_events_and_moves_status(store: SqliteHandoffStore) -> None:
+def test_append_numbers_events_and_moves_status(store: HandoffStore) -> None:
     record = make()
     store.create(record)
     e1 = store.append(record.id, event(EventKind.PUSHED, actor=Actor.system(), at=T0))
@@ -153,14 +194,14 @@ def test_append_numbers_events_and_moves_status(store: SqliteHandoffStore) -> No
     assert [r.id for r in page.items] == [record.id]
 
 
-def test_append_ignores_a_caller_supplied_seq(store: SqliteHandoffStore) -> None:
+def test_append_ignores_a_caller_supplied_seq(store: HandoffStore) -> None:
     record = make()
     store.create(record)
     ev = event(EventKind.NOTE, actor=PARTNER, at=T0, text="x").model_copy(update={"seq": 99})
     assert store.append(record.id, ev).seq == 2
 
 
-def test_append_to_unknown_or_created_refused(store: SqliteHandoffStore) -> None:
+def test_append_to_unknown_or_created_refused(store: HandoffStore) -> None:
     with pytest.raises(UnknownHandoff):
         store.append("h-00000000000000000000000000", event(EventKind.PUSHED, actor=PARTNER, at=T0))
     record = make()
@@ -169,26 +210,36 @@ def test_append_to_unknown_or_created_refused(store: SqliteHandoffStore) -> None
         store.append(record.id, event(EventKind.CREATED, actor=PARTNER, at=T0))
 
 
-def test_database_refuses_rewrites(path: Path, store: SqliteHandoffStore) -> None:
+def test_database_refuses_rewrites(backend: Backend, store: HandoffStore) -> None:
     record = make()
     store.create(record)
-    with sqlite3.connect(path) as db:
-        for sql in (
-            "UPDATE handoff_events SET body = '{}'",
-            "DELETE FROM handoff_events",
-            "UPDATE handoffs SET snapshot = '{}'",
-            "UPDATE handoffs SET matter_class = 'neither_platform'",
-            "DELETE FROM handoffs",
-        ):
-            with pytest.raises(sqlite3.DatabaseError, match=r"append-only|frozen|kept"):
-                db.execute(sql)
+    store.log_access(AccessEntry(record.id, "1001", "agent", "record", True, T0))
+    rewrites = [
+        "UPDATE handoff_events SET body = '{}'",
+        "DELETE FROM handoff_events",
+        "UPDATE handoffs SET snapshot = '{}'",
+        "UPDATE handoffs SET matter_class = 'neither_platform'",
+        "DELETE FROM handoffs",
+        "DELETE FROM access_log",
+    ]
+    if backend.name == "postgres":  # SQLite has no TRUNCATE
+        rewrites += ["TRUNCATE handoff_events CASCADE", "TRUNCATE handoffs CASCADE",
+                     "TRUNCATE access_log"]  # fmt: skip
+    for sql in rewrites:
+        with pytest.raises(Exception, match=r"append-only|frozen|kept") as caught:
+            backend.raw(sql)
+        assert isinstance(caught.value, sqlite3.DatabaseError | psycopg.Error)
     assert store.get(record.id) == record
+    assert len(store.access_log(record.id)) == 1
+    # What may move does: the status columns, on append.
+    store.append(record.id, event(EventKind.CLOSED, actor=PARTNER, at=T0))
+    assert store.list(HandoffFilter(status=Status.CLOSED), PageRequest()).items
 
 
 # -- list ------------------------------------------------------------------------------------
 
 
-def test_list_filters(store: SqliteHandoffStore) -> None:
+def test_list_filters(store: HandoffStore) -> None:
     a = make(0, category="police.criminal", jurisdiction=Jurisdiction.YULONG)
     b = make(1, category="dispute.family", direction=Direction.TO_12345)
     c = make(2, category=None, kind=HandoffKind.WORK_ORDER, jurisdiction=Jurisdiction.NINGLANG)
@@ -215,7 +266,7 @@ def test_list_filters(store: SqliteHandoffStore) -> None:
     assert [e.kind for e in closed.events] == [EventKind.CREATED, EventKind.CLOSED]
 
 
-def test_pagination_walks_every_record_once(store: SqliteHandoffStore) -> None:
+def test_pagination_walks_every_record_once(store: HandoffStore) -> None:
     records = [make(i) for i in range(450)]
     for r in records:
         store.create(r, outbox=False)
@@ -233,7 +284,7 @@ def test_pagination_walks_every_record_once(store: SqliteHandoffStore) -> None:
     assert seen == [r.id for r in reversed(records)]
 
 
-def test_pagination_with_same_timestamps_uses_id_as_tiebreak(store: SqliteHandoffStore) -> None:
+def test_pagination_with_same_timestamps_uses_id_as_tiebreak(store: HandoffStore) -> None:
     same = [make(0).model_copy(update={"id": new_handoff_id()}) for _ in range(5)]
     for r in same:
         store.create(r, outbox=False)
@@ -247,7 +298,7 @@ def test_pagination_with_same_timestamps_uses_id_as_tiebreak(store: SqliteHandof
     assert sorted(seen) == sorted(r.id for r in same) and len(seen) == 5
 
 
-def test_exact_page_has_no_next_cursor(store: SqliteHandoffStore) -> None:
+def test_exact_page_has_no_next_cursor(store: HandoffStore) -> None:
     for i in range(3):
         store.create(make(i))
     assert store.list(HandoffFilter(), PageRequest(limit=3)).next_cursor is None
@@ -260,7 +311,7 @@ def test_page_limit_bounds(limit: int) -> None:
 
 
 @pytest.mark.parametrize("cursor", ["garbage", "", "W10", "WyJ4IiwgMV0"])
-def test_malformed_cursor_is_a_value_error(store: SqliteHandoffStore, cursor: str) -> None:
+def test_malformed_cursor_is_a_value_error(store: HandoffStore, cursor: str) -> None:
     with pytest.raises(ValueError, match="cursor"):
         store.list(HandoffFilter(), PageRequest(cursor=cursor))
 
@@ -268,7 +319,7 @@ def test_malformed_cursor_is_a_value_error(store: SqliteHandoffStore, cursor: st
 # -- outbox ----------------------------------------------------------------------------------
 
 
-def test_outbox_row_is_written_with_the_record(store: SqliteHandoffStore) -> None:
+def test_outbox_row_is_written_with_the_record(store: HandoffStore) -> None:
     record = make()
     store.create(record, outbox=True)
     [item] = store.outbox_pending(now=T0)
@@ -280,7 +331,7 @@ def test_outbox_row_is_written_with_the_record(store: SqliteHandoffStore) -> Non
 
 
 def test_outbox_and_record_share_one_transaction(
-    store: SqliteHandoffStore, monkeypatch: pytest.MonkeyPatch
+    store: HandoffStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     record = make()
 
@@ -297,7 +348,7 @@ def test_outbox_and_record_share_one_transaction(
     assert store.create(record) is True
 
 
-def test_outbox_retry_and_delivery(store: SqliteHandoffStore) -> None:
+def test_outbox_retry_and_delivery(store: HandoffStore) -> None:
     store.create(make())
     [item] = store.outbox_pending(now=T0)
     store.outbox_mark_failed(item.id, T0 + timedelta(seconds=30))
@@ -308,7 +359,7 @@ def test_outbox_retry_and_delivery(store: SqliteHandoffStore) -> None:
     assert store.outbox_pending(now=T0 + timedelta(days=1)) == []
 
 
-def test_append_may_queue_the_event_for_the_partner(store: SqliteHandoffStore) -> None:
+def test_append_may_queue_the_event_for_the_partner(store: HandoffStore) -> None:
     record = make()
     store.create(record, outbox=False)
     store.append(
@@ -321,7 +372,7 @@ def test_append_may_queue_the_event_for_the_partner(store: SqliteHandoffStore) -
     assert payload["event"]["seq"] == 2 and payload["event"]["data"]["reason"] == "退回"
 
 
-def test_outbox_pending_respects_limit(store: SqliteHandoffStore) -> None:
+def test_outbox_pending_respects_limit(store: HandoffStore) -> None:
     for i in range(5):
         store.create(make(i))
     assert [i.id for i in store.outbox_pending(2, now=T0 + timedelta(days=1))] == [1, 2]
@@ -330,8 +381,9 @@ def test_outbox_pending_respects_limit(store: SqliteHandoffStore) -> None:
 # -- migrations ------------------------------------------------------------------------------
 
 
-def test_migrations_are_idempotent(path: Path, store: SqliteHandoffStore) -> None:
+def test_migrations_are_idempotent(path: Path) -> None:
     record = make()
+    store = SqliteHandoffStore(path)
     store.create(record)
     store.close()
     for _ in range(3):
@@ -368,3 +420,33 @@ def test_full_synchronous_mode_is_available(tmp_path: Path) -> None:
         assert len(s.list(HandoffFilter(), PageRequest()).items) == 1
     finally:
         s.close()
+
+
+def test_pg_migrations_are_idempotent_and_upgrade(pg_dsn: str) -> None:
+    old = PostgresHandoffStore(pg_dsn, migrations=PG_MIGRATIONS[:1])
+    record = make()
+    old.create(record)
+    old.close()
+    with psycopg.connect(pg_dsn, autocommit=True) as db:
+        assert pg_schema_versions(db) == [1]
+    for _ in range(2):
+        s = PostgresHandoffStore(pg_dsn)
+        assert s.get(record.id) == record
+        s.close()
+    with psycopg.connect(pg_dsn, autocommit=True) as db:
+        assert pg_schema_versions(db) == [m.version for m in PG_MIGRATIONS]
+        assert pg_migrate(db) == []
+
+
+def test_pg_newer_database_is_refused(pg_dsn: str) -> None:
+    PostgresHandoffStore(pg_dsn).close()
+    with psycopg.connect(pg_dsn, autocommit=True) as db:
+        db.execute("INSERT INTO schema_migrations VALUES (99, 'future', '2030-01-01')")
+    with pytest.raises(StoreError, match="99"):
+        PostgresHandoffStore(pg_dsn)
+
+
+def test_pg_unreachable_server_is_a_store_error(pg_server: PgServer) -> None:
+    dsn = pg_server.dsn("postgres").replace(str(pg_server.port), "1")
+    with pytest.raises(StoreError, match="unreachable"):
+        PostgresHandoffStore(dsn)
