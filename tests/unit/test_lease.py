@@ -54,3 +54,14 @@ def test_release_hands_over_at_once_and_only_by_its_holder() -> None:
 def test_a_lease_lasts_a_positive_time() -> None:
     with pytest.raises(ValueError, match="positive"):
         decide(None, resource="pbx-1", asker="a", now=T0, ttl=timedelta(0))
+
+
+def test_the_lease_names_its_holders_url_for_the_standbys_while_it_runs() -> None:
+    from hotline_bridge.handoffs.store.lease import owner_url
+
+    d = decide(None, resource="pbx-1", asker="a", now=T0, ttl=TTL, url="http://a:8345")
+    assert d.lease.url == "http://a:8345"
+    assert owner_url(d.lease, T0 + timedelta(seconds=9)) == "http://a:8345"
+    assert owner_url(d.lease, T0 + TTL) is None  # lapsed: nobody to forward to (503)
+    taken = decide(d.lease, resource="pbx-1", asker="b", now=T0 + TTL, ttl=TTL, url="http://b")
+    assert taken.lease.url == "http://b"

@@ -20,14 +20,15 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import structlog
 from aiohttp import web
 
 from hotline_bridge.config.settings import ClusterSettings, Settings
-from hotline_bridge.runtime.lease import Lease, owner_url, role_of
-from hotline_bridge.runtime.leases import SqliteLeases
+from hotline_bridge.handoffs.store.lease import Decision, Lease, owner_url
+from hotline_bridge.handoffs.store.opening import Leases, open_leases
 from hotline_bridge.web.http import error_response
 
 log = structlog.get_logger(__name__)
@@ -72,7 +73,7 @@ class Standby:
             await self._session.close()
 
     async def healthz(self, request: web.Request) -> web.Response:
-        owner = owner_url(self.lease, time.time())
+        owner = owner_url(self.lease, _now())
         return web.json_response(
             {
                 "status": "standby",
@@ -83,7 +84,7 @@ class Standby:
         )
 
     async def forward(self, request: web.Request) -> web.StreamResponse:
-        owner = owner_url(self.lease, time.time())
+        owner = owner_url(self.lease, _now())
         if owner is None or owner.rstrip("/") == self.cluster.url.rstrip("/"):
             response = error_response(
                 503, "no active bridge for this PBX right now (a replica is taking over)"
@@ -123,7 +124,7 @@ async def run_replica(settings: Settings, serve: Callable[[Settings], Awaitable[
     """Stand by until the lease is ours, then serve while renewing it."""
     cluster = settings.cluster
     assert cluster is not None
-    leases = SqliteLeases(settings.bridge.store_path)
+    leases = await asyncio.to_thread(open_leases, settings)
     every = cluster.lease_ttl_s / 3
     standby = Standby(settings, cluster)
     await standby.start()
@@ -133,18 +134,19 @@ async def run_replica(settings: Settings, serve: Callable[[Settings], Awaitable[
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    lease: Lease | None = None
+    granted: Decision | None = None
     try:
         while not stop.is_set():
-            lease = _claim(leases, cluster)
-            standby.lease = lease
-            if lease is not None and role_of(lease, cluster.replica, time.time()) == "active":
+            decision = await _claim(leases, cluster)
+            standby.lease = decision.lease if decision is not None else None
+            if decision is not None and decision.granted:
+                granted = decision
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)
     finally:
         await standby.stop()
-    if stop.is_set() or lease is None:
+    if stop.is_set() or granted is None:
         leases.close()
         return
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -153,7 +155,7 @@ async def run_replica(settings: Settings, serve: Callable[[Settings], Awaitable[
         "replica active: it holds the PBX's lease",
         node=cluster.node,
         replica=cluster.replica,
-        epoch=lease.epoch,
+        epoch=granted.lease.epoch,
         forwarded_while_standby=standby.forwarded,
     )
     keeper = asyncio.create_task(_keep_lease(leases, cluster), name="lease-keeper")
@@ -163,35 +165,43 @@ async def run_replica(settings: Settings, serve: Callable[[Settings], Awaitable[
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
-        leases.release(cluster.node, cluster.replica)  # a clean stop: no need to wait it out
+        # A clean stop: the standby need not wait for the lease to lapse.
+        with contextlib.suppress(Exception):
+            leases.release(cluster.node, cluster.replica)
         leases.close()
 
 
-def _claim(leases: SqliteLeases, cluster: ClusterSettings) -> Lease | None:
+async def _claim(leases: Leases, cluster: ClusterSettings) -> Decision | None:
+    ttl = timedelta(seconds=cluster.lease_ttl_s)
     try:
-        return leases.claim(
-            cluster.node, cluster.replica, cluster.url, cluster.lease_ttl_s, time.time()
+        return await asyncio.to_thread(
+            leases.acquire, cluster.node, cluster.replica, ttl, cluster.url
         )
     except Exception as exc:  # the store is out of reach: nobody is granted anything
         log.error("lease claim failed", node=cluster.node, error=str(exc))
         return None
 
 
-async def _keep_lease(leases: SqliteLeases, cluster: ClusterSettings) -> None:
+async def _keep_lease(leases: Leases, cluster: ClusterSettings) -> None:
     every = cluster.lease_ttl_s / 3
     renewed = time.monotonic()
     while True:
         await asyncio.sleep(every)
-        lease = _claim(leases, cluster)
-        if lease is not None and role_of(lease, cluster.replica, time.time()) == "active":
+        decision = await _claim(leases, cluster)
+        if decision is not None and decision.granted and not decision.changed_hands:
             renewed = time.monotonic()
             continue
-        if lease is not None or time.monotonic() - renewed >= 2 * every:
-            # Another replica may drive the PBX now: stop at once, do not race it.
+        if decision is not None or time.monotonic() - renewed >= 2 * every:
+            # Another replica may drive the PBX now (or this one's term lapsed and a new one
+            # began: its old term's state is not to be trusted): stop at once, do not race.
             log.critical(
                 "lease lost: exiting so that only one replica drives the PBX",
                 node=cluster.node,
                 replica=cluster.replica,
-                holder=lease.holder if lease else None,
+                holder=decision.lease.holder if decision else None,
             )
             os._exit(LOST_LEASE_EXIT)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

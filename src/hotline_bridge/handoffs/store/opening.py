@@ -3,9 +3,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Protocol
+
 from hotline_bridge.config.settings import Settings
 from hotline_bridge.handoffs.store.base import HandoffStore, StoreError
+from hotline_bridge.handoffs.store.lease import Decision, SqliteLeases
 from hotline_bridge.handoffs.store.sqlite import SqliteHandoffStore
+
+
+class Leases(Protocol):
+    def acquire(self, resource: str, asker: str, ttl: timedelta, url: str = "") -> Decision: ...
+
+    def release(self, resource: str, asker: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def open_store(settings: Settings) -> HandoffStore:
@@ -29,3 +41,16 @@ def store_name(settings: Settings) -> str:
         if settings.store.dsn is not None
         else str(settings.bridge.store_path)
     )
+
+
+def open_leases(settings: Settings) -> Leases:
+    """The leases of the store the configuration names (the replicas' PBX ownership)."""
+    if settings.store.dsn is None:
+        return SqliteLeases(settings.bridge.store_path)
+    try:
+        from hotline_bridge.handoffs.store.lease import PostgresLeases
+    except ImportError:  # pragma: no cover - the module imports psycopg lazily
+        raise StoreError(
+            "[store] dsn needs psycopg: pip install 'hotline-bridge[postgres]'"
+        ) from None
+    return PostgresLeases(settings.store.dsn.get_secret_value())
