@@ -1,7 +1,9 @@
 """Two bridge replicas for one PBX on a shared store (issue 14 §2): the active one is kill -9ed
 with a carry transfer in flight; the standby, which forwarded the hotkey to it, takes the PBX's
 lease, restores the transfer from the store and settles it against Asterisk's own state; the
-citizen keeps talking to 110; the old replica comes back as the standby and forwards."""
+citizen keeps talking to 110; the old replica comes back as the standby and forwards. Once on
+the SQLite store's file (one host), once on PostgreSQL (the lease and the records in the
+database, as replicas on several hosts share them)."""
 
 from __future__ import annotations
 
@@ -28,7 +30,9 @@ PORTS = {"a": 18371, "b": 18372}
 TTL_S = 1.5
 
 
-def replica(sandbox: Sandbox, workdir: Path, store: Path, name: str) -> RunningBridge:
+def replica(
+    sandbox: Sandbox, workdir: Path, store: Path, name: str, dsn: str | None
+) -> RunningBridge:
     port = PORTS[name]
     return start_bridge(
         sandbox.topology_path,
@@ -43,17 +47,21 @@ def replica(sandbox: Sandbox, workdir: Path, store: Path, name: str) -> RunningB
             "HOTLINE_BRIDGE_CLUSTER__URL": f"http://127.0.0.1:{port}",
             "HOTLINE_BRIDGE_CLUSTER__LEASE_TTL_S": str(TTL_S),
             "HOTLINE_BRIDGE_LOG_LEVEL": "debug",
+            **({"HOTLINE_BRIDGE_STORE__DSN": dsn} if dsn else {}),
         },
     )
 
 
-@pytest.fixture
-def replicas(sandbox: Sandbox, tmp_path: Path) -> Iterator[dict[str, RunningBridge]]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def replicas(
+    request: pytest.FixtureRequest, sandbox: Sandbox, tmp_path: Path
+) -> Iterator[dict[str, RunningBridge]]:
     store = tmp_path / "shared.sqlite3"
+    dsn = str(request.getfixturevalue("pg_dsn")) if request.param == "postgres" else None
     started: dict[str, RunningBridge] = {}
     try:
-        started["a"] = replica(sandbox, tmp_path, store, "a")  # first: it takes the lease
-        started["b"] = replica(sandbox, tmp_path, store, "b")
+        started["a"] = replica(sandbox, tmp_path, store, "a", dsn)  # first: it takes the lease
+        started["b"] = replica(sandbox, tmp_path, store, "b", dsn)
         yield started
     finally:
         for rb in started.values():

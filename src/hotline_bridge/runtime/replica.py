@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -158,17 +159,20 @@ async def run_replica(settings: Settings, serve: Callable[[Settings], Awaitable[
         epoch=granted.lease.epoch,
         forwarded_while_standby=standby.forwarded,
     )
-    keeper = asyncio.create_task(_keep_lease(leases, cluster), name="lease-keeper")
+    # Renewed from a thread of its own, on a connection of its own: a start-up (migrations,
+    # restoring what was in flight) or any stall of the event loop must not let the lease lapse
+    # while this replica still acts, nor keep it from stopping once the lease is lost.
+    leases.close()
+    done = threading.Event()
+    keeper = threading.Thread(
+        target=_keep_lease, args=(settings, cluster, done), name="lease-keeper", daemon=True
+    )
+    keeper.start()
     try:
         await serve(settings)
     finally:
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper
-        # A clean stop: the standby need not wait for the lease to lapse.
-        with contextlib.suppress(Exception):
-            leases.release(cluster.node, cluster.replica)
-        leases.close()
+        done.set()
+        await asyncio.to_thread(keeper.join, 5.0)
 
 
 async def _claim(leases: Leases, cluster: ClusterSettings) -> Decision | None:
@@ -182,25 +186,40 @@ async def _claim(leases: Leases, cluster: ClusterSettings) -> Decision | None:
         return None
 
 
-async def _keep_lease(leases: Leases, cluster: ClusterSettings) -> None:
+def _keep_lease(settings: Settings, cluster: ClusterSettings, done: threading.Event) -> None:
+    """Renew every ``ttl/3``; exit the process the moment the lease is another's, or this
+    replica's term lapsed, or it could not be renewed for ``2/3 ttl``. Releases it at a clean
+    stop (the standby need not wait for it to lapse)."""
     every = cluster.lease_ttl_s / 3
+    ttl = timedelta(seconds=cluster.lease_ttl_s)
+    leases = open_leases(settings)
     renewed = time.monotonic()
-    while True:
-        await asyncio.sleep(every)
-        decision = await _claim(leases, cluster)
-        if decision is not None and decision.granted and not decision.changed_hands:
-            renewed = time.monotonic()
-            continue
-        if decision is not None or time.monotonic() - renewed >= 2 * every:
-            # Another replica may drive the PBX now (or this one's term lapsed and a new one
-            # began: its old term's state is not to be trusted): stop at once, do not race.
-            log.critical(
-                "lease lost: exiting so that only one replica drives the PBX",
-                node=cluster.node,
-                replica=cluster.replica,
-                holder=decision.lease.holder if decision else None,
-            )
-            os._exit(LOST_LEASE_EXIT)
+    try:
+        while not done.wait(every):
+            try:
+                decision: Decision | None = leases.acquire(
+                    cluster.node, cluster.replica, ttl, cluster.url
+                )
+            except Exception as exc:  # the store is out of reach: no renewal
+                log.error("lease renewal failed", node=cluster.node, error=str(exc))
+                decision = None
+            if decision is not None and decision.granted and not decision.changed_hands:
+                renewed = time.monotonic()
+                continue
+            if decision is not None or time.monotonic() - renewed >= 2 * every:
+                # Another replica may drive the PBX now (or this one's term lapsed and a new
+                # one began): stop at once rather than race it.
+                log.critical(
+                    "lease lost: exiting so that only one replica drives the PBX",
+                    node=cluster.node,
+                    replica=cluster.replica,
+                    holder=decision.lease.holder if decision else None,
+                )
+                os._exit(LOST_LEASE_EXIT)
+        with contextlib.suppress(Exception):
+            leases.release(cluster.node, cluster.replica)
+    finally:
+        leases.close()
 
 
 def _now() -> datetime:

@@ -142,7 +142,10 @@ class SqliteLeases:
 
     def __init__(self, path: Path, timeout_s: float = 1.0) -> None:
         private_file(path)  # the store's file: the lease may be the first to create it
-        self._db = sqlite3.connect(str(path), timeout=timeout_s, isolation_level=None)
+        # Used from one task at a time, from whichever worker thread runs it.
+        self._db = sqlite3.connect(
+            str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SQLITE_SCHEMA)
 
