@@ -39,6 +39,11 @@ def push_body(item: OutboxItem) -> bytes:
     ).encode()
 
 
+MAX_HANDOFFS_PER_ROUND = 100
+CLAIM_PUSHES = 4  # a claim's lease covers this many push timeouts ...
+CLAIM_MARGIN_S = 5.0  # ... and this much more
+
+
 class PushOutcome(StrEnum):
     """What became of one attempt to push a handoff outbox item to the partner platform."""
 
@@ -103,21 +108,26 @@ class PartnerLink:
     async def drain_once(self) -> int:
         """Push every item that is due; return how many were delivered."""
         now = datetime.fromtimestamp(self._clock(), UTC)
-        blocked: set[str] = set()
         delivered = 0
-        for item in self._store.outbox_claim(100, now=now):
-            if item.handoff_id in blocked:
-                continue
-            outcome = await self._push(item)
-            if self.on_push is not None:
-                self.on_push(outcome)
-            if outcome is PushOutcome.DELIVERED:
-                self._store.outbox_mark_delivered(item.id)
-                delivered += 1
-                continue
-            blocked.add(item.handoff_id)
-            delay = next_attempt(item.attempts, outcome, self._s)
-            self._store.outbox_mark_failed(item.id, now + timedelta(seconds=delay))
+        # One handoff's rows per claim, for a short lease: a drainer killed between a push and
+        # its mark leaves a claim that lapses in seconds, not minutes (the restarted bridge, or
+        # another replica, pushes it again; the partner recognises the retry).
+        lease_s = CLAIM_PUSHES * self._s.push_timeout_s + CLAIM_MARGIN_S
+        for _ in range(MAX_HANDOFFS_PER_ROUND):
+            items = self._store.outbox_claim(1, now=now, lease_s=lease_s)
+            if not items:
+                break
+            for item in items:
+                outcome = await self._push(item)
+                if self.on_push is not None:
+                    self.on_push(outcome)
+                if outcome is PushOutcome.DELIVERED:
+                    self._store.outbox_mark_delivered(item.id)
+                    delivered += 1
+                    continue
+                delay = next_attempt(item.attempts, outcome, self._s)
+                self._store.outbox_mark_failed(item.id, now + timedelta(seconds=delay))
+                break  # the rest of this handoff waits: its pushes keep their order
         self.delivered += delivered
         return delivered
 
