@@ -271,3 +271,44 @@ async def test_partner_down_then_up_every_handoff_delivered_exactly_once(
     page = store_110.list(HandoffFilter(), PageRequest(limit=200))
     assert sorted(r.id for r in page.items) == sorted(r.id for r in records)  # none lost
     assert outcomes.count(PushOutcome.DELIVERED) == 20  # none doubled
+
+
+async def test_a_push_claimed_by_a_drainer_that_died_is_pushed_again_within_seconds(
+    store_12345: HandoffStore, store_110: HandoffStore, partner_110: TestServer
+) -> None:
+    """kill -9 between a push and its mark leaves the row claimed: the restarted bridge (or
+    another replica) pushes it once the claim lapses, a few push timeouts later, not minutes."""
+    from hotline_bridge.partners.link import CLAIM_MARGIN_S, CLAIM_PUSHES
+
+    await partner_110.start_server()
+    settings = settings_of_12345(f"http://127.0.0.1:{partner_110.port}")
+    rec = record(1)
+    store_12345.create(rec, outbox=True)
+    t0 = datetime.now(UTC).timestamp()
+    dead = PartnerLink(settings, store_12345, clock=lambda: t0)
+    lease_s = CLAIM_PUSHES * settings.push_timeout_s + CLAIM_MARGIN_S
+    assert lease_s <= 60
+    # What the dead drainer did before it died: claimed the row for its lease, never marked it.
+    (claimed,) = store_12345.outbox_claim(1, now=datetime.fromtimestamp(t0, UTC), lease_s=lease_s)
+    assert claimed.handoff_id == rec.id
+    del dead
+
+    early = PartnerLink(settings, store_12345, clock=lambda: t0 + lease_s - 1)
+    late = PartnerLink(settings, store_12345, clock=lambda: t0 + lease_s + 1)
+    await early.start()
+    try:
+        await asyncio.sleep(0.3)  # its rounds find the row still claimed
+        assert early.delivered == 0 and store_12345.outbox_backlog()[0] == 1
+        await late.start()
+        try:
+            for _ in range(200):  # bounded polling, no timed assertion
+                if store_12345.outbox_backlog()[0] == 0:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await late.close()
+    finally:
+        await early.close()
+    assert (early.delivered, late.delivered) == (0, 1)  # pushed again once the claim lapsed
+    assert store_12345.outbox_backlog() == (0, None)
+    assert store_110.get(rec.id) is not None
