@@ -156,3 +156,11 @@ def test_the_store_is_sqlite_by_default_and_postgres_by_a_dsn_kept_secret(
     monkeypatch.delenv("HOTLINE_BRIDGE_STORE__DSN")
     with pytest.raises(ConfigError, match="postgresql://"):
         load_settings(**with_(PROD, store={"dsn": "mysql://x@127.0.0.1/db"}))
+
+
+def test_production_refuses_a_plain_http_replica_url_off_loopback() -> None:
+    cluster = {"node": "pbx-1", "replica": "a", "url": "http://10.0.0.11:8345"}
+    with pytest.raises(ConfigError, match=r"cluster\.url: plain http://"):
+        load_settings(**PROD, cluster=cluster)
+    s = load_settings(**PROD, cluster={**cluster, "url": "https://10.0.0.11:8345"})
+    assert s.cluster is not None and s.cluster.lease_ttl_s == 3.0

@@ -567,6 +567,13 @@ def production_problems(s: Settings) -> list[str]:
         and not _url_on_loopback(s.partner.base_url)
     ):
         problems.append("partner.base_url: plain http:// off loopback; use https://")
+    if (
+        s.cluster is not None
+        and s.cluster.url.startswith("http://")
+        and not _url_on_loopback(s.cluster.url)
+    ):
+        # A standby forwards agents' requests, tokens and cookies included, to this URL.
+        problems.append("cluster.url: plain http:// off loopback; use https://")
     return problems
 
 
