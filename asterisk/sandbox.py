@@ -162,10 +162,22 @@ def validate_topology(topo: dict[str, Any]) -> None:
         _match(str(t.get("number")), _NUMBER_RE, f"[targets.{key}].number")
         _loopback(t.get("sip_host"), f"[targets.{key}].sip_host")
         _port(t.get("sip_port"), f"[targets.{key}].sip_port")
+    desks = topo.get("desks") or {}
+    for ep, port in (desks.get("ports") or {}).items():
+        _match(ep, _NAME_RE, f"[desks.ports].{ep}")
+        _loopback(desks.get("sip_host"), "[desks].sip_host")
+        _port(port, f"[desks.ports].{ep}")
+    county = topo.get("county_trunk")
+    if county:
+        _match(county.get("endpoint"), _NAME_RE, "[county_trunk].endpoint")
+        _loopback(county.get("sip_host"), "[county_trunk].sip_host")
+        _port(county.get("sip_port"), "[county_trunk].sip_port")
     endpoints = (
         [topo["citizens"]["endpoint"]]
         + [a["endpoint"] for a in agents]
         + [t["endpoint"] for t in (topo.get("targets") or {}).values()]
+        + list(desks.get("ports") or {})
+        + ([county["endpoint"]] if county else [])
         + _validate_drill(topo)
     )
     if len(set(endpoints)) != len(endpoints):
@@ -251,6 +263,12 @@ def bridge_config(topo: dict[str, Any]) -> dict[str, Any]:
         for name, t in (topo.get("targets") or {}).items()
     }
     out["bridge"] = {**topo.get("bridge", {}), "mode": "sandbox"}
+    if out["bridge"].get("targets_path"):
+        # The directory file replaces [targets] (whose tables then only place SIPp desks);
+        # a relative path is the repository's.
+        out.pop("targets")
+        path = Path(out["bridge"]["targets_path"])
+        out["bridge"]["targets_path"] = str(path if path.is_absolute() else REPO / path)
     return out
 
 
@@ -502,33 +520,68 @@ def _peer_sections(topo: dict[str, Any]) -> str:
             "",
         ]
     for key, t in (topo.get("targets") or {}).items():
-        ep = t["endpoint"]
-        out += [
-            f"; Partner platform {key}: {t.get('label', '')} "
+        out += _partner_peer(
+            t["endpoint"],
+            f"Partner platform {key}: {t.get('label', '')} "
             f"(SIPp partner_*.xml on {t['sip_host']}:{t['sip_port']}).",
-            f"[{ep}](hotline-endpoint)",
-            "context = hotline-from-partner",
-            f"aors = {ep}",
-            "; Carry-number transfer: the citizen's number in From AND P-Asserted-Identity, the",
-            "; forwarding platform in Diversion and History-Info (from REDIRECTING).",
-            "send_pai = yes",
-            "trust_id_outbound = yes",
-            "send_diversion = yes",
-            "send_history_info = yes",
-            "; Calls the partner hands to us assert the citizen's number the same way.",
+            f"sip:{t['number']}@{t['sip_host']}:{t['sip_port']}",
+            t["sip_host"],
+            t["sip_port"],
+        )
+    desks = topo.get("desks") or {}
+    for ep, port in (desks.get("ports") or {}).items():
+        # No user in the contact: Dial(PJSIP/1191@desk-119) puts 1191 in the request URI.
+        out += _partner_peer(
+            ep,
+            f"Linkage desk {ep} (SIPp partner_uas.xml on {desks['sip_host']}:{port}).",
+            f"sip:{desks['sip_host']}:{port}",
+            desks["sip_host"],
+            port,
+        )
+    if topo.get("county_trunk"):
+        k = topo["county_trunk"]
+        out += [
+            f"; A county's own trunk: its calls are that county's (SIPp from "
+            f"{k['sip_host']}:{k['sip_port']}).",
+            f"[{k['endpoint']}](hotline-endpoint)",
+            "context = hotline-citizens",
             "trust_id_inbound = yes",
             "",
-            f"[{ep}]",
-            "type = aor",
-            f"contact = sip:{t['number']}@{t['sip_host']}:{t['sip_port']}",
-            "",
-            f"[{ep}-identify]",
+            f"[{k['endpoint']}-identify]",
             "type = identify",
-            f"endpoint = {ep}",
-            f"match = {t['sip_host']}:{t['sip_port']}",
+            f"endpoint = {k['endpoint']}",
+            f"match = {k['sip_host']}:{k['sip_port']}",
             "",
         ]
     return "\n".join(out).rstrip("\n")
+
+
+def _partner_peer(ep: str, comment: str, contact: str, host: str, port: int) -> list[str]:
+    """A partner platform's or linkage desk's endpoint: carry-number identity both ways."""
+    return [
+        f"; {comment}",
+        f"[{ep}](hotline-endpoint)",
+        "context = hotline-from-partner",
+        f"aors = {ep}",
+        "; Carry-number transfer: the citizen's number in From AND P-Asserted-Identity, the",
+        "; forwarding platform in Diversion and History-Info (from REDIRECTING).",
+        "send_pai = yes",
+        "trust_id_outbound = yes",
+        "send_diversion = yes",
+        "send_history_info = yes",
+        "; Calls the partner hands to us assert the citizen's number the same way.",
+        "trust_id_inbound = yes",
+        "",
+        f"[{ep}]",
+        "type = aor",
+        f"contact = {contact}",
+        "",
+        f"[{ep}-identify]",
+        "type = identify",
+        f"endpoint = {ep}",
+        f"match = {host}:{port}",
+        "",
+    ]
 
 
 def _queue_sections(topo: dict[str, Any]) -> str:

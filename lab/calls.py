@@ -46,10 +46,12 @@ def citizen_uac(
     hold: float = 30,
     calls: int = 1,
     number: str | None = None,
+    port: int | None = None,
     **kw: Any,
 ) -> SippProcess:
-    """The citizen side (citizen_uac.xml): calls the hotline number from the carrier's address,
-    presenting ``number`` (default: the numbers of sipp_scenarios/citizens.csv in turn)."""
+    """The citizen side (citizen_uac.xml): calls the hotline number from the carrier's address
+    (or from ``port``, e.g. the [county_trunk]'s), presenting ``number`` (default: the numbers
+    of sipp_scenarios/citizens.csv in turn)."""
     c, pbx = topology["citizens"], topology["pbx"]
     inf = CITIZENS_CSV
     if number is not None:
@@ -57,7 +59,7 @@ def citizen_uac(
         inf.write_text(f"SEQUENTIAL\n{number};\n")
     return SippProcess(
         "citizen_uac.xml",
-        port=c["sip_port"],
+        port=port or c["sip_port"],
         local_ip=c["sip_host"],
         workdir=workdir,
         name=f"citizen-{number}" if number else "citizen",

@@ -14,6 +14,7 @@ from hotline_bridge.calls.service import CallService
 from hotline_bridge.catalog.model import Catalog, Platform
 from hotline_bridge.config.settings import Settings
 from hotline_bridge.core.feedback import PbxPort
+from hotline_bridge.directory.model import Directory
 from hotline_bridge.handoffs.recorder import StoreRecorder
 from hotline_bridge.handoffs.service import HandoffService
 from hotline_bridge.handoffs.store import HandoffStore
@@ -26,6 +27,7 @@ class Deps:
     calls: CallService  # the live call model
     recorder: StoreRecorder  # opens and annotates the records of handoffs on live calls
     handoffs: HandoffService  # the record API's service (work orders, events, reads)
+    directory: Directory  # the linkage targets calls are handed to (directory.configured)
 
     @property
     def store(self) -> HandoffStore:

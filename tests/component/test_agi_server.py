@@ -461,7 +461,10 @@ def test_the_sandbox_topology_configures_the_hooks(monkeypatch: pytest.MonkeyPat
     topology = Path(__file__).resolve().parents[2] / "asterisk" / "sandbox.toml"
     agi = bridge_settings(topology).agi
     assert (agi.host, agi.port, agi.enabled) == ("127.0.0.1", 4573, True)
-    assert agi.jurisdiction_by_endpoint == {"carrier": Jurisdiction.GUCHENG}
+    assert agi.jurisdiction_by_endpoint == {
+        "carrier": Jurisdiction.GUCHENG,
+        "carrier-yulong": Jurisdiction.YULONG,
+    }
     assert agi.nuisance_categories == ("police.harassment",)
     monkeypatch.setenv("HOTLINE_BRIDGE_AGI__JURISDICTION_BY_NUMBER", '{"0888612345": "huaping"}')
     monkeypatch.setenv("HOTLINE_BRIDGE_AGI__ENABLED", "false")

@@ -25,6 +25,7 @@ from hotline_bridge.conferences import api as conferences_api
 from hotline_bridge.conferences.api import CONFERENCES
 from hotline_bridge.conferences.service import ConferenceService
 from hotline_bridge.core.commands import Command
+from hotline_bridge.directory.model import DialPlanEntry
 from hotline_bridge.handoffs.intake import (
     HandoffInput,
 )
@@ -43,13 +44,26 @@ SUPERVISOR = {"Authorization": "Bearer sandbox-token-supervisor-1"}
 class MemoryRecorder:
     opened: list[str] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)
+    desks: list[DialPlanEntry | None] = field(default_factory=list)
+    jurisdictions: dict[str, str] = field(default_factory=dict)  # call id -> entry hook's
 
     def open(
-        self, *, kind: str, call: LiveCall, target: str, handoff: HandoffInput, now: float
+        self,
+        *,
+        kind: str,
+        call: LiveCall,
+        target: str,
+        handoff: HandoffInput,
+        now: float,
+        desk: DialPlanEntry | None = None,
     ) -> str:
         hid = f"h-{len(self.opened) + 1}"
         self.opened.append(hid)
+        self.desks.append(desk)
         return hid
+
+    def jurisdiction(self, call_id: str) -> str:
+        return self.jurisdictions.get(call_id, "unknown")
 
     def note(self, handoff_id: str, what: str, detail: str, now: float) -> None:
         self.notes.append((handoff_id, what))
@@ -142,7 +156,7 @@ async def test_by_call_id_needs_the_agent_on_that_call(harness: Harness) -> None
 @pytest.mark.parametrize(
     ("path", "body", "headers", "status", "reason"),
     [
-        ("/v1/agents/1001/carry-transfer", {"target": "119"}, TOKEN_1001, 422, "unknown target"),
+        ("/v1/agents/1001/carry-transfer", {"target": "999"}, TOKEN_1001, 422, "unknown target"),
         ("/v1/agents/1001/carry-transfer", {"target": "1\r\n10"}, TOKEN_1001, 422, "invalid"),
         ("/v1/agents/1001/carry-transfer", {"target": "110", "x": 1}, TOKEN_1001, 422, "invalid"),
         ("/v1/agents/1001/carry-transfer", {}, TOKEN_1001, 422, "invalid"),

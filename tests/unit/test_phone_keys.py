@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import struct
 from typing import Any
 
@@ -15,6 +16,7 @@ from lab.sandbox import DEFAULT_TOPOLOGY, load_topology, sandbox_module
 from hotline_bridge.calls.model import LiveCall
 from hotline_bridge.config.settings import ConfigError, PhoneKeySettings, load_settings
 from hotline_bridge.core.errors import Conflict
+from hotline_bridge.directory.configured import DirectoryError, configured_directory
 from hotline_bridge.keys.asterisk import (
     agent_menu_lines,
     applicationmap_lines,
@@ -40,7 +42,7 @@ KEYS = [
 @pytest.mark.parametrize(
     ("keys", "message"),
     [
-        ([{**KEYS[0], "target": "119"}], "key carry110: unknown target 119"),
+        ([{**KEYS[0], "target": "999"}], "key carry110: unknown target 999"),
         ([{"name": "carry", "digits": "*1", "action": "carry_transfer"}], "needs a target"),
         ([{**KEYS[1], "target": "110"}], "takes no target"),
         ([KEYS[0], {**KEYS[0], "digits": "*5"}], "duplicate key name carry110"),
@@ -52,8 +54,15 @@ KEYS = [
 def test_a_key_table_that_cannot_work_is_refused_naming_the_key(
     keys: list[dict[str, Any]], message: str
 ) -> None:
-    with pytest.raises(ConfigError, match=message):
-        load_settings(**sandbox_settings(phone_keys=keys))
+    # Refused when the settings load, or (a target not in the directory file) when the
+    # directory is read at start-up: either way before the bridge serves.
+    try:
+        settings = load_settings(**sandbox_settings(phone_keys=keys))
+        configured_directory(settings)
+    except (ConfigError, DirectoryError) as exc:
+        assert re.search(message, str(exc)), exc
+    else:
+        pytest.fail("the key table was accepted")
 
 
 def test_the_same_digits_may_mean_one_thing_in_a_call_and_another_in_the_room() -> None:

@@ -8,12 +8,15 @@ from hotline_bridge.calls import api
 from hotline_bridge.calls.model import CallModel
 from hotline_bridge.calls.service import CallService
 from hotline_bridge.config.settings import Settings
+from hotline_bridge.directory.configured import endpoints
+from hotline_bridge.directory.model import Directory
 
 
-def install(app: web.Application, settings: Settings) -> CallService:
+def install(app: web.Application, settings: Settings, directory: Directory) -> CallService:
     model = CallModel(
         agent_endpoints={a.endpoint: a.id for a in settings.agents},
-        partner_endpoints=[t.endpoint for t in settings.targets.values() if t.endpoint],
+        # A call handed over by (or to) a linkage desk arrives on that desk's endpoint.
+        partner_endpoints=endpoints(directory),
     )
     calls = app[api.CALLS] = CallService(model)
     app.router.add_routes(api.routes())

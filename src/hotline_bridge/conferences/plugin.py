@@ -15,7 +15,7 @@ def install(app: web.Application, deps: Deps) -> ConferenceService:
     service: ConferenceService
     submit = deps.pbx.submitter(lambda result: service.on_result(result))
     service = app[api.CONFERENCES] = ConferenceService(
-        deps.settings, deps.calls, deps.recorder, submit
+        deps.settings, deps.calls, deps.recorder, submit, directory=deps.directory
     )
     service.book.keeper = Keeper(deps.store, "three_way", Conference)
     service.restore()

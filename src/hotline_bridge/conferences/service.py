@@ -19,7 +19,9 @@ from hotline_bridge.config.settings import Settings
 from hotline_bridge.core.commands import Command, CommandResult
 from hotline_bridge.core.errors import Conflict, Forbidden
 from hotline_bridge.core.events import PbxEvent
-from hotline_bridge.handoffs.book import BookSpec, HandoffBook, resolve_target
+from hotline_bridge.directory.configured import configured_directory
+from hotline_bridge.directory.model import Directory, Purpose
+from hotline_bridge.handoffs.book import BookSpec, HandoffBook, route
 from hotline_bridge.handoffs.intake import (
     HandoffInput,
 )
@@ -42,8 +44,11 @@ class ConferenceService:
         submit: Callable[[list[Command]], None],
         clock: Callable[[], float] = time.time,
         on_change: Callable[[Conference, Conference], None] | None = None,
+        directory: Directory | None = None,
     ) -> None:
         self._settings = settings
+        # None: the settings' [targets] tables (unit tests); the runtime passes the configured one.
+        self._directory = directory or configured_directory(settings).directory
         self.book: HandoffBook[Conference] = HandoffBook(
             THREE_WAY,
             calls,
@@ -59,8 +64,15 @@ class ConferenceService:
         return self.book.items
 
     def three_way(self, call: LiveCall, target: str, handoff: HandoffInput) -> Conference:
-        tgt = resolve_target(self._settings, target)
-        ring_timeout_s = tgt.ring_timeout_s or self._settings.bridge.ring_timeout_s
+        desk = route(
+            self._directory,
+            target,
+            self.book.recorder.jurisdiction(call.call_id),
+            handoff,
+            Purpose.THREE_WAY,
+            self.book.clock(),
+        )
+        ring_timeout_s = desk.ring_timeout_s or self._settings.bridge.ring_timeout_s
 
         def start(
             ref: str, handoff_id: str, url: str, now: float
@@ -71,13 +83,13 @@ class ConferenceService:
                 handoff_url=url,
                 call=call,
                 target=target,
-                target_dial=tgt.dial,
-                forwarding_number=tgt.forwarding_number,
+                target_dial=desk.dial,
+                forwarding_number=desk.forwarding_number,
                 ring_timeout_s=ring_timeout_s,
             )
             return machine.start(plan, now)
 
-        conf = self.book.open(call, target, handoff, start)
+        conf = self.book.open(call, target, handoff, start, desk)
         for uid in (conf.call_id, conf.agent_uniqueid, conf.partner_uniqueid):
             self._active_by_uid[uid] = conf.id
         return conf

@@ -339,6 +339,9 @@ class BridgeSettings(_Section):
     store_path: Path = Path("hotline-bridge.sqlite3")
     # The matter catalog (事项清单) to route by; None means the one shipped with the package.
     catalog_path: Path | None = None
+    # The linkage directory (联动单位: 110, 119, 120, 122, duty lines...; see
+    # hotline_bridge/directory/targets.toml). None: the [targets] tables below are the directory.
+    targets_path: Path | None = None
 
 
 class ClusterSettings(_Section):
@@ -468,8 +471,18 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _one_directory(self) -> Settings:
+        if self.bridge.targets_path is not None and self.targets:
+            raise ValueError(
+                "targets: set either [targets] tables or [bridge].targets_path, not both"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _phone_keys(self) -> Settings:
-        problems = phone_key_problems(self.phone_keys, set(self.targets))
+        # With a directory file the key targets are checked when the file is read (start-up).
+        targets = None if self.bridge.targets_path is not None else set(self.targets)
+        problems = phone_key_problems(self.phone_keys, targets)
         if problems:
             raise ValueError("phone_keys: " + "; ".join(problems))
         return self
@@ -505,7 +518,7 @@ class Settings(BaseSettings):
         return next((a for a in self.agents if a.id == agent_id), None)
 
 
-def phone_key_problems(keys: list[PhoneKeySettings], targets: set[str]) -> list[str]:
+def phone_key_problems(keys: list[PhoneKeySettings], targets: set[str] | None) -> list[str]:
     """What makes a key table unusable, each naming the key. Pure.
 
     Names are unique; a target must exist; within one place (a call, a three-way room) no key's
@@ -517,7 +530,7 @@ def phone_key_problems(keys: list[PhoneKeySettings], targets: set[str]) -> list[
         f"duplicate key name {n}" for n in sorted({n for n in names if names.count(n) > 1})
     ]
     for k in keys:
-        if k.target is not None and k.target not in targets:
+        if targets is not None and k.target is not None and k.target not in targets:
             known = ", ".join(sorted(targets)) or "none"
             problems.append(f"key {k.name}: unknown target {k.target} (targets: {known})")
     for a in keys:

@@ -15,6 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from hotline_bridge.config.settings import Settings
+from hotline_bridge.directory.model import Directory
 from hotline_bridge.core.errors import NotFound, Unauthenticated
 from hotline_bridge.web.http import (
     AUTH,
@@ -30,6 +31,7 @@ from hotline_bridge.web.openapi import described
 from hotline_bridge.web.sessions import COOKIE
 
 SETTINGS = web.AppKey("console_settings", Settings)
+DIRECTORY = web.AppKey("console_directory", Directory)
 
 # The page's own files, and nothing else, by name.
 FILES = {
@@ -117,7 +119,15 @@ async def me(request: web.Request) -> web.Response:
     principal = require(request, "agent")
     settings = request.app[SETTINGS]
     targets: list[dict[str, Any]] = [
-        {"id": name, "label": t.label} for name, t in sorted(settings.targets.items())
+        {
+            "id": t.id,
+            "label": t.label_en,
+            "label_zh": t.label_zh,
+            "label_en": t.label_en,
+            "kind": t.kind.value,
+            "three_way": t.three_way,
+        }
+        for t in sorted(request.app[DIRECTORY].targets.values(), key=lambda t: t.id)
     ]
     keys = [
         {"name": k.name, "digits": k.digits, "action": k.action, "target": k.target}

@@ -10,4 +10,5 @@ from hotline_bridge.deps import Deps
 
 def install(app: web.Application, deps: Deps) -> None:
     app[api.SETTINGS] = deps.settings
+    app[api.DIRECTORY] = deps.directory
     app.router.add_routes(api.routes())

@@ -141,7 +141,9 @@ def resolve(
     """
     target = directory.get(target_id)
     if target is None:
-        return Refusal("unknown_target", f"no linkage target {target_id!r} in the directory")
+        return Refusal(
+            "unknown_target", f"unknown target {target_id!r}: not in the linkage directory"
+        )
     if purpose is Purpose.THREE_WAY and not target.three_way:
         return Refusal("three_way_not_allowed", f"target {target_id!r} takes no three-way calls")
     if override is not None and override not in _KNOWN_JURISDICTIONS:

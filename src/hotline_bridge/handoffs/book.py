@@ -15,17 +15,19 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Generic, Protocol, TypeVar
 
 import structlog
 
 from hotline_bridge.calls.model import LiveCall
 from hotline_bridge.calls.service import CallService
-from hotline_bridge.config.settings import Settings, TargetSettings
 from hotline_bridge.core.commands import Command
 from hotline_bridge.core.errors import Conflict, Invalid, NotFound
 from hotline_bridge.core.outcomes import Outcome, TimelineEntry
 from hotline_bridge.core.privacy import mask_number
+from hotline_bridge.core.vocabulary import Jurisdiction
+from hotline_bridge.directory.model import DialPlanEntry, Directory, Purpose, Refusal, resolve
 from hotline_bridge.handoffs.intake import (
     HandoffInput,
 )
@@ -57,13 +59,38 @@ class Tracked(Protocol):
 T = TypeVar("T", bound=Tracked)
 
 
-def resolve_target(settings: Settings, target: str) -> TargetSettings:
-    """The target directory entry, or 422 naming the targets that exist."""
-    tgt = settings.targets.get(target)
-    if tgt is None:
-        known = ", ".join(sorted(settings.targets)) or "none"
-        raise Invalid(f"unknown target {target!r}; known targets: {known}")
-    return tgt
+CST = timezone(timedelta(hours=8), "CST")  # the directory's opening hours are local time
+# Refusals that are about the moment, not the request: 409 (try again later / another target).
+_CONFLICTS = frozenset({"target_closed"})
+
+
+def route(
+    directory: Directory,
+    target: str,
+    call_jurisdiction: str,
+    handoff: HandoffInput,
+    purpose: Purpose,
+    now: float,
+) -> DialPlanEntry:
+    """The desk a hand-over dials: the target's desk for the call's jurisdiction (the entry
+    hook's), or for the one the agent put in the form when it differs (an override, recorded).
+    A refusal is a 422 (or 409 for a closed target) naming the reason."""
+    override = handoff.jurisdiction.value
+    local = datetime.fromtimestamp(now, CST)
+    found = resolve(
+        directory,
+        target,
+        call_jurisdiction,
+        None if override == Jurisdiction.UNKNOWN.value else override,
+        purpose=purpose,
+        minute_of_day=local.hour * 60 + local.minute,
+    )
+    if isinstance(found, Refusal):
+        reason = found.reason
+        if found.code == "unknown_target":
+            reason += f"; known targets: {', '.join(sorted(directory.targets)) or 'none'}"
+        raise (Conflict if found.code in _CONFLICTS else Invalid)(reason)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +132,19 @@ class HandoffBook(Generic[T]):
         target: str,
         handoff: HandoffInput,
         start: Callable[[str, str, str, float], tuple[T, list[Command]]],
+        desk: DialPlanEntry | None = None,
     ) -> T:
         """Claim the call, write the record, start the machine, send its commands, note it.
 
-        ``start(ref, handoff_id, handoff_url, now)`` builds the machine's first state.
+        ``start(ref, handoff_id, handoff_url, now)`` builds the machine's first state;
+        ``desk`` is where it dials (:func:`route`), kept in the record.
         """
         ref = f"{self._prefix}-{uuid.uuid4().hex[:20]}"
         self.calls.claim(call.call_id, ref)
         now = self.clock()
         try:
             handoff_id = self.recorder.open(
-                kind=self.kind, call=call, target=target, handoff=handoff, now=now
+                kind=self.kind, call=call, target=target, handoff=handoff, now=now, desk=desk
             )
         except Exception:
             self.calls.release(call.call_id, ref)

@@ -3,6 +3,7 @@ matter resolved against the catalog (contradictions refused, naming the field), 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from pydantic import Field
@@ -122,6 +123,7 @@ def new_handoff(
     call: CallRef | None = None,
     first_receiver: Platform | None = None,
     channel: IntakeChannel | None = None,
+    created_data: Mapping[str, str] | None = None,
 ) -> HandoffRecord:
     """A new record with its ``created`` event. Pure; raises HandoffInputError, ValidationError."""
     snapshot = HandoffSnapshot(
@@ -160,5 +162,7 @@ def new_handoff(
         deadline=data.deadline,
         channel=channel,
     )
-    created = HandoffEvent(seq=1, at=now, actor=created_by, kind=EventKind.CREATED)
+    created = HandoffEvent(
+        seq=1, at=now, actor=created_by, kind=EventKind.CREATED, data=dict(created_data or {})
+    )
     return HandoffRecord(id=handoff_id, snapshot=snapshot, events=(created,))

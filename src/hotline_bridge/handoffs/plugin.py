@@ -10,8 +10,16 @@ from hotline_bridge.handoffs.recorder import StoreRecorder
 from hotline_bridge.handoffs.service import HandoffService
 
 
-def install(app: web.Application, recorder: StoreRecorder, *, partner: str) -> HandoffService:
-    """``partner``: the partner platform's target key (``110`` at 12345, ``12345`` at 110)."""
+def install(
+    app: web.Application,
+    recorder: StoreRecorder,
+    *,
+    partner: str,
+    by_reference: frozenset[str] = frozenset(),
+) -> HandoffService:
+    """``partner``: the partner platform's target key (``110`` at 12345, ``12345`` at 110);
+    ``by_reference``: the plain-line targets, whose records are never pushed."""
     service = app[api.HANDOFFS] = recorder.service(partner)
+    service.by_reference = by_reference
     app.router.add_routes([*api.routes(), *screen.routes()])
     return service

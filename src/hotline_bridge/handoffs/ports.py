@@ -1,8 +1,9 @@
 """The port through which calls, transfers and three-way calls write the handoff record.
 
-The hot path only needs three things from the record keeper: open a record (durably, before any
-AMI action), append what happened, and the URL the partner fetches it from. ``handoffs`` provides
-the implementation over its store; tests may pass a simple in-memory one.
+The hot path only needs four things from the record keeper: the call's jurisdiction to route by,
+open a record (durably, before any AMI action), append what happened, and the URL the partner
+fetches it from. ``handoffs`` provides the implementation over its store; tests may pass a simple
+in-memory one.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from hotline_bridge.calls.model import LiveCall
+from hotline_bridge.directory.model import DialPlanEntry
 from hotline_bridge.handoffs.intake import (
     HandoffInput,
 )
@@ -24,8 +26,14 @@ class HandoffRecorder(Protocol):
         target: str,
         handoff: HandoffInput,
         now: float,
+        desk: DialPlanEntry | None = None,
     ) -> str:
-        """Create and durably store the record; return its id. Raises ``errors.Invalid``."""
+        """Create and durably store the record (queued for the partner link if the desk's
+        target is a linked platform); return its id. Raises ``errors.Invalid``."""
+        ...
+
+    def jurisdiction(self, call_id: str) -> str:
+        """The call's jurisdiction as the entry hook found it (``unknown`` if it did not)."""
         ...
 
     def note(self, handoff_id: str, what: str, detail: str, now: float) -> None:

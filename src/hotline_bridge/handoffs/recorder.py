@@ -20,6 +20,8 @@ from hotline_bridge.catalog import Catalog, CatalogError, Platform, load_catalog
 from hotline_bridge.config.settings import ConfigError, Settings
 from hotline_bridge.core.errors import Invalid, field_errors
 from hotline_bridge.core.outcomes import outcome_of_dialstatus, outcome_of_originate_reason
+from hotline_bridge.core.vocabulary import Jurisdiction
+from hotline_bridge.directory.model import DialPlanEntry
 from hotline_bridge.handoffs.ids import new_handoff_id
 from hotline_bridge.handoffs.intake import (
     HandoffInput,
@@ -38,6 +40,8 @@ from hotline_bridge.handoffs.service import HandoffService
 from hotline_bridge.handoffs.store import HandoffStore, StoreError, open_store, store_name
 
 log = structlog.get_logger(__name__)
+
+_KNOWN = frozenset(j.value for j in Jurisdiction) - {Jurisdiction.UNKNOWN.value}
 
 # The machines' timeline names (transfers.machine, conferences.machine) → record event kinds.
 # Anything not listed is kept as ``call_progress`` with the name in ``data.what``.
@@ -91,8 +95,29 @@ class StoreRecorder:
         return HandoffService(self.store, self.catalog, site=self.site, target=target)
 
     def open(
-        self, *, kind: str, call: LiveCall, target: str, handoff: HandoffInput, now: float
+        self,
+        *,
+        kind: str,
+        call: LiveCall,
+        target: str,
+        handoff: HandoffInput,
+        now: float,
+        desk: DialPlanEntry | None = None,
     ) -> str:
+        created: dict[str, str] = {}
+        if desk is not None:
+            # The matter's jurisdiction is the one routed by: the agent's override, else the
+            # entry hook's; the created event keeps which desk was dialled and why.
+            if handoff.jurisdiction is Jurisdiction.UNKNOWN and desk.jurisdiction in _KNOWN:
+                handoff = handoff.model_copy(
+                    update={"jurisdiction": Jurisdiction(desk.jurisdiction)}
+                )
+            created = {
+                "desk": desk.routed_as,
+                "desk_number": desk.number,
+                "call_jurisdiction": desk.jurisdiction,
+                "jurisdiction_override": "yes" if desk.overridden else "no",
+            }
         try:
             record = new_handoff(
                 handoff,
@@ -109,13 +134,24 @@ class StoreRecorder:
                     linked_id=call.linkedid or None,
                     answered_at=_at(call.since) if call.since else None,
                 ),
+                created_data=created,
             )
         except ValidationError as exc:
             raise Invalid("invalid handoff: " + _describe(field_errors(exc))) from None
         except HandoffInputError as exc:
             raise Invalid("invalid handoff: " + _describe(exc.problems)) from None
-        self.store.create(record, outbox=True)
+        # Only a linked platform gets the record pushed; a plain line reads it by reference.
+        self.store.create(record, outbox=desk is None or desk.pushes_record)
         return record.id
+
+    def jurisdiction(self, call_id: str) -> str:
+        try:
+            entry = self.store.get_call(call_id)
+        except StoreError as exc:
+            # Routing goes on with the city-wide desk rather than refusing the citizen's transfer.
+            log.error("call log unreadable: routing as unknown", call_id=call_id, error=str(exc))
+            return Jurisdiction.UNKNOWN.value
+        return entry.jurisdiction.value if entry is not None else Jurisdiction.UNKNOWN.value
 
     def note(self, handoff_id: str, what: str, detail: str, now: float) -> None:
         # The call goes on whatever happens here: a note that cannot be written is logged loudly,

@@ -130,6 +130,8 @@ class HandoffService:
         self.catalog = catalog
         self.site = site
         self.target = target  # the partner's target key in settings, e.g. "110"
+        # Targets reached by a plain line: their records are read by reference, never pushed.
+        self.by_reference: frozenset[str] = frozenset()
         self._clock = clock
         self._new_id = new_id
 
@@ -194,8 +196,12 @@ class HandoffService:
         event = HandoffEvent(
             at=self._clock(), actor=views.actor_of(principal), kind=kind, data=data
         )
-        # Handling events travel to the partner platform too (a later partner link drains them).
-        stored = self.store.append(handoff_id, event, outbox=True)
+        # Handling events travel to the partner platform too (a later partner link drains them),
+        # unless the record is ours and went to a plain line (nobody to push it to).
+        by_reference = record.snapshot.target in self.by_reference and (
+            record.snapshot.source == self.site
+        )
+        stored = self.store.append(handoff_id, event, outbox=not by_reference)
         return views.event_view(stored)
 
     def list(self, principal: Principal, query: ListQuery) -> dict[str, Any]:

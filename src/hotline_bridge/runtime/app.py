@@ -31,10 +31,11 @@ from hotline_bridge.calls.api import CALLS
 from hotline_bridge.catalog import api as catalog
 from hotline_bridge.conferences import plugin as conferences
 from hotline_bridge.conferences.machine import Conference
-from hotline_bridge.config.settings import HttpSettings, Settings
+from hotline_bridge.config.settings import ConfigError, HttpSettings, Settings
 from hotline_bridge.console import plugin as console
 from hotline_bridge.core.principal import Principal
 from hotline_bridge.deps import Deps
+from hotline_bridge.directory.configured import DirectoryError, configured_directory
 from hotline_bridge.followups import plugin as followups
 from hotline_bridge.handoffs import plugin as handoffs
 from hotline_bridge.handoffs.recorder import StoreRecorder
@@ -114,8 +115,17 @@ def build(settings: Settings, recorder: StoreRecorder) -> Runtime:
         ping_timeout=settings.ami.ping_timeout_s,
     )
     metrics = Metrics(queues=[settings.bridge.return_queue])
+    try:
+        configured = configured_directory(settings)
+    except DirectoryError as exc:
+        raise ConfigError(str(exc)) from None
+    for target in configured.downgraded:
+        log.warning(
+            "sandbox: linked target has no partner link; its records go by reference only",
+            target=target,
+        )
     app = make_app(settings, ami)
-    call_service = calls.install(app, settings)
+    call_service = calls.install(app, settings, configured.directory)
     interpreter = Interpreter(ami, on_latency=metrics.observe_ami_action)
     switchboard = Switchboard(call_service, interpreter)
     partner = "110" if settings.bridge.site == "12345" else "12345"
@@ -124,7 +134,15 @@ def build(settings: Settings, recorder: StoreRecorder) -> Runtime:
         pbx=switchboard,
         calls=call_service,
         recorder=recorder,
-        handoffs=handoffs.install(app, recorder, partner=partner),
+        handoffs=handoffs.install(
+            app,
+            recorder,
+            partner=partner,
+            by_reference=frozenset(
+                t.id for t in configured.directory.targets.values() if not t.linked
+            ),
+        ),
+        directory=configured.directory,
     )
     catalog.install(app, recorder.catalog, deps.site)
     transfer_service = transfers.install(app, deps)

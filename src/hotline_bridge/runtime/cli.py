@@ -42,9 +42,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hotline-bridge: {exc}", file=sys.stderr)
         return 2
     if args.command == "check-config":
+        from hotline_bridge.directory.configured import DirectoryError, configured_directory
+
+        try:
+            directory = configured_directory(settings).directory
+        except DirectoryError as exc:
+            print(f"hotline-bridge: {exc}", file=sys.stderr)
+            return 2
         print(
             f"configuration ok: site {settings.bridge.site}, {len(settings.agents)} agents, "
-            f"targets {', '.join(sorted(settings.targets)) or 'none'}"
+            f"targets {', '.join(sorted(directory.targets)) or 'none'}"
         )
         return 0
     if args.command == "report":

@@ -15,7 +15,9 @@ def install(app: web.Application, deps: Deps) -> TransferService:
     service: TransferService
     # Results of this service's commands come back to it alone (bound before it exists).
     submit = deps.pbx.submitter(lambda result: service.on_result(result))
-    service = app[api.TRANSFERS] = TransferService(deps.settings, deps.calls, deps.recorder, submit)
+    service = app[api.TRANSFERS] = TransferService(
+        deps.settings, deps.calls, deps.recorder, submit, directory=deps.directory
+    )
     service.book.keeper = Keeper(deps.store, "carry_transfer", Transfer)
     service.restore()
     deps.pbx.listen(service)

@@ -16,7 +16,9 @@ from hotline_bridge.calls.service import CallService
 from hotline_bridge.config.settings import Settings
 from hotline_bridge.core.commands import Command, CommandResult
 from hotline_bridge.core.events import PbxEvent
-from hotline_bridge.handoffs.book import BookSpec, HandoffBook, resolve_target
+from hotline_bridge.directory.configured import configured_directory
+from hotline_bridge.directory.model import Directory, Purpose
+from hotline_bridge.handoffs.book import BookSpec, HandoffBook, route
 from hotline_bridge.handoffs.intake import (
     HandoffInput,
 )
@@ -38,8 +40,11 @@ class TransferService:
         submit: Callable[[list[Command]], None],
         clock: Callable[[], float] = time.time,
         on_change: Callable[[Transfer, Transfer], None] | None = None,
+        directory: Directory | None = None,
     ) -> None:
         self._settings = settings
+        # None: the settings' [targets] tables (unit tests); the runtime passes the configured one.
+        self._directory = directory or configured_directory(settings).directory
         self._calls = calls
         self.book: HandoffBook[Transfer] = HandoffBook(
             CARRY_TRANSFER,
@@ -58,10 +63,17 @@ class TransferService:
     # -- the hotkey ------------------------------------------------------------------------
 
     def carry_transfer(self, call: LiveCall, target: str, handoff: HandoffInput) -> Transfer:
-        tgt = resolve_target(self._settings, target)
+        desk = route(
+            self._directory,
+            target,
+            self.book.recorder.jurisdiction(call.call_id),
+            handoff,
+            Purpose.TRANSFER,
+            self.book.clock(),
+        )
         bridge = self._settings.bridge
         agent = self._settings.agent(call.agent_id)
-        ring_timeout_s = tgt.ring_timeout_s or bridge.ring_timeout_s
+        ring_timeout_s = desk.ring_timeout_s or bridge.ring_timeout_s
 
         def start(
             ref: str, handoff_id: str, url: str, now: float
@@ -72,9 +84,9 @@ class TransferService:
                 handoff_url=url,
                 call=call,
                 target=target,
-                target_number=tgt.number,
-                target_dial=tgt.dial,
-                forwarding_number=tgt.forwarding_number,
+                target_number=desk.number,
+                target_dial=desk.dial,
+                forwarding_number=desk.forwarding_number,
                 ring_timeout_s=ring_timeout_s,
                 return_dial=f"PJSIP/{agent.endpoint if agent else call.agent_id}",
                 return_queue=bridge.return_queue,
@@ -82,7 +94,7 @@ class TransferService:
             )
             return machine.start(plan, now)
 
-        transfer = self.book.open(call, target, handoff, start)
+        transfer = self.book.open(call, target, handoff, start, desk)
         self._active_by_citizen[call.call_id] = transfer.id
         return transfer
 

@@ -120,7 +120,8 @@ async function start(me) {
   $("logout").hidden = false;
   $("who").textContent = me.agent_id;
   const select = $("target");
-  select.replaceChildren(...me.targets.map((x) => new Option(`${x.id} · ${x.label}`, x.id)));
+  const label = (x) => (S.lang === "zh" ? x.label_zh : x.label_en) || x.label;
+  select.replaceChildren(...me.targets.map((x) => new Option(`${x.id} · ${label(x)}`, x.id)));
   if (me.targets.some((x) => x.id === "110")) select.value = "110";
   const cat = await api("GET", "/v1/catalog");
   if (cat.status === 200) { S.categories = cat.data.categories; fillCategories(); }
