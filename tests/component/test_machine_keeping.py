@@ -14,12 +14,12 @@ import pytest
 
 from hotline_bridge.conferences import machine as cm
 from hotline_bridge.conferences.machine import Conference
+from hotline_bridge.core import reminder as wm
+from hotline_bridge.core.reminder import Reminder
 from hotline_bridge.handoffs.machines import KEEP_FINISHED_S, PRUNE_EVERY_S, Keeper
 from hotline_bridge.handoffs.store import HandoffStore, SqliteHandoffStore
 from hotline_bridge.transfers import machine as tm
 from hotline_bridge.transfers.machine import Transfer
-from hotline_bridge.workorders import machine as wm
-from hotline_bridge.workorders.machine import Reminder
 from tests.plans import CARRY_PLAN, THREE_WAY_PLAN
 from tests.unit.test_reminder_machine import C1, T0, started
 

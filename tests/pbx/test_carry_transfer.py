@@ -130,7 +130,7 @@ async def test_partner_that_does_not_take_the_call_returns_the_citizen_to_the_ag
 @pytest.mark.parametrize(
     ("case", "body", "headers", "status"),
     [
-        ("unknown target", {"target": "119"}, "own", 422),
+        ("unknown target", {"target": "999"}, "own", 422),
         ("control characters", {"target": "110\r\nAction: Hangup"}, "own", 422),
         ("control characters in the record", {"target": "110", "handoff": {"work_order_no": "a\nb"}}, "own", 422),
         ("malformed JSON", "{target: 110", "own", 400),

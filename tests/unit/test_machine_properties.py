@@ -16,9 +16,9 @@ from tests.unit.test_reminder_machine import PLAN as REMINDER_PLAN
 
 from hotline_bridge.conferences import machine as cm
 from hotline_bridge.conferences.machine import Role
+from hotline_bridge.core import reminder as wm
 from hotline_bridge.core.commands import Command, CommandResult
 from hotline_bridge.transfers import machine as tm
-from hotline_bridge.workorders import machine as wm
 
 # Deterministic in CI: the same examples every run (a failure found once is a regression test).
 PROFILE = settings(

@@ -8,7 +8,7 @@ import pytest
 
 from hotline_bridge.core.commands import CommandResult, Hangup, Originate
 from hotline_bridge.core.outcomes import Outcome
-from hotline_bridge.workorders.machine import (
+from hotline_bridge.core.reminder import (
     WATCHDOG_GRACE_S,
     Answered,
     AttemptFailed,

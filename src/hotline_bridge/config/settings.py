@@ -293,6 +293,22 @@ class DutyLineSettings(_Section):
 _JURISDICTIONS = frozenset(j.value for j in Jurisdiction) - {"unknown"}
 
 
+class NoticeSettings(_Section):
+    """Notices of a major emergency (互相通报) to the linkage network: the record is pushed to
+    linked platforms; each plain line chosen is rung from ``caller_id`` (default: this site's
+    number) and hears ``prompt``, retried ``retry_after_s`` later, ``attempts`` times in all.
+    ``per_hour`` bounds how many notices the site sends in an hour (each rings several desks)."""
+
+    attempts: int = Field(3, ge=1, le=10)
+    retry_after_s: float = Field(30.0, ge=0.5, le=3600)
+    ring_timeout_s: int = Field(20, ge=1, le=120)
+    caller_id: DialNumber | None = None
+    prompt: Annotated[str, Field(pattern=r"^[a-z0-9_/-]{1,40}(&[a-z0-9_/-]{1,40}){0,7}$")] = (
+        "vm-youhave&digits/1&vm-message"
+    )
+    per_hour: int = Field(12, ge=1, le=200)
+
+
 class PartnerSettings(_Section):
     """The other platform's bridge: where handoffs are pushed, and the keys both sides sign with.
 
@@ -436,6 +452,7 @@ class Settings(BaseSettings):
     targets: dict[Identifier, TargetSettings] = Field(default_factory=dict)
     phone_keys: list[PhoneKeySettings] = Field(default_factory=list)
     duty_lines: DutyLineSettings = DutyLineSettings()
+    notices: NoticeSettings = NoticeSettings()
     reports: ReportSettings = ReportSettings()
     units: UnitSettings = UnitSettings()
     store: StoreSettings = StoreSettings()

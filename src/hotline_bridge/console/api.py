@@ -15,8 +15,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from hotline_bridge.config.settings import Settings
-from hotline_bridge.directory.model import Directory
 from hotline_bridge.core.errors import NotFound, Unauthenticated
+from hotline_bridge.directory.model import Directory
 from hotline_bridge.web.http import (
     AUTH,
     LIMITER,

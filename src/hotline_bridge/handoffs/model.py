@@ -85,6 +85,7 @@ class HandoffKind(StrEnum):
     CARRY_TRANSFER = "carry_transfer"  # 一键携号转接: the live call moves to the partner
     THREE_WAY = "three_way"  # 三方通话: citizen, agent and partner on one call
     WORK_ORDER = "work_order"  # 工单: the record travels without a live call
+    NOTICE = "notice"  # 互相通报: a major emergency made known to the linkage network
 
 
 class IntakeChannel(StrEnum):

@@ -79,6 +79,8 @@ class PartnerLink:
         self._s = settings
         self._store = store
         self.on_push = on_push  # one call per push attempt (metrics)
+        # (handoff id, outbox kind) of each item the partner acknowledged (notices' receipts).
+        self.on_delivered: Callable[[str, str], None] | None = None
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -124,6 +126,8 @@ class PartnerLink:
                 if outcome is PushOutcome.DELIVERED:
                     self._store.outbox_mark_delivered(item.id)
                     delivered += 1
+                    if self.on_delivered is not None:
+                        self.on_delivered(item.handoff_id, item.kind)
                     continue
                 delay = next_attempt(item.attempts, outcome, self._s)
                 self._store.outbox_mark_failed(item.id, now + timedelta(seconds=delay))

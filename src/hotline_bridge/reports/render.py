@@ -23,7 +23,12 @@ from hotline_bridge.reports.figures import Durations, Figures, Rate
 CJK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "Noto Sans CJK JP", "AR PL UMing CN")
 
 DIRECTION_ZH = {"12345->110": "12345 转 110", "110->12345": "110 转 12345"}
-KIND_ZH = {"carry_transfer": "一键携号转接", "three_way": "三方通话", "work_order": "工单"}
+KIND_ZH = {
+    "carry_transfer": "一键携号转接",
+    "three_way": "三方通话",
+    "work_order": "工单",
+    "notice": "互相通报",
+}
 CLASS_ZH = {
     "police_matter": "110 受理事项",
     "non_police_matter": "12345 受理事项",

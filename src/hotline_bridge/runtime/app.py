@@ -41,6 +41,7 @@ from hotline_bridge.handoffs import plugin as handoffs
 from hotline_bridge.handoffs.recorder import StoreRecorder
 from hotline_bridge.handoffs.store import HandoffStore
 from hotline_bridge.keys import plugin as keys
+from hotline_bridge.notices import plugin as notices
 from hotline_bridge.partners import plugin as partners
 from hotline_bridge.partners.api import RECEIVER as PARTNER_RECEIVER
 from hotline_bridge.partners.link import PartnerLink
@@ -149,6 +150,9 @@ def build(settings: Settings, recorder: StoreRecorder) -> Runtime:
     conference_service = conferences.install(app, deps)
     workorders.install(app, deps)
     link = partners.install(app, deps)
+    notice_service = notices.install(app, deps)
+    if link is not None:
+        link.on_delivered = notice_service.pushed  # a notice's receipt from its platform
     agi_server = agi.install(app, deps)
     keys.install(app, deps, transfer_service, conference_service, agi_server)
     reports.install(app, deps)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from hotline_bridge.core.reminder import Reminder
 from hotline_bridge.deps import Deps
 from hotline_bridge.handoffs.machines import Keeper
 from hotline_bridge.workorders import api
-from hotline_bridge.workorders.machine import Reminder
 from hotline_bridge.workorders.service import ReminderService, WorkOrderService
 
 

@@ -7,7 +7,7 @@ advisor what the matter needs. When the advice says to phone the jurisdiction's 
 duty line of ``[duty_lines]`` through the PBX, retries it when unanswered, and writes every step
 into the record as ``call_progress`` events (``what`` = ``duty_reminder_<step>``).
 
-The reminder runs ``workorders.machine``; its commands go through the interpreter and the PBX's
+The reminder runs ``core.reminder``; its commands go through the interpreter and the PBX's
 answers come back through the switchboard (ref prefix ``r-``). Reminders live in memory: a bridge
 restart forgets a retry still waiting (the record keeps every attempt made so far).
 """
@@ -26,10 +26,12 @@ from pydantic import ValidationError
 from hotline_bridge.catalog.advisor import Advice, AdviceError, Channel, advise
 from hotline_bridge.catalog.model import Catalog, Platform
 from hotline_bridge.config.settings import DutyLineSettings
+from hotline_bridge.core import reminder as machine
 from hotline_bridge.core.commands import Command, CommandResult
 from hotline_bridge.core.errors import NotFound
 from hotline_bridge.core.events import PbxEvent
 from hotline_bridge.core.principal import Principal
+from hotline_bridge.core.reminder import Reminder, ReminderPlan
 from hotline_bridge.handoffs.machines import Keeper
 from hotline_bridge.handoffs.model import (
     Actor,
@@ -39,8 +41,6 @@ from hotline_bridge.handoffs.model import (
 )
 from hotline_bridge.handoffs.service import HandoffService, WorkOrderInput
 from hotline_bridge.handoffs.store import HandoffStore, StoreError
-from hotline_bridge.workorders import machine
-from hotline_bridge.workorders.machine import Reminder, ReminderPlan
 
 log = structlog.get_logger(__name__)
 

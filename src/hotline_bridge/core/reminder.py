@@ -1,4 +1,6 @@
-"""The 110 duty-line reminder (电话提醒辖区110): pure transitions, commands returned as data.
+"""A reminder call (电话提醒): ring a desk, play a short notice, retry if unanswered. Pure.
+
+Used by the 110 duty-line reminder (workorders) and by notices to plain lines (notices).
 
 When 12345 files a police matter that arrived online (WeChat, SMS, web...), the jurisdiction's 110
 duty line is rung from the 12345 platform number and hears a short notice that a work order
