@@ -97,8 +97,9 @@ def test_the_cli_writes_a_report_whose_tables_match_the_store(
         for direction in Direction:
             assert int(by_direction[direction.value][2]) == count(store, direction=direction)
         by_kind = table(out / "by_kind.csv")
-        for kind in HandoffKind:
-            assert int(by_kind[kind.value][2]) == count(store, kind=kind)
+        for kind in HandoffKind:  # a kind without records this quarter has no row
+            got = int(by_kind[kind.value][2]) if kind.value in by_kind else 0
+            assert got == count(store, kind=kind)
         by_jurisdiction = table(out / "by_jurisdiction.csv")
         assert sum(int(r[2]) for r in by_jurisdiction.values()) == total
         # The receipt rate's numerator is every record of the quarter with a 签收.
