@@ -204,9 +204,7 @@ async def poll(fn: Any, within: float = 20.0, every: float = 0.1) -> Any:
 
 def answered(proc: SippProcess) -> bool:
     """The citizen got a 200 OK for its INVITE (someone took the call)."""
-    return any(
-        m.status == 200 for m in proc.snapshot().received("INVITE", requests_only=False)
-    )
+    return any(m.status == 200 for m in proc.snapshot().received("INVITE", requests_only=False))
 
 
 def seat_numbers(seat: SippProcess) -> list[tuple[str, str]]:
@@ -299,8 +297,10 @@ async def test_overflow_to_remote_seats_and_back(calls: Calls) -> None:
         since_l = local.mark()
         await calls.hang_up(numbers[done])
         await local.wait_event(
-            lambda e, n=numbers[nxt]: e.get("Event") == "AgentConnect"  # type: ignore[misc]
-            and e.get("CallerIDNum") == n,
+            lambda e, n=numbers[nxt]: (
+                e.get("Event") == "AgentConnect"  # type: ignore[misc]
+                and e.get("CallerIDNum") == n
+            ),
             since=since_l,
             timeout=20,
         )
@@ -332,12 +332,16 @@ async def test_overflow_to_remote_seats_and_back(calls: Calls) -> None:
     # The bridge counted it.
     st, text = await bridge.request("GET", "/metrics")
     assert st == 200
-    assert metric(text, "hotline_overflow_calls_total", result="overflowed") - metric(
-        before, "hotline_overflow_calls_total", result="overflowed"
-    ) == 3
-    assert metric(text, "hotline_overflow_calls_total", result="fell_back") - metric(
-        before, "hotline_overflow_calls_total", result="fell_back"
-    ) == 1
+    assert (
+        metric(text, "hotline_overflow_calls_total", result="overflowed")
+        - metric(before, "hotline_overflow_calls_total", result="overflowed")
+        == 3
+    )
+    assert (
+        metric(text, "hotline_overflow_calls_total", result="fell_back")
+        - metric(before, "hotline_overflow_calls_total", result="fell_back")
+        == 1
+    )
     assert metric(text, "hotline_overflow_transitions_total", to="on") >= 1
     assert metric(text, "hotline_overflow_transitions_total", to="off") >= 1
     assert metric(text, "hotline_overflow_active") == 0
