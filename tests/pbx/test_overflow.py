@@ -320,6 +320,15 @@ async def test_overflow_to_remote_seats_and_back(calls: Calls) -> None:
         timeout=20,
     )
     assert len(user_events(local, "OverflowDialing", mark_l)) == dialing_before == 3
+    # The remote PBX saw exactly the three overflowed calls (C, D, E), none after the recovery.
+    inbound = remote.find_events(
+        lambda e: (
+            e.get("Event") == "Newchannel"
+            and str(e.get("Channel", "")).startswith("PJSIP/partner-12345-")
+        ),
+        mark_r,
+    )
+    assert sorted(e.get("CallerIDNum") for e in inbound) == [numbers[k] for k in "CDE"], inbound
 
     # None dropped: every citizen was answered, by the local agent or a remote seat.
     for key in "ABCDEF":
