@@ -11,8 +11,8 @@ feature capabilities: ``transfers``, ``conferences``, ``workorders``, ``partners
 ``overflow``
     carry-number transfer, three-way calls, work orders and duty-line reminders, the partner
     link, the dialplan's FastAGI hooks, overflow to remote seats. Each has the same shape:
-    ``machine`` (pure state machine, where it has one), ``service``, ``api`` (its HTTP resource) and ``plugin.install(app, deps)``.
-    Siblings never import each other.
+    ``machine`` (pure state machine, where it has one), ``service``, ``api`` (its HTTP
+    resource) and ``plugin.install(app, deps)``. Siblings never import each other.
 ``deps``
     what the runtime gives every feature capability (settings, the PBX port, calls, records).
 ``handoffs``
