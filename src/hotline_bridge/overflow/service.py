@@ -86,6 +86,7 @@ class OverflowService:
         self._submit = submit
         self._clock = clock
         self.polls_failed = 0
+        self._failing = False
         # Observers (metrics): a transition (active now), a call result, a poll's outcome.
         self.on_transition: Callable[[bool], None] = lambda active: None
         self.on_call: Callable[[str], None] = lambda result: None
@@ -99,12 +100,16 @@ class OverflowService:
         except Exception as exc:  # the AMI edge's errors, a bad answer: all one failed poll
             self.polls_failed += 1
             self.on_poll(False)
-            log.warning(
-                "overflow poll failed", queue=self.queue, error=str(exc) or type(exc).__name__
-            )
+            if not self._failing:  # logged once per outage; the metric counts every one
+                self._failing = True
+                error = str(exc) or type(exc).__name__
+                log.warning("overflow poll failed", queue=self.queue, error=error)
             self._step(machine.PollFailed(str(exc)))
             return
         self.on_poll(True)
+        if self._failing:
+            self._failing = False
+            log.info("overflow poll recovered", queue=self.queue, failed_so_far=self.polls_failed)
         self._step(sample)
 
     def _step(self, event: machine.Event) -> None:
