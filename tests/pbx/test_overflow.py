@@ -15,6 +15,8 @@ From and P-Asserted-Identity carry the same citizen number).
 - ``test_a_dead_bridge_lets_overflow_lapse_back_to_the_local_queue``: overflow on, the bridge
   ``kill -9``ed: the switch still says "on", but once its lease has run out a new citizen waits
   in the local queue.
+- ``test_a_remote_site_that_is_down_sends_the_citizen_to_the_local_queue``: overflow on and the
+  remote PBX stopped: the overflowed citizen falls back to the local queue.
 """
 
 from __future__ import annotations
@@ -169,6 +171,8 @@ class Calls:
 
 
 async def hang_up_all(ami: AmiSession) -> None:
+    if ami.closed:  # that PBX was stopped by the test
+        return
     for ch in await ami.action_list("CoreShowChannels"):
         await ami.action("Hangup", Channel=ch["Channel"])
 
@@ -180,6 +184,13 @@ async def calls(sites: Sites, tmp_path: Path) -> AsyncIterator[Calls]:
     for ami in (local_ami, remote_ami):
         await hang_up_all(ami)
     c = Calls(sites, tmp_path, local_ami, remote_ami)
+
+    async def overflow_off() -> bool:
+        flag, until = await c.switch()
+        return flag != "on" or until < time.time()
+
+    # Each test starts with overflow off: an idle queue switches it off after the calm hold.
+    await poll(overflow_off)
     try:
         yield c
     finally:
@@ -363,6 +374,34 @@ async def test_overflow_to_remote_seats_and_back(calls: Calls) -> None:
         "dropped": sum(1 for p in calls.citizens.values() if not answered(p)),
         "fallback_dial_status": fell.get("DialStatus"),
     }
+
+
+async def test_a_remote_site_that_is_down_sends_the_citizen_to_the_local_queue(
+    calls: Calls,
+) -> None:
+    local = calls.local_ami
+    await calls.local_agent()
+    mark = local.mark()
+    await calls.citizen("13900000021", 0)
+    await wait_bridged(local, since=mark)
+    await calls.citizen("13900000022", 1)
+    await calls.wait_switch("on")
+    calls.sites.remote.stop()  # the remote seat group's PBX is gone
+    try:
+        since = local.mark()
+        await calls.citizen("13900000023", 2)
+        await local.wait_event(is_user_event("OverflowDialing"), since=since)
+        fell = await local.wait_event(
+            is_user_event("OverflowFallback"), since=since, timeout=RING_TIMEOUT_S + 15
+        )
+        await local.wait_event(
+            is_event("QueueCallerJoin", CallerIDNum="13900000023"), since=since, timeout=20
+        )
+        # Still waiting in the local queue, not dropped.
+        assert await calls.citizen_channel("13900000023")
+        REPORT["remote_down"] = {"fallback_dial_status": fell.get("DialStatus")}
+    finally:
+        calls.sites.remote.start()
 
 
 async def test_a_dead_bridge_lets_overflow_lapse_back_to_the_local_queue(calls: Calls) -> None:
