@@ -138,6 +138,8 @@ def build(settings: Settings, recorder: StoreRecorder) -> Runtime:
     supervision = units.install(app, deps)
     followups.install(app, deps)
 
+    # Overflow's look at the citizens' queue: the AMI read stays here (capabilities never
+    # touch AMI); any error it raises is one failed poll to the service.
     async def read_queue(queue: str) -> list[AmiEvent]:
         return await ami.send_list("QueueSummary", {"Queue": queue})
 
