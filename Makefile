@@ -48,13 +48,15 @@ sandbox-stop: ## stop the sandbox PBX
 # Issue 5: a 12345 PBX and a 110 PBX side by side (asterisk/two-site/), on their own ports.
 TWO_SITE := asterisk/two-site
 .PHONY: sandbox-two-site sandbox-two-site-stop two-site
-sandbox-two-site: setup ## start the two-site pair: 12345 PBX (SIP 5260) and 110 PBX (SIP 5160)
+sandbox-two-site: setup ## start the two-site pair: 12345 PBX (SIP 5260) and 110 PBX (SIP 5160), and the remote seat group PBX (SIP 5360)
 	$(PY) asterisk/sandbox.py --topology $(TWO_SITE)/12345.toml start
 	$(PY) asterisk/sandbox.py --topology $(TWO_SITE)/110.toml start
+	$(PY) asterisk/sandbox.py --topology $(TWO_SITE)/remote.toml start
 
 two-site: sandbox-two-site
 
-sandbox-two-site-stop: ## stop the two-site pair
+sandbox-two-site-stop: ## stop the two-site pair (and the remote seat group PBX)
+	-$(PY) asterisk/sandbox.py --topology $(TWO_SITE)/remote.toml stop
 	-$(PY) asterisk/sandbox.py --topology $(TWO_SITE)/110.toml stop
 	-$(PY) asterisk/sandbox.py --topology $(TWO_SITE)/12345.toml stop
 

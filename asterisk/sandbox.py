@@ -150,6 +150,14 @@ def validate_topology(topo: dict[str, Any]) -> None:
     if topo["citizens"].get("callback_endpoint"):
         _match(topo["citizens"]["callback_endpoint"], _NAME_RE, "[citizens].callback_endpoint")
         _port(_need(topo, "citizens", "callback_sip_port"), "[citizens].callback_sip_port")
+    for i, port in enumerate(topo["citizens"].get("extra_sip_ports", [])):
+        _port(port, f"[citizens].extra_sip_ports[{i}]")
+    remote = topo.get("remote_site")
+    if remote is not None:  # a remote seat group's PBX new citizen calls may overflow to
+        _match(remote.get("endpoint"), _NAME_RE, "[remote_site].endpoint")
+        _match(str(remote.get("number")), _NUMBER_RE, "[remote_site].number")
+        _loopback(remote.get("sip_host"), "[remote_site].sip_host")
+        _port(remote.get("sip_port"), "[remote_site].sip_port")
     agents = topo.get("agents") or []
     if not agents:
         raise SandboxError("topology has no [[agents]]")
@@ -178,6 +186,7 @@ def validate_topology(topo: dict[str, Any]) -> None:
         + [t["endpoint"] for t in (topo.get("targets") or {}).values()]
         + list(desks.get("ports") or {})
         + ([county["endpoint"]] if county else [])
+        + ([remote["endpoint"]] if remote is not None else [])
         + _validate_drill(topo)
     )
     if len(set(endpoints)) != len(endpoints):
@@ -244,8 +253,10 @@ def pool_endpoints(topo: dict[str, Any]) -> list[str]:
 BRIDGE_SECTIONS = (
     "ami", "http", "ops", "limits", "agi", "bridge", "agents", "api_clients", "partner", "targets",
     "duty_lines", "reports", "units", "follow_up", "log_format", "log_level", "phone_keys",
+    "overflow",
 )  # fmt: skip
-_PEER_KEYS = frozenset({"sip_host", "sip_port"})  # where a SIPp peer listens: the PBX's business
+# Where a SIPp peer listens, and how the PBX talks to it: the PBX's business, not the bridge's.
+_PEER_KEYS = frozenset({"sip_host", "sip_port", "send_pai"})
 _TARGET_PEER_KEYS = _PEER_KEYS | {"endpoint"}
 
 
@@ -472,6 +483,8 @@ def _peer_sections(topo: dict[str, Any]) -> str:
         "type = identify",
         f"endpoint = {c['endpoint']}",
         f"match = {c['sip_host']}:{c['sip_port']}",
+        # More citizens' SIPp phones at once (each its own port): the same carrier trunk.
+        *(f"match = {c['sip_host']}:{port}" for port in c.get("extra_sip_ports", [])),
         "",
     ]
     if c.get("callback_endpoint"):
@@ -508,6 +521,9 @@ def _peer_sections(topo: dict[str, Any]) -> str:
             "; `telephone-event/8000` in its SDP); a phone that only sends SIP INFO needs",
             "; dtmf_mode = auto_info, one that only plays tones in the audio dtmf_mode = inband.",
             "dtmf_mode = rfc4733",
+            # A seat that checks the caller (the remote seat group's): the citizen's number in
+            # P-Asserted-Identity as well as From.
+            *(["send_pai = yes"] if a.get("send_pai") else []),
             "",
             f"[{ep}]",
             "type = aor",
@@ -551,6 +567,31 @@ def _peer_sections(topo: dict[str, Any]) -> str:
             "type = identify",
             f"endpoint = {k['endpoint']}",
             f"match = {k['sip_host']}:{k['sip_port']}",
+            "",
+        ]
+    remote = topo.get("remote_site")
+    if remote is not None:
+        ep = remote["endpoint"]
+        out += [
+            "; Remote seat group (远程话务座席): the PBX new citizen calls overflow to while the",
+            f"; queue is short of seats (dialplan hotline-overflow; PBX on "
+            f"{remote['sip_host']}:{remote['sip_port']}).",
+            f"[{ep}](hotline-endpoint)",
+            "context = hotline-from-partner",
+            f"aors = {ep}",
+            "; The citizen's own number in From AND P-Asserted-Identity.",
+            "send_pai = yes",
+            "trust_id_outbound = yes",
+            "trust_id_inbound = yes",
+            "",
+            f"[{ep}]",
+            "type = aor",
+            f"contact = sip:{remote['number']}@{remote['sip_host']}:{remote['sip_port']}",
+            "",
+            f"[{ep}-identify]",
+            "type = identify",
+            f"endpoint = {ep}",
+            f"match = {remote['sip_host']}:{remote['sip_port']}",
             "",
         ]
     return "\n".join(out).rstrip("\n")

@@ -7,11 +7,12 @@ import-linter contracts in ``pyproject.toml``):
     the running service: the composition root (``app``) that lists the capabilities and calls
     each one's ``install``, the CLI, the AMI command ``interpreter``, the ``switchboard`` that
     hands PBX events to the capabilities in order, logs and metrics. The only user of ``ami``.
-feature capabilities: ``transfers``, ``conferences``, ``workorders``, ``partners``, ``agi``
+feature capabilities: ``transfers``, ``conferences``, ``workorders``, ``partners``, ``agi``,
+``overflow``
     carry-number transfer, three-way calls, work orders and duty-line reminders, the partner
-    link, the dialplan's FastAGI hooks. Each has the same shape: ``machine`` (pure state machine,
-    where it has one), ``service``, ``api`` (its HTTP resource) and ``plugin.install(app, deps)``.
-    Siblings never import each other.
+    link, the dialplan's FastAGI hooks, overflow to remote seats. Each has the same shape:
+    ``machine`` (pure state machine, where it has one), ``service``, ``api`` (its HTTP
+    resource) and ``plugin.install(app, deps)``. Siblings never import each other.
 ``deps``
     what the runtime gives every feature capability (settings, the PBX port, calls, records).
 ``handoffs``

@@ -425,6 +425,45 @@ class FollowUpSettings(_Section):
     max_calls_at_once: int = Field(5, ge=1, le=50)
 
 
+class OverflowSettings(_Section):
+    """Overflow to remote seats (远程话务座席): new citizen calls go to a remote seat group while
+    the citizens' queue is short of seats, and come back to it once the queue recovers.
+
+    Start when ``waiting >= start_waiting`` with no agent free, or when the oldest caller has
+    waited ``start_oldest_wait_s``; stop only after ``waiting <= stop_waiting`` and the oldest wait
+    ``<= stop_oldest_wait_s`` held for ``stop_hold_s`` (hysteresis: the stop thresholds are below
+    the start ones). The PBX overflows only while the bridge keeps refreshing its lease
+    (``lease_s``): a dead bridge lets overflow lapse back to the local queue by itself.
+    """
+
+    enabled: bool = False
+    queue: Identifier | None = None  # default: [bridge].return_queue (the citizens' queue)
+    dial: DialString | None = None  # the remote seat group, e.g. PJSIP/12345@remote-seats
+    ring_timeout_s: int = Field(20, ge=1, le=120)  # then the citizen falls back to the queue
+    start_waiting: int = Field(5, ge=1, le=10_000)
+    start_oldest_wait_s: float = Field(60.0, gt=0, le=3600)
+    stop_waiting: int = Field(1, ge=0, le=10_000)
+    stop_oldest_wait_s: float = Field(20.0, ge=0, le=3600)
+    stop_hold_s: float = Field(60.0, ge=0, le=3600)
+    poll_interval_s: float = Field(2.0, ge=0.2, le=60)
+    lease_s: float = Field(15.0, ge=1, le=600)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OverflowSettings:
+        problems = []
+        if self.stop_waiting >= self.start_waiting:
+            problems.append("stop_waiting must be below start_waiting")
+        if self.stop_oldest_wait_s >= self.start_oldest_wait_s:
+            problems.append("stop_oldest_wait_s must be below start_oldest_wait_s")
+        if self.lease_s < 2 * self.poll_interval_s:
+            problems.append("lease_s must be at least 2 x poll_interval_s (one lost poll)")
+        if self.enabled and self.dial is None:
+            problems.append("dial is required when overflow is enabled")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 class ReportSettings(_Section):
     """The quarterly joint analysis report (``hotline-bridge report``, ``/v1/reports``)."""
 
@@ -457,6 +496,7 @@ class Settings(BaseSettings):
     units: UnitSettings = UnitSettings()
     store: StoreSettings = StoreSettings()
     follow_up: FollowUpSettings = FollowUpSettings()
+    overflow: OverflowSettings = OverflowSettings()
     cluster: ClusterSettings | None = None  # None: one bridge, no standby
     log_format: Annotated[str, Field(pattern=r"^(json|console|auto)$")] = "auto"
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"

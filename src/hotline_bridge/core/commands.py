@@ -21,6 +21,16 @@ class SetVar:
 
 
 @dataclass(frozen=True, slots=True)
+class SetGlobal:
+    """Set a dialplan global variable (AMI ``Setvar`` without a channel): a switch the
+    dialplan reads for every new call, e.g. overflow to remote seats."""
+
+    ref: str
+    name: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class BlindTransfer:
     """Send the bridged peer of ``channel`` (the agent's channel) to ``context,exten``."""
 
@@ -87,7 +97,9 @@ class Hangup:
     channel: str
 
 
-Command = SetVar | BlindTransfer | Redirect | Originate | CallOut | ConfbridgeKick | Hangup
+Command = (
+    SetVar | SetGlobal | BlindTransfer | Redirect | Originate | CallOut | ConfbridgeKick | Hangup
+)
 
 
 @dataclass(frozen=True, slots=True)

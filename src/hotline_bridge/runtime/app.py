@@ -25,7 +25,7 @@ from hotline_bridge import __version__
 from hotline_bridge.agi import plugin as agi
 from hotline_bridge.agi.plugin import AGI
 from hotline_bridge.agi.server import AgiServer
-from hotline_bridge.ami import AmiClient
+from hotline_bridge.ami import AmiClient, AmiEvent
 from hotline_bridge.calls import plugin as calls
 from hotline_bridge.calls.api import CALLS
 from hotline_bridge.catalog import api as catalog
@@ -42,6 +42,7 @@ from hotline_bridge.handoffs.recorder import StoreRecorder
 from hotline_bridge.handoffs.store import HandoffStore
 from hotline_bridge.keys import plugin as keys
 from hotline_bridge.notices import plugin as notices
+from hotline_bridge.overflow import plugin as overflow
 from hotline_bridge.partners import plugin as partners
 from hotline_bridge.partners.api import RECEIVER as PARTNER_RECEIVER
 from hotline_bridge.partners.link import PartnerLink
@@ -158,6 +159,13 @@ def build(settings: Settings, recorder: StoreRecorder) -> Runtime:
     reports.install(app, deps)
     supervision = units.install(app, deps)
     followups.install(app, deps)
+
+    # Overflow's look at the citizens' queue: the AMI read stays here (capabilities never
+    # touch AMI); any error it raises is one failed poll to the service.
+    async def read_queue(queue: str) -> list[AmiEvent]:
+        return await ami.send_list("QueueSummary", {"Queue": queue})
+
+    overflowing = overflow.install(app, deps, read_queue)
     console.install(app, deps)
 
     screens = streams.install(app, deps)
@@ -175,6 +183,10 @@ def build(settings: Settings, recorder: StoreRecorder) -> Runtime:
         screens.conference_changed(old, new)
 
     transfer_service.book.on_change = transfer_moved
+    if overflowing is not None:
+        overflowing.on_transition = metrics.overflow_changed
+        overflowing.on_call = metrics.overflow_call
+        overflowing.on_poll = metrics.overflow_polled
     supervision.on_scan = metrics.supervision_scanned
     conference_service.book.on_change = conference_moved
     if link is not None:

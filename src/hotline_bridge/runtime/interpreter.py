@@ -32,6 +32,7 @@ from hotline_bridge.core.commands import (
     Hangup,
     Originate,
     Redirect,
+    SetGlobal,
     SetVar,
 )
 from hotline_bridge.core.feedback import ResultHandler, Submit
@@ -57,6 +58,9 @@ def to_action(cmd: Command) -> tuple[str, Fields]:
     match cmd:
         case SetVar(channel=channel, name=name, value=value):
             return "Setvar", {"Channel": channel, "Variable": name, "Value": value}
+        case SetGlobal(name=name, value=value):
+            # No Channel: Asterisk sets the global (read by every new call's dialplan).
+            return "Setvar", {"Variable": name, "Value": value}
         case BlindTransfer(channel=channel, context=context, exten=exten):
             return "BlindTransfer", {"Channel": channel, "Context": context, "Exten": exten}
         case Redirect():

@@ -189,6 +189,36 @@ class Metrics:
             self.matters_overdue.labels(stage).set(0)
             for kind in ("due_soon", "overdue"):
                 self.supervision_flags.labels(kind, stage)
+        self.overflow_active = Gauge(
+            "hotline_overflow_active",
+            "1 while new citizen calls overflow to the remote seat group (the citizens' queue is "
+            "short of seats), 0 otherwise.",
+            registry=r,
+        )
+        self.overflow_transitions = Counter(
+            "hotline_overflow_transitions",
+            "Overflow to remote seats switched, by the state it switched to (on, off).",
+            ["to"],
+            registry=r,
+        )
+        self.overflow_calls = Counter(
+            "hotline_overflow_calls",
+            "Citizen calls the dialplan sent to the remote seat group (overflowed), and those of "
+            "them the remote site did not take, back in the local queue (fell_back).",
+            ["result"],
+            registry=r,
+        )
+        self.overflow_polls_failed = Counter(
+            "hotline_overflow_polls_failed",
+            "Looks at the citizens' queue that failed (AMI down, timeout, bad answer): overflow "
+            "was not renewed, and lapses back to the local queue if they go on.",
+            registry=r,
+        )
+        self.overflow_active.set(0)
+        for to in ("on", "off"):
+            self.overflow_transitions.labels(to)
+        for result in ("overflowed", "fell_back"):
+            self.overflow_calls.labels(result)
         for queue in queues:
             for result in _QUEUE_RESULTS.values():
                 self.citizen_calls.labels(self._queue(queue), result)
@@ -207,6 +237,23 @@ class Metrics:
             self.supervision_flags.labels(kind, stage).inc()
         for stage, n in overdue.items():
             self.matters_overdue.labels(stage).set(n)
+
+    @_never_raises
+    def overflow_changed(self, active: bool) -> None:
+        """Overflow to remote seats switched on or off."""
+        self.overflow_active.set(1 if active else 0)
+        self.overflow_transitions.labels("on" if active else "off").inc()
+
+    @_never_raises
+    def overflow_call(self, result: str) -> None:
+        """A citizen call overflowed, or fell back from the remote site to the local queue."""
+        if result in ("overflowed", "fell_back"):
+            self.overflow_calls.labels(result).inc()
+
+    @_never_raises
+    def overflow_polled(self, ok: bool) -> None:
+        if not ok:
+            self.overflow_polls_failed.inc()
 
     @_never_raises
     def on_pbx_event(self, event: PbxEvent) -> None:
