@@ -129,6 +129,30 @@ async def test_a_plain_line_gets_the_agent_s_chosen_jurisdiction_and_the_record_
     assert record["events"][0]["data"]["call_jurisdiction"] == "gucheng"
 
 
+async def test_a_duty_line_s_desk_reads_the_record_its_call_carried(
+    bridge: RunningBridge, parties: Parties, admin_ami: AmiSession
+) -> None:
+    number = "13500135005"
+    await parties.agents()
+    water = await desk(parties, "desk-water", number)
+    await county_citizen(parties, number)  # a burst main in Yulong
+    _, transfer, record = await carried(bridge, {"target": "water", "handoff": {"place": "玉龙县"}})
+    assert transfer["state"] == "answered", transfer
+    user, invite = request_user(water)
+    assert user == "966062"  # the water company's Yulong duty desk
+    handoff_id = invite.header("X-Handoff-Id")
+    assert handoff_id == record["id"]
+    # The desk reads the record by the id its call carried, with its own token ...
+    water_co = next(c["token"] for c in bridge.topology["api_clients"] if c["id"] == "water-co")
+    status, seen = await bridge.request("GET", f"/v1/handoffs/{handoff_id}", token=water_co)
+    assert status == 200, seen
+    assert seen["snapshot"]["content"]["place"] == "玉龙县"
+    assert seen["snapshot"]["citizen"]["number"] != number  # masked: the desk has the call
+    # ... and nothing else: a record handed to 119 is not its to read.
+    status, answer = await bridge.request("GET", "/v1/handoffs?limit=1", token=water_co)
+    assert status == 403, answer
+
+
 async def test_a_target_that_takes_no_three_way_call_is_refused_and_the_call_stays(
     bridge: RunningBridge, parties: Parties, admin_ami: AmiSession
 ) -> None:

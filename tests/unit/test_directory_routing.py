@@ -14,7 +14,7 @@ from lab.sandbox import DEFAULT_TOPOLOGY, bridge_settings, load_topology, sandbo
 from hotline_bridge.calls.model import LiveCall
 from hotline_bridge.catalog import Platform, load_catalog
 from hotline_bridge.config.settings import load_settings
-from hotline_bridge.core.errors import Conflict, Invalid
+from hotline_bridge.core.errors import Conflict, Forbidden, Invalid
 from hotline_bridge.core.principal import Principal
 from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.directory.configured import (
@@ -236,3 +236,45 @@ def test_a_linked_platform_s_record_is_queued_and_an_override_recorded(
     assert record.events[0].data["call_jurisdiction"] == "gucheng"
     pending = recorder.store.outbox_pending(now=datetime.fromtimestamp(T + 1, UTC))
     assert [(p.handoff_id, p.kind) for p in pending] == [(hid, "handoff.created")]
+
+
+def test_a_plain_line_s_client_reads_only_the_records_handed_to_its_line(
+    recorder: StoreRecorder,
+) -> None:
+    configured = configured_directory(bridge_settings(DEFAULT_TOPOLOGY))
+    assert configured.line_readers == {
+        "water-co": frozenset({"water"}),
+        "power-co": frozenset({"power"}),
+    }
+    service = recorder.service("110")
+    service.line_readers = configured.line_readers
+    water_co = Principal(id="water-co", role="line")
+    ids = {}
+    for target in ("water", "119"):
+        desk = route(SEED, target, "yulong", HandoffInput(), Purpose.TRANSFER, T)
+        ids[target] = recorder.open(
+            kind="carry_transfer",
+            call=CALL,
+            target=target,
+            handoff=HandoffInput(),
+            now=T,
+            desk=desk,
+        )
+    view = service.read(water_co, ids["water"])
+    assert view["snapshot"]["target"] == "water"
+    assert view["snapshot"]["citizen"]["number"] == "138****8000"  # masked: not its creator
+    with pytest.raises(Forbidden, match="not handed to your line"):
+        service.read(water_co, ids["119"])
+
+
+def test_a_line_s_api_client_must_not_be_a_token_of_another_role() -> None:
+    settings = bridge_settings(
+        DEFAULT_TOPOLOGY,
+        api_clients=[
+            {"id": "power-co", "role": "supervisor", "token": "sandbox-token-power-sup-1"}
+        ],
+    )
+    with pytest.raises(
+        DirectoryError, match=r"targets\.power: api_client power-co is a supervisor"
+    ):
+        configured_directory(settings)

@@ -200,11 +200,12 @@ class AgentSettings(_Section):
 
 
 class ApiClientSettings(_Section):
-    """A non-agent API user: a supervisor (sees full numbers, audited), a partner platform, or a
-    handling unit (``id`` is then the unit's id in the units directory)."""
+    """A non-agent API user: a supervisor (sees full numbers, audited), a partner platform, a
+    handling unit (``id`` is then the unit's id in the units directory), or a plain line's desk
+    (``line``: reads the records handed to its target, whose ``api_client`` names this ``id``)."""
 
     id: Identifier
-    role: Annotated[str, Field(pattern=r"^(supervisor|partner|unit)$")]
+    role: Annotated[str, Field(pattern=r"^(supervisor|partner|unit|line)$")]
     token: SecretStr = Field(min_length=16)
 
 

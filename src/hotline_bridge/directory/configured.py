@@ -23,6 +23,15 @@ class Configured:
     # Sandbox only: linked targets without a partner link, carried by reference instead.
     downgraded: tuple[str, ...] = ()
 
+    @property
+    def line_readers(self) -> dict[str, frozenset[str]]:
+        """Each plain line's API client id and the targets whose records it may read."""
+        readers: dict[str, set[str]] = {}
+        for t in self.directory.targets.values():
+            if not t.linked and t.api_client:
+                readers.setdefault(t.api_client, set()).add(t.id)
+        return {client: frozenset(ids) for client, ids in readers.items()}
+
 
 def configured_directory(settings: Settings) -> Configured:
     """The directory this site routes by. Raises :class:`DirectoryError` naming what is wrong."""
@@ -53,6 +62,14 @@ def configured_directory(settings: Settings) -> Configured:
             }
         )
         downgraded = tuple(unlinked)
+    clients = {c.id: c.role for c in settings.api_clients}
+    for t in directory.targets.values():
+        if t.api_client and clients.get(t.api_client, "line") != "line":
+            # A token of another role must not quietly gain a line's reads (or lose its own).
+            problems.append(
+                f"targets.{t.id}: api_client {t.api_client} is a {clients[t.api_client]}, "
+                "not a line"
+            )
     if problems:
         raise DirectoryError(problems)
     return Configured(directory, downgraded)

@@ -16,10 +16,13 @@ def install(
     *,
     partner: str,
     by_reference: frozenset[str] = frozenset(),
+    line_readers: dict[str, frozenset[str]] | None = None,
 ) -> HandoffService:
     """``partner``: the partner platform's target key (``110`` at 12345, ``12345`` at 110);
-    ``by_reference``: the plain-line targets, whose records are never pushed."""
+    ``by_reference``: the plain-line targets, whose records are never pushed; ``line_readers``:
+    each plain line's API client and the targets it reads."""
     service = app[api.HANDOFFS] = recorder.service(partner)
     service.by_reference = by_reference
+    service.line_readers = line_readers or {}
     app.router.add_routes([*api.routes(), *screen.routes()])
     return service

@@ -132,6 +132,8 @@ class HandoffService:
         self.target = target  # the partner's target key in settings, e.g. "110"
         # Targets reached by a plain line: their records are read by reference, never pushed.
         self.by_reference: frozenset[str] = frozenset()
+        # A plain line's API client (role "line") -> the targets whose records it may read.
+        self.line_readers: dict[str, frozenset[str]] = {}
         self._clock = clock
         self._new_id = new_id
 
@@ -161,6 +163,10 @@ class HandoffService:
 
     def read(self, principal: Principal, handoff_id: str) -> dict[str, Any]:
         record = self._get(handoff_id)
+        if principal.role == "line" and record.snapshot.target not in self.line_readers.get(
+            principal.id, frozenset()
+        ):
+            raise Forbidden("this record was not handed to your line")
         if views.read_is_audited(record):
             self.store.log_access(views.access_entry(principal, record, False, self._clock()))
         return views.record_view(record, principal)

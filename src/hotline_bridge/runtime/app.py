@@ -143,6 +143,7 @@ def build(settings: Settings, recorder: StoreRecorder) -> Runtime:
             by_reference=frozenset(
                 t.id for t in configured.directory.targets.values() if not t.linked
             ),
+            line_readers=configured.line_readers,
         ),
         directory=configured.directory,
     )
