@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from lab.bridge import start_bridge
+from lab.faults.partner import bridge_env
 from lab.sandbox import Sandbox
 from lab.sipp import SippProcess
 
@@ -18,6 +19,8 @@ from hotline_bridge.handoffs.model import EventKind
 from hotline_bridge.handoffs.store.postgres import PostgresHandoffStore
 
 from .conftest import Parties
+
+NO_PARTNER_PORT = 18397  # a partner link to a closed port: pushes wait in the outbox
 
 pytestmark = pytest.mark.pbx
 
@@ -35,7 +38,13 @@ async def test_a_carry_transfer_with_the_bridge_on_postgres(
         sandbox.topology,
         workdir,
         port=PG_BRIDGE_PORT,
-        overrides={"HOTLINE_BRIDGE_STORE__DSN": pg_dsn},
+        overrides={
+            "HOTLINE_BRIDGE_STORE__DSN": pg_dsn,
+            # A partner link to 110 makes it a linked platform (its record is queued for the
+            # push); nothing listens there, so the row stays in the outbox to be looked at.
+            **bridge_env(NO_PARTNER_PORT),
+            "HOTLINE_BRIDGE_AGI__ENABLED": "false",  # the session bridge has the AGI port
+        },
     )
     try:
         await parties.agents()
