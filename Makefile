@@ -74,13 +74,19 @@ demo-two-site: setup ## 12345 and 110 PBXes + bridges: a carried call, its recor
 	$(BIN)/python -m lab.demo_two_site
 
 # Load drill knobs: make drill RATE=20 DURATION=60 MIX=0.1 (MIX = share of three-way calls).
+# The mix over targets and jurisdictions (each checked at its own desk):
+#   make drill RATE=3 DURATION=60 MIX_TARGETS=110,119,120,122,water,power,gas
+# (MIX_JURISDICTIONS: default all five; DRILL_ARGS: more options, e.g. --publish bench/results).
 RATE ?= 20
 DURATION ?= 60
 MIX ?= 0
 HOLD ?= 8
+MIX_TARGETS ?=
+MIX_JURISDICTIONS ?=
+DRILL_ARGS ?=
 
-drill: sandbox lab ## load drill: RATE calls/s for DURATION s, MIX three-way; verifies every call
-	$(BIN)/python -m lab.drill --topology $(TOPOLOGY) --rate $(RATE) --duration $(DURATION) --mix $(MIX) --hold $(HOLD)
+drill: sandbox lab ## load drill: RATE calls/s for DURATION s, MIX three-way, MIX_TARGETS spread; verifies every call
+	$(BIN)/python -m lab.drill --topology $(TOPOLOGY) --rate $(RATE) --duration $(DURATION) --mix $(MIX) --hold $(HOLD) --targets '$(MIX_TARGETS)' --jurisdictions '$(MIX_JURISDICTIONS)' $(DRILL_ARGS)
 
 bench: sandbox lab ## bridge vs raw AMI vs SIP REFER, same load; micro-benchmarks -> bench/results/
 	$(BIN)/python -m lab.bench --topology $(TOPOLOGY)

@@ -218,7 +218,24 @@ def _validate_drill(topo: dict[str, Any]) -> list[str]:
     _loopback(drill.get("sip_host"), "[drill].sip_host")
     for key in ("citizen_sip_port", "partner_sip_port"):
         _port(drill.get(key), f"[drill].{key}")
-    return [drill["carrier_endpoint"], drill["partner_endpoint"], *pool_endpoints(topo)]
+    for target, port in (drill.get("desks") or {}).items():
+        _match(target, _NAME_RE, f"[drill.desks].{target}")
+        _port(port, f"[drill.desks].{target}")
+    return [
+        drill["carrier_endpoint"],
+        drill["partner_endpoint"],
+        *drill_desks(topo),
+        *pool_endpoints(topo),
+    ]
+
+
+DRILL_DESK_PREFIX = "drill-desk-"
+
+
+def drill_desks(topo: dict[str, Any]) -> dict[str, int]:
+    """The mix drill's desks ([drill.desks]): endpoint drill-desk-<target> -> its SIPp port."""
+    drill = topo.get("drill") or {}
+    return {f"{DRILL_DESK_PREFIX}{t}": int(p) for t, p in (drill.get("desks") or {}).items()}
 
 
 def pool_agents(topo: dict[str, Any]) -> list[dict[str, Any]]:
@@ -738,6 +755,33 @@ def _drill_peer_sections(topo: dict[str, Any]) -> str:
         f"endpoint = {drill['partner_endpoint']}",
         f"match = {host}:{drill['partner_sip_port']}",
         "",
+    ]
+    for ep, port in drill_desks(topo).items():
+        # No user in the contact: Dial(PJSIP/1191@drill-desk-119) puts 1191 in the request URI,
+        # which is how the mix drill's desk tells the jurisdictions apart. A-law only, as above.
+        out += [
+            f"; The mix drill's desk {ep} (SIPp desk_drill_uas.xml on {host}:{port}).",
+            f"[{ep}](hotline-endpoint)",
+            "context = hotline-from-partner",
+            f"aors = {ep}",
+            "allow = !all,alaw",
+            "send_pai = yes",
+            "trust_id_outbound = yes",
+            "send_diversion = yes",
+            "send_history_info = yes",
+            "trust_id_inbound = yes",
+            "",
+            f"[{ep}]",
+            "type = aor",
+            f"contact = sip:{host}:{port}",
+            "",
+            f"[{ep}-identify]",
+            "type = identify",
+            f"endpoint = {ep}",
+            f"match = {host}:{port}",
+            "",
+        ]
+    out += [
         f"; {pool['count']} pool agents, one SIPp UAS on {pool['sip_host']}:{pool['sip_port']}.",
         "; hotline-drill-agents: the phones' own SIP REFER to 110 (the bench's native way).",
         "; A-law only, like the drill's citizens: no transcoding in the measured path.",

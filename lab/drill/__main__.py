@@ -17,6 +17,7 @@ from lab.drill import (
     run_drill,
     summary,
 )
+from lab.drill.mix import JURISDICTIONS, PRESETS, parse_list
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +42,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--profile", action="store_true", help="py-spy the bridge (bridge mode)")
     p.add_argument("--bridge-nice", type=int, default=0, help="nice value of the bridge process")
+    p.add_argument(
+        "--targets",
+        default="",
+        help="the mix: spread the transfers over these linkage targets, e.g. "
+        "110,119,120,122,water,power,gas (each its own SIPp desk, [drill.desks])",
+    )
+    p.add_argument(
+        "--jurisdictions",
+        default="",
+        help=f"with --targets: these jurisdictions (default all: {','.join(JURISDICTIONS)})",
+    )
+    p.add_argument(
+        "--mix-preset",
+        choices=sorted(PRESETS),
+        help="a named mix: network = every target and jurisdiction of the seed directory",
+    )
+    p.add_argument(
+        "--publish", type=Path, help="also write drill[-mix]-<stamp>.json/.md here (bench/results)"
+    )
     args = p.parse_args(argv)
+    targets, jurisdictions = parse_list(args.targets), parse_list(args.jurisdictions)
+    if args.mix_preset:
+        if targets or jurisdictions:
+            p.error("--mix-preset or --targets/--jurisdictions, not both")
+        targets, jurisdictions = PRESETS[args.mix_preset]
     opts = DrillOptions(
         mode=args.mode,
         rate=args.rate,
@@ -56,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.quiet,
         profile=args.profile,
         bridge_nice=args.bridge_nice,
+        targets=targets,
+        jurisdictions=jurisdictions,
+        publish=args.publish,
     )
     try:
         report = asyncio.run(run_drill(opts))

@@ -23,9 +23,11 @@ from ..bridge import RunningBridge, start_bridge
 from ..loadami import LoadAmi, Message
 from ..sandbox import Sandbox, load_topology
 from ..sipp import SippProcess
+from .mix import MixPlan, build_plan
 from .options import (
     AGENT_MEDIA_PORT,
     CITIZEN_MEDIA_PORT,
+    DESK_MEDIA_PORT,
     PARTNER_MEDIA_PORT,
     DrillCall,
     DrillError,
@@ -34,7 +36,7 @@ from .options import (
     cpu_seconds,
     extract_g711a,
 )
-from .report import build_report, cpu_entry, write
+from .report import build_report, cpu_entry, publish, write
 from .verify import SippFindings, read_sipp_logs, verify_records
 
 
@@ -117,6 +119,16 @@ class Drill:
         self.pool_prefix = f"PJSIP/{self.pool['endpoint_prefix']}"
         self.partner_prefix = f"PJSIP/{self.dr['partner_endpoint']}-"
         self.partner_dial = f"PJSIP/{self.dr['partner_number']}@{self.dr['partner_endpoint']}"
+        self.mix: MixPlan | None = (
+            build_plan(self.topo, opts.targets, opts.jurisdictions) if opts.targets else None
+        )
+        # The channels of the desks this drill's transfers ring: the one 110 desk, or the mix's.
+        self.desk_prefixes: tuple[str, ...] = (
+            tuple(f"PJSIP/{ep}-" for ep in self.mix.ports)
+            if self.mix is not None
+            else (self.partner_prefix,)
+        )
+        self.desk_procs: list[SippProcess] = []
         self.calls: dict[str, DrillCall] = {}  # by citizen uid
         self.by_conference: dict[str, DrillCall] = {}
         self.bridges: dict[str, dict[str, Message]] = {}
@@ -130,7 +142,8 @@ class Drill:
         self.bridge: RunningBridge | None = None
         self.media: dict[str, Any] = {}
         self.stamp = time.strftime("%Y%m%d-%H%M%S")
-        name = f"{self.stamp}-{opts.mode}-{opts.rate:g}cps-{opts.duration:g}s"
+        mode = f"{opts.mode}-mix" if opts.targets else opts.mode
+        name = f"{self.stamp}-{mode}-{opts.rate:g}cps-{opts.duration:g}s"
         self.workdir = opts.results / (f"{name}-{opts.label}" if opts.label else name)
         self.three_way_every = round(1 / opts.mix) if opts.mix > 0 else 0
         self.answered_three_way = 0
@@ -164,7 +177,7 @@ class Drill:
 
     def _bridge_enter(self, msg: Message) -> None:
         bridge_id, chan = msg.get("BridgeUniqueid", ""), msg.get("Channel", "")
-        if chan.startswith(self.partner_prefix):
+        if chan.startswith(self.desk_prefixes):
             rec = self.calls.get(msg.get("Linkedid", ""))
             if rec is not None and rec.kind == "carry" and rec.partner_bridged_at is None:
                 rec.partner_bridged_at = _ts(msg)
@@ -192,8 +205,15 @@ class Drill:
         self.calls[rec.uid] = rec
         n = len(self.calls)
         rec.way = self.opts.mode if self.opts.mode != "mixed" else ("raw", "bridge")[n % 2]
+        if self.mix is not None:
+            rec.target, rec.jurisdiction = self.mix.assign(n)
+            desk = self.mix.expected[(rec.target, rec.jurisdiction)]
+            rec.expected_desk = f"{desk.endpoint}/{desk.number}"
         if self.three_way_every and n % self.three_way_every == 0 and rec.way == "bridge":
-            rec.kind = "three_way"
+            # A target that takes no three-way call (the duty lines) would refuse it with a 422:
+            # its turn is a carry transfer, so the share only counts where it can happen.
+            if self.mix is None or self.mix.three_way[rec.target]:
+                rec.kind = "three_way"
         if rec.way == "bridge":
             self._spawn(self._press(rec))
         elif rec.way == "raw":
@@ -215,10 +235,15 @@ class Drill:
         what = "three-way" if rec.kind == "three_way" else "carry-transfer"
         path = f"/v1/agents/{rec.agent_id}/{what}"
         token = self._token(rec.agent_id)
+        press: dict[str, Any] = {"target": rec.target or "110"}
+        if rec.jurisdiction:
+            # The agent's override: the desk of this jurisdiction, whatever trunk the call took.
+            press["handoff"] = {"jurisdiction": rec.jurisdiction}
+        payload = json.dumps(press).encode()
         for attempt in range(40):
             try:
                 status, body, t0 = await asyncio.wait_for(
-                    self.hotkeys.post(path, b'{"target": "110"}', token), 10
+                    self.hotkeys.post(path, payload, token), 10
                 )
             except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError) as exc:
                 rec.error = f"{type(exc).__name__}: {exc}"
@@ -365,16 +390,35 @@ class Drill:
                     record=opts.record_ami,
                 )
             host, trace = self.dr["sip_host"], opts.trace_sip
-            partner = SippProcess(
-                "partner_drill_uas.xml",
-                port=int(self.dr["partner_sip_port"]),
-                local_ip=host,
-                workdir=self.workdir,
-                name="partner",
-                hold=max(60.0, opts.hold * 4),  # the citizen ends the call; this is a safety net
-                extra_args=["-rtp_echo", "-mp", str(PARTNER_MEDIA_PORT)],
-                trace_messages=trace,
-            )
+            if self.mix is None:
+                partner = SippProcess(
+                    "partner_drill_uas.xml",
+                    port=int(self.dr["partner_sip_port"]),
+                    local_ip=host,
+                    workdir=self.workdir,
+                    name="partner",
+                    hold=max(60.0, opts.hold * 4),  # the citizen ends the call: a safety net
+                    extra_args=["-rtp_echo", "-mp", str(PARTNER_MEDIA_PORT)],
+                    trace_messages=trace,
+                )
+                self.desk_procs = [partner]
+            else:
+                # One desk per target of the drill's directory (named by its endpoint), drilled
+                # or not: a call rung at a desk it was not meant for must be seen, not refused.
+                self.desk_procs = [
+                    SippProcess(
+                        "desk_drill_uas.xml",
+                        port=port,
+                        local_ip=host,
+                        workdir=self.workdir,
+                        name=endpoint,
+                        hold=max(60.0, opts.hold * 4),
+                        extra_args=["-rtp_echo", "-mp", str(DESK_MEDIA_PORT + 10 * i)],
+                        trace_messages=trace,
+                    )
+                    for i, (endpoint, port) in enumerate(self.mix.ports.items())
+                ]
+                partner = self.desk_procs[0]
             agents = SippProcess(
                 "agent_refer_uas.xml" if opts.mode == "refer" else "agent_uas.xml",
                 port=int(self.pool["sip_port"]),
@@ -411,8 +455,9 @@ class Drill:
                 trace_messages=trace,
             )
             assert raw.parent == citizen.workdir  # rtp_stream reads g711a.raw from SIPp's cwd
-            procs = [partner, agents]
-            await partner.start()
+            procs = [*self.desk_procs, agents]
+            for desk_proc in self.desk_procs:
+                await desk_proc.start(settle=0)
             await agents.start()
             pids = {
                 "bridge": self.bridge.proc.pid if self.bridge and self.bridge.proc else None,
@@ -449,10 +494,12 @@ class Drill:
             if self.tasks:
                 await asyncio.wait(set(self.tasks), timeout=15)
             sipp_results = {"citizens": citizen.snapshot()}
-            for p in (partner, agents):
+            for p in (*self.desk_procs, agents):
                 sipp_results[p.name] = await p.stop(timeout=5)
             leftovers = await self._hang_up_leftovers()
-            self.found = read_sipp_logs(self.calls, sipp_results, opts.mode)
+            self.found = read_sipp_logs(
+                self.calls, sipp_results, opts.mode, [p.name for p in self.desk_procs]
+            )
             records = (
                 await verify_records(self.calls, self.topo, self.http, self.bridge.base_url)
                 if self.bridge is not None and self.http is not None
@@ -494,8 +541,11 @@ class Drill:
             sipp=sipp_results,
             leftovers=leftovers,
             records=records,
+            mix=self.mix,
         )
         write(report, self.calls, opts, self.workdir)
+        if opts.publish is not None:
+            report["published"] = [str(p) for p in publish(report, opts.publish, self.stamp)]
         return report
 
     async def _watch(
@@ -534,7 +584,7 @@ class Drill:
                 self._say(self._progress_line(sample))
             if not self.media and elapsed >= media_at:
                 self._spawn(self._media_check())
-            if not (partner.running and agents.running):
+            if not (partner.running and agents.running and all(p.running for p in self.desk_procs)):
                 self._say("drill: a SIPp peer died; stopping the citizens")
                 await citizen.stop(timeout=3)
                 break
@@ -592,6 +642,7 @@ class Drill:
             self.dr["carrier_endpoint"],
             self.pool["endpoint_prefix"],
             self.dr["partner_endpoint"],
+            *(self.mix.ports if self.mix is not None else ()),
         )
         rows: list[dict[str, Any]] = []
         for line in text.splitlines():
@@ -622,7 +673,13 @@ class Drill:
 
     def _drill_desk(self) -> dict[str, str]:
         """The bridge's 110 is the drill's own desk: a one-target directory file when the site
-        routes by a directory, else the [targets.110] dial string."""
+        routes by a directory, else the [targets.110] dial string. A mix drill always routes by
+        its own directory file (every target's desks the drill's SIPp desks, lab.drill.mix)."""
+        if self.mix is not None:
+            path = self.workdir / "drill-targets.toml"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(self.mix.directory_text, encoding="utf-8")
+            return {"HOTLINE_BRIDGE_BRIDGE__TARGETS_PATH": str(path)}
         if not (self.topo.get("bridge") or {}).get("targets_path"):
             return {"HOTLINE_BRIDGE_TARGETS__110__DIAL": self.partner_dial}
         path = self.workdir / "drill-targets.toml"
@@ -640,7 +697,7 @@ class Drill:
     async def _hang_up_leftovers(self) -> int:
         assert self.ami is not None
         chans = await self.ami.list_action("CoreShowChannels", timeout=15)
-        mine = (self.carrier_prefix, self.pool_prefix, self.partner_prefix)
+        mine = (self.carrier_prefix, self.pool_prefix, *self.desk_prefixes)
         stale = [c["Channel"] for c in chans if str(c.get("Channel", "")).startswith(mine)]
         for name in stale:
             self.ami.send("Hangup", Channel=name)

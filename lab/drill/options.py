@@ -25,6 +25,9 @@ MAX_RATE, MAX_DURATION, MAX_HOLD, MAX_CALLS = 100.0, 600.0, 120.0, 20_000
 # ports per call. Clear of the tests' SIPp peers (6000 up, SIPp's default), of Asterisk's RTP
 # range ([pbx].rtp_start..rtp_end, 20000-24999) and of Linux's ephemeral ports (32768 up).
 AGENT_MEDIA_PORT, PARTNER_MEDIA_PORT, CITIZEN_MEDIA_PORT = 26000, 26010, 27000
+# The mix drill's desks echo from 26100 up, 10 apart (SIPp takes a few ports above -mp).
+DESK_MEDIA_PORT = 26100
+MAX_MIX_TARGETS = 20  # a drill's desks are SIPp processes on two shared cores
 
 
 class DrillError(RuntimeError):
@@ -53,6 +56,13 @@ class DrillOptions:
     # Extra environment settings for the drill's bridge (the fault drill routes AMI through its
     # proxy and adds a partner link this way).
     bridge_overrides: dict[str, str] = field(default_factory=dict)
+    # The mix (issue 12): spread the transfers over these linkage targets (each its own SIPp
+    # desk, [drill.desks]) and jurisdictions (the hotkey's handoff.jurisdiction override);
+    # empty = the classic drill, everything to the one 110 desk. Jurisdictions default to all.
+    targets: tuple[str, ...] = ()
+    jurisdictions: tuple[str, ...] = ()
+    # Also write the report as <publish>/drill-mix-<stamp>.json/.md (bench/results).
+    publish: Path | None = None
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -67,6 +77,25 @@ class DrillOptions:
             raise DrillError("mix is a share: 0..1")
         if self.mix and self.mode not in ("bridge", "mixed"):
             raise DrillError("three-way calls (mix) exist only through the bridge (mode bridge)")
+        if self.jurisdictions and not self.targets:
+            raise DrillError("jurisdictions spread a mix: give the targets too")
+        if self.targets:
+            from .mix import JURISDICTIONS  # the mix module imports this one
+
+            if self.mode != "bridge":
+                raise DrillError("the mix drill goes through the bridge's hotkeys (mode bridge)")
+            if len(set(self.targets)) != len(self.targets):
+                raise DrillError(f"a target is listed twice: {','.join(self.targets)}")
+            if len(self.targets) > MAX_MIX_TARGETS:
+                raise DrillError(f"at most {MAX_MIX_TARGETS} mix targets")
+            if not self.jurisdictions:
+                self.jurisdictions = JURISDICTIONS
+            bad = [j for j in self.jurisdictions if j not in JURISDICTIONS]
+            if bad or len(set(self.jurisdictions)) != len(self.jurisdictions):
+                raise DrillError(
+                    f"jurisdictions: {','.join(self.jurisdictions)}; each once, of "
+                    f"{', '.join(JURISDICTIONS)}"
+                )
         if self.calls > MAX_CALLS:
             raise DrillError(f"rate x duration = {self.calls} calls; the limit is {MAX_CALLS}")
 
@@ -109,6 +138,16 @@ class DrillCall:
     record_number: str = ""
     carried: bool | None = None
     problem: str = ""
+    # The mix: the pair this call was given, where the directory says it must ring, and where
+    # the SIP that left the PBX actually went (the desk's SIPp log: its port, the R-URI user).
+    target: str = ""
+    jurisdiction: str = ""
+    expected_desk: str = ""  # endpoint/number
+    desk: str = ""  # endpoint/number of the first INVITE carrying this handoff's X-Handoff-Id
+    desk_invites: int = 0
+    record_target: str = ""
+    record_jurisdiction: str = ""
+    verdict: str = ""  # verified | misrouted | number_wrong | missing | other
 
     def latency_ms(self, end: float | None) -> float | None:
         if self.press_at is None or end is None:

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from . import mix as mixmod
 from .options import DrillCall, DrillOptions, machine_description
 from .verify import SippFindings, judge
 
@@ -54,6 +55,7 @@ def build_report(
     sipp: dict[str, Any],
     leftovers: int,
     records: dict[str, Any],
+    mix: mixmod.MixPlan | None = None,
 ) -> dict[str, Any]:
     calls = list(calls_by_uid.values())
     for rec in calls:
@@ -112,7 +114,33 @@ def build_report(
     if leftovers:
         problems.append(f"{leftovers} drill channels were still up after the run")
     if found.partner_unmatched:
-        problems.append(f"{len(found.partner_unmatched)} INVITEs at 110 matched no hotkey")
+        problems.append(f"{len(found.partner_unmatched)} INVITEs at a desk matched no hotkey")
+    mix_section: dict[str, Any] | None = None
+    if mix is not None:
+        rows = mixmod.table(mix, calls)
+        tot = mixmod.totals(rows)
+        mix_section = {
+            "targets": list(mix.targets),
+            "jurisdictions": list(mix.jurisdictions),
+            "assignment": "round-robin: call n gets target (n-1) mod T, jurisdiction "
+            "((n-1) div T) mod J; the jurisdiction as the hotkey's handoff.jurisdiction override",
+            "desks": {ep: port for ep, port in mix.ports.items()},
+            "totals": tot,
+            "pairs": rows,
+        }
+        for key, what in (
+            ("misrouted", "rang another desk or number than the directory's"),
+            ("number_wrong", "reached the desk without the citizen's number in From and PAI"),
+            ("missing", "never reached any desk"),
+        ):
+            if tot[key]:
+                problems.append(f"mix: {tot[key]} handoffs {what}")
+        # Enough calls to cover every pair once: a pair never verified is a hole in the proof.
+        if len(calls) >= tot["pairs"] and tot["pairs_verified"] < tot["pairs"]:
+            problems.append(
+                f"mix: only {tot['pairs_verified']} of {tot['pairs']} target x jurisdiction "
+                "pairs verified"
+            )
     report: dict[str, Any] = {
         "drill": {
             "mode": opts.mode,
@@ -120,6 +148,8 @@ def build_report(
             "duration_s": opts.duration,
             "hold_s": opts.hold,
             "mix_three_way": opts.mix,
+            "mix_targets": list(opts.targets),
+            "mix_jurisdictions": list(opts.jurisdictions),
             "calls": offered,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started_at)),
             "label": opts.label,
@@ -152,6 +182,7 @@ def build_report(
             ],
         },
         "latency_ms": {"carry": lat(carry), "three_way": lat(three)},
+        **({"mix": mix_section} if mix_section is not None else {}),
         # carry transfers per way (in mixed mode: bridge and raw, call by call, same load)
         "by_way": by_way,
         "cpu": cpu,
@@ -170,8 +201,10 @@ def build_report(
 def write(
     report: dict[str, Any], calls: dict[str, DrillCall], opts: DrillOptions, workdir: Path
 ) -> None:
-    """report.json, calls.jsonl and (unless opts.plot is off) latency.png under workdir."""
+    """report.json, report.md, calls.jsonl and (unless opts.plot is off) latency.png under
+    workdir."""
     (workdir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (workdir / "report.md").write_text(markdown(report))
     with (workdir / "calls.jsonl").open("w") as f:
         for rec in calls.values():
             f.write(json.dumps(asdict(rec)) + "\n")
@@ -277,7 +310,74 @@ def summary(report: dict[str, Any]) -> str:
             f"  media: {m['rtp_both_ways']} of {m['channels']} drill channels had RTP both ways "
             f"(rx {m['rx_packets']} / tx {m['tx_packets']} packets, codecs {m['codecs']})"
         )
+    mx = report.get("mix")
+    if mx:
+        t = mx["totals"]
+        lines.append(
+            f"  mix: {len(mx['targets'])} targets x {len(mx['jurisdictions'])} jurisdictions, "
+            f"{t['pairs_hit']}/{t['pairs']} pairs hit, {t['pairs_verified']} verified; "
+            f"calls {t['calls']}: verified {t['verified']}, MISROUTED {t['misrouted']}, "
+            f"NUMBER WRONG {t['number_wrong']}, MISSING {t['missing']}, other {t['other']}"
+        )
+        for tgt in mx["targets"]:
+            cells = [r for r in mx["pairs"] if r["target"] == tgt]
+            lines.append(
+                f"    {tgt:6} "
+                + "  ".join(
+                    f"{r['jurisdiction']} {r['verified']}/{r['calls']}"
+                    + ("" if r["verified"] == r["calls"] else " !")
+                    for r in cells
+                )
+            )
     lines.append(f"  results: {report['results_dir']}")
     lines += [f"  PROBLEM: {p}" for p in report["problems"]]
     lines.append("  OK" if report["ok"] else "  FAILED")
     return "\n".join(lines)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The summary and, for a mix drill, the per target x jurisdiction table (no numbers of
+    citizens: the table counts, report.json and calls.jsonl name the calls)."""
+    d = report["drill"]
+    title = "mix drill" if report.get("mix") else "drill"
+    out = [
+        f"# {title} {d['started_at']}: {d['rate_cps']:g} calls/s x {d['duration_s']:g} s",
+        "",
+        "```",
+        summary(report),
+        "```",
+        "",
+    ]
+    m = report.get("mix")
+    if m:
+        t = m["totals"]
+        out += [
+            f"Targets {', '.join(m['targets'])}; jurisdictions {', '.join(m['jurisdictions'])}; "
+            f"{m['assignment']}.",
+            "",
+            f"**{t['calls']} calls over {t['pairs_hit']} of {t['pairs']} pairs: {t['carried']} "
+            f"carried, {t['verified']} verified at the desk the directory names, "
+            f"{t['misrouted']} misrouted, {t['number_wrong']} number wrong, {t['missing']} "
+            f"missing, {t['other']} other; {t['pairs_verified']} of {t['pairs']} pairs verified.**",
+            "",
+            "Columns: *carried* = an INVITE carrying the handoff's X-Handoff-Id left the PBX to "
+            "a desk; *verified* = it reached the directory's desk (SIPp port = target, request "
+            "URI user = jurisdiction's number) with the citizen's number in From and "
+            "P-Asserted-Identity, the desk bridged with the citizen and the bridge's record "
+            "agrees; *3-way* = of those, three-way calls.",
+            "",
+            mixmod.markdown_table(m["pairs"]),
+        ]
+    return "\n".join(out)
+
+
+def publish(report: dict[str, Any], out: Path, stamp: str) -> list[Path]:
+    """<out>/drill[-mix]-<stamp>.json (without the per-second progress) and .md: a committed
+    result, the run's own directory (per-call files, SIPp logs) staying where it is."""
+    out.mkdir(parents=True, exist_ok=True)
+    prefix = "drill-mix" if report.get("mix") else "drill"
+    j, m = out / f"{prefix}-{stamp}.json", out / f"{prefix}-{stamp}.md"
+    slim = {k: v for k, v in report.items() if k != "progress"}
+    j.write_text(json.dumps(slim, indent=2) + "\n")
+    m.write_text(markdown(report))
+    return [j, m]

@@ -20,9 +20,16 @@ class SippFindings:
     partner_unmatched: list[str] = field(default_factory=list)  # X-Handoff-Ids of no press
 
 
-def read_sipp_logs(calls: dict[str, DrillCall], results: dict[str, Any], mode: str) -> SippFindings:
+def read_sipp_logs(
+    calls: dict[str, DrillCall],
+    results: dict[str, Any],
+    mode: str,
+    desks: list[str] | tuple[str, ...] = ("partner",),
+) -> SippFindings:
     """What the SIPp peers logged: which citizens were answered and how each call ended, and
-    what every INVITE at the 110 desk carried (matched to its call by X-Handoff-Id)."""
+    what every INVITE at a desk carried (matched to its call by X-Handoff-Id). ``desks`` are
+    the desk SIPp processes' names: "partner" (the 110 desk) or the mix's desk endpoints, whose
+    log lines also give the request URI's user (the number the PBX dialled)."""
     by_number = {c.number: c for c in calls.values() if c.number}
     found = SippFindings()
     for line in results["citizens"].log_lines:
@@ -35,22 +42,27 @@ def read_sipp_logs(calls: dict[str, DrillCall], results: dict[str, Any], mode: s
         if num in by_number:
             by_number[num].citizen_end = by
     by_handoff = {c.handoff_id: c for c in calls.values() if c.handoff_id}
-    for line in results["partner"].log_lines:
-        if " drill-partner-invite " not in line:
-            continue
-        found.partner_invites += 1
-        f = _log_fields(line)
-        hid = f.get("id", "")
-        rec = by_handoff.get(hid)
-        if rec is None and hid.startswith("refer-"):
-            rec = by_number.get(hid[len("refer-") :])
-            if rec is not None:
-                rec.handoff_id = hid
-        if rec is None:
-            found.partner_unmatched.append(hid)
-            continue
-        rec.partner_invite_at = _gettimeofday(f)
-        rec.partner_from, rec.partner_pai = f.get("from", ""), f.get("pai", "")
+    for desk in desks:
+        for line in results[desk].log_lines:
+            if " drill-partner-invite " not in line and " drill-desk-invite " not in line:
+                continue
+            found.partner_invites += 1
+            f = _log_fields(line)
+            hid = f.get("id", "")
+            rec = by_handoff.get(hid)
+            if rec is None and hid.startswith("refer-"):
+                rec = by_number.get(hid[len("refer-") :])
+                if rec is not None:
+                    rec.handoff_id = hid
+            if rec is None:
+                found.partner_unmatched.append(hid)
+                continue
+            rec.desk_invites += 1
+            if rec.target and rec.desk_invites > 1:
+                continue  # a second ring for one handoff: judged from the count, first one kept
+            rec.partner_invite_at = _gettimeofday(f)
+            rec.partner_from, rec.partner_pai = f.get("from", ""), f.get("pai", "")
+            rec.desk = f"{desk}/{f['ruri']}" if "ruri" in f else desk
     if mode == "refer":
         for line in results["agents"].log_lines:
             f = _log_fields(line)
@@ -96,7 +108,10 @@ async def verify_records(
                     rec.record_state += " (agent never left)"
         status, body = await get(f"/v1/handoffs/{rec.handoff_id}")
         if status == 200:
-            rec.record_number = str(body["snapshot"]["citizen"].get("number") or "")
+            snap = body["snapshot"]
+            rec.record_number = str(snap["citizen"].get("number") or "")
+            rec.record_target = str(snap.get("target") or "")
+            rec.record_jurisdiction = str((snap.get("matter") or {}).get("jurisdiction") or "")
 
     todo = [c for c in calls.values() if c.way == "bridge" and c.ref and c.handoff_id]
     await asyncio.gather(*(one(c) for c in todo))
@@ -104,21 +119,43 @@ async def verify_records(
 
 
 def judge(rec: DrillCall, citizen_numbers: set[str]) -> None:
-    """Was this call's number carried, and does every side agree?"""
+    """Was this call's number carried (to the desk the directory names, for a mix call), and
+    does every side agree? ``rec.verdict`` is the first kind of fault, for the mix's table:
+    missing (no INVITE anywhere), misrouted (another desk or number, or rung twice),
+    number_wrong (From or PAI not the citizen's), other (press, bridging, record)."""
     problems = []
+    verdicts = []
     if rec.press_at is None or rec.error:
         problems.append(rec.error or "no hotkey press")
+        verdicts.append("other")
     if rec.partner_invite_at is None:
-        problems.append("no INVITE at 110 for this handoff")
+        problems.append(f"no INVITE at {'any desk' if rec.target else '110'} for this handoff")
+        verdicts.append("missing")
     else:
+        if rec.target and rec.desk != rec.expected_desk:
+            problems.append(f"misrouted: rang {rec.desk}, the directory says {rec.expected_desk}")
+            verdicts.append("misrouted")
+        if rec.target and rec.desk_invites > 1:
+            problems.append(f"{rec.desk_invites} INVITEs carried this handoff")
+            verdicts.append("misrouted")
         if not (rec.partner_from == rec.partner_pai == rec.number):
             problems.append(
-                f"110 got From {rec.partner_from} / PAI {rec.partner_pai}, citizen is {rec.number}"
+                f"desk got From {rec.partner_from or '-'} / PAI {rec.partner_pai or '-'}, "
+                f"citizen is {rec.number}"
             )
+            verdicts.append("number_wrong")
         if rec.number not in citizen_numbers:
             problems.append(f"{rec.number} is not a number a drill citizen presented")
+            verdicts.append("number_wrong")
+    if rec.target and rec.way == "bridge" and rec.record_target:
+        if (rec.record_target, rec.record_jurisdiction) != (rec.target, rec.jurisdiction):
+            problems.append(
+                f"record says {rec.record_target}/{rec.record_jurisdiction}, "
+                f"pressed {rec.target}/{rec.jurisdiction}"
+            )
+            verdicts.append("other")
     if rec.partner_bridged_at is None:
-        problems.append("110 never bridged with the citizen")
+        problems.append(f"{'the desk' if rec.target else '110'} never bridged with the citizen")
     if rec.way == "bridge":
         if rec.record_number != rec.number:
             problems.append(f"record says {rec.record_number or 'no number'}")
@@ -134,3 +171,6 @@ def judge(rec: DrillCall, citizen_numbers: set[str]) -> None:
         problems.append(f"REFER final sipfrag {rec.refer_final or 'missing'}")
     rec.carried = not problems
     rec.problem = "; ".join(problems)
+    # Routing and number faults first: they are what the mix drill exists to catch.
+    order = ("missing", "misrouted", "number_wrong", "other")
+    rec.verdict = next((v for v in order if v in verdicts), "other" if problems else "verified")

@@ -1,0 +1,208 @@
+"""The mix drill (issue 12): transfers spread over several linkage targets and jurisdictions.
+
+Each call the queue bridges gets a (target, jurisdiction) pair, round-robin so that the first
+``targets x jurisdictions`` calls hit every pair once; the agent's hotkey carries the
+jurisdiction as the handoff's override (``{"target": t, "handoff": {"jurisdiction": j}}``), the
+simplest way to spread one trunk's calls over five jurisdictions.
+
+The drill routes by its OWN directory file, written here from the site's: the same targets
+(kind, labels, three-way rule), but every desk is the drill's SIPp desk for that target
+(``PJSIP/<number>@drill-desk-<target>``, ``[drill.desks]`` of the topology) with one number per
+jurisdiction, ``<city number><1..5>`` (the seed's own scheme: 1191 = 119 Gucheng, 966062 =
+water Yulong) and the plain city number for the city-wide desk. So the port an INVITE arrives on
+names the target, its request URI the jurisdiction, and a call that fell back to the city desk
+(an override lost on the way) shows as misrouted rather than passing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hotline_bridge.core.vocabulary import Jurisdiction
+from hotline_bridge.directory.loader import load_directory
+from hotline_bridge.directory.model import CITY_WIDE, Directory
+
+from ..sandbox import REPO
+from .options import DrillCall, DrillError
+
+# Fixed order: a jurisdiction's digit in the desk number never depends on the selection.
+JURISDICTIONS = tuple(j.value for j in Jurisdiction if j is not Jurisdiction.UNKNOWN)
+DESK_PREFIX = "drill-desk-"  # asterisk/sandbox.py DRILL_DESK_PREFIX
+# Named selections for --mix-preset: "network" is every target and jurisdiction of the seed.
+PRESETS = {"network": (("110", "119", "120", "122", "water", "power", "gas"), JURISDICTIONS)}
+
+
+@dataclass(frozen=True)
+class DeskAddress:
+    endpoint: str  # the PJSIP endpoint (= the SIPp desk's name)
+    number: str  # the request URI's user the directory dials there
+
+
+@dataclass(frozen=True)
+class MixPlan:
+    targets: tuple[str, ...]  # drilled, in round-robin order
+    jurisdictions: tuple[str, ...]
+    ports: dict[str, int]  # desk endpoint -> SIPp port (every target of the drill directory)
+    expected: dict[tuple[str, str], DeskAddress]  # (target, jurisdiction) -> where it must ring
+    city: dict[str, DeskAddress]  # target -> its city-wide desk (a fallback = misrouted)
+    three_way: dict[str, bool]
+    directory_text: str
+
+    def assign(self, n: int) -> tuple[str, str]:
+        """The n-th bridged call's pair (n from 1). Targets turn fastest, so consecutive calls
+        go to different desks; calls 1..T*J cover every pair exactly once."""
+        i = n - 1
+        t = self.targets[i % len(self.targets)]
+        j = self.jurisdictions[(i // len(self.targets)) % len(self.jurisdictions)]
+        return t, j
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(t, j) for t in self.targets for j in self.jurisdictions]
+
+    def where(self, endpoint: str, number: str) -> str:
+        """A desk as the report names it: endpoint/number."""
+        return f"{endpoint}/{number}"
+
+
+def parse_list(value: str) -> tuple[str, ...]:
+    """``"110, 119,gas"`` -> ("110", "119", "gas"); "all" and "" stay as they are for check()."""
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def site_directory(topo: dict[str, Any]) -> Directory:
+    """The directory the site routes by ([bridge].targets_path, relative to the repository),
+    else the shipped seed."""
+    path = (topo.get("bridge") or {}).get("targets_path")
+    if not path:
+        return load_directory()
+    p = Path(path)
+    return load_directory(p if p.is_absolute() else REPO / p)
+
+
+def build_plan(
+    topo: dict[str, Any], targets: tuple[str, ...], jurisdictions: tuple[str, ...]
+) -> MixPlan:
+    drill = topo.get("drill") or {}
+    desk_ports = {str(t): int(p) for t, p in (drill.get("desks") or {}).items()}
+    if not desk_ports:
+        raise DrillError("the topology's [drill] has no desks ([drill.desks]): no mix drill")
+    site = site_directory(topo)
+    unknown = [t for t in targets if t not in site.targets]
+    if unknown:
+        raise DrillError(
+            f"targets not in the site's directory: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(site.targets))})"
+        )
+    no_desk = [t for t in targets if t not in desk_ports]
+    if no_desk:
+        raise DrillError(f"no drill desk in [drill.desks] for: {', '.join(no_desk)}")
+    # Every target that has a drill desk is in the drill's directory, drilled or not: the
+    # sandbox's phone keys name 110, and the bridge refuses a directory missing a key's target.
+    listed = [t for t in site.targets if t in desk_ports]
+    expected: dict[tuple[str, str], DeskAddress] = {}
+    city: dict[str, DeskAddress] = {}
+    lines = [
+        "# GENERATED by lab.drill (mix): the site's targets, every desk the drill's own SIPp desk",
+        "# of that target; the number says the jurisdiction (<city number><1..5>).",
+        "[directory]",
+        "version = 1",
+        "",
+    ]
+    for tid in listed:
+        t = site.targets[tid]
+        ep = f"{DESK_PREFIX}{tid}"
+        base = (t.desks.get(CITY_WIDE) or next(iter(t.desks.values()))).number
+        city[tid] = DeskAddress(ep, base)
+        lines += [
+            f'[targets."{tid}"]',
+            f'kind = "{t.kind.value}"',
+            *([f'site = "{t.site}"'] if t.site else []),
+            *([f'api_client = "{t.api_client}"'] if t.api_client else []),
+            f"label_zh = {_toml_str(t.label_zh)}",
+            f"label_en = {_toml_str(t.label_en + ' (drill desk)')}",
+            f'forwarding_number = "{t.forwarding_number}"',
+            f"three_way = {'true' if t.three_way else 'false'}",
+            # No hours: a closed target is a 409 at the press, not a routing fault to count.
+            f'[targets."{tid}".desks]',
+            f'city = {{ dial = "PJSIP/{base}@{ep}", number = "{base}" }}',
+        ]
+        for i, j in enumerate(JURISDICTIONS, start=1):
+            number = f"{base}{i}"
+            expected[(tid, j)] = DeskAddress(ep, number)
+            lines.append(f'{j} = {{ dial = "PJSIP/{number}@{ep}", number = "{number}" }}')
+        lines.append("")
+    return MixPlan(
+        targets=targets,
+        jurisdictions=jurisdictions,
+        ports={f"{DESK_PREFIX}{t}": desk_ports[t] for t in listed},
+        expected={k: v for k, v in expected.items() if k[0] in targets and k[1] in jurisdictions},
+        city=city,
+        three_way={tid: site.targets[tid].three_way for tid in listed},
+        directory_text="\n".join(lines),
+    )
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def table(plan: MixPlan, calls: list[DrillCall]) -> list[dict[str, Any]]:
+    """Per target x jurisdiction: calls given the pair, carried (the desk got an INVITE for
+    the handoff), verified, misrouted, number wrong, missing (no INVITE anywhere), other."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {
+        (t, j): {
+            "target": t,
+            "jurisdiction": j,
+            "desk": plan.where(plan.expected[(t, j)].endpoint, plan.expected[(t, j)].number),
+            "calls": 0,
+            "three_way": 0,
+            "carried": 0,
+            "verified": 0,
+            "misrouted": 0,
+            "number_wrong": 0,
+            "missing": 0,
+            "other": 0,
+        }
+        for t, j in plan.pairs
+    }
+    for rec in calls:
+        row = rows.get((rec.target, rec.jurisdiction))
+        if row is None:
+            continue
+        row["calls"] += 1
+        row["three_way"] += rec.kind == "three_way"
+        row["carried"] += rec.desk_invites > 0
+        if rec.carried:
+            row["verified"] += 1
+        elif rec.verdict in ("misrouted", "number_wrong", "missing"):
+            row[rec.verdict] += 1
+        else:
+            row["other"] += 1
+    return list(rows.values())
+
+
+def totals(rows: list[dict[str, Any]]) -> dict[str, int]:
+    keys = ("calls", "three_way", "carried", "verified", "misrouted", "number_wrong", "missing")
+    out = {k: sum(r[k] for r in rows) for k in (*keys, "other")}
+    out["pairs"] = len(rows)
+    out["pairs_hit"] = sum(1 for r in rows if r["calls"])
+    out["pairs_verified"] = sum(1 for r in rows if r["verified"])
+    return out
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| target | jurisdiction | desk (endpoint/R-URI) | calls | 3-way | carried | verified "
+        "| misrouted | number wrong | missing | other |\n"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+    body = "".join(
+        f"| {r['target']} | {r['jurisdiction']} | `{r['desk']}` | {r['calls']} | "
+        f"{r['three_way']} | {r['carried']} | {r['verified']} | {r['misrouted']} | "
+        f"{r['number_wrong']} | {r['missing']} | {r['other']} |\n"
+        for r in rows
+    )
+    return head + body
