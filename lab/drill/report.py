@@ -271,22 +271,23 @@ def plot_latencies(groups: dict[str, list[DrillCall]], out: Path, title: str) ->
 def summary(report: dict[str, Any]) -> str:
     c, t, w = report["calls"], report["transfers"], report["three_way"]
     car, cpu = report["carried"], report["cpu"]
+    desk = "the desks" if report.get("mix") else "110"
     lines = [
         f"drill {report['drill']['mode']}: {report['drill']['rate_cps']:g} calls/s x "
         f"{report['drill']['duration_s']:g} s, hold {report['drill']['hold_s']:g} s, "
         f"three-way share {report['drill']['mix_three_way']:g}",
         f"  calls: offered {c['offered']}, reached an agent {c['reached_agent']}, ended by the "
         f"citizen {c['ended_by_citizen']}, DROPPED {c['dropped']}",
-        f"  carry transfers: attempted {t['attempted']}, answered by 110 {t['answered']}, "
+        f"  carry transfers: attempted {t['attempted']}, answered by {desk} {t['answered']}, "
         f"failed {t['failed']} (presses retried after 409: {t['retried_409']})",
     ]
     if w["attempted"] or w["failed"]:
         lines.append(
-            f"  three-way: attempted {w['attempted']}, 110 joined {w['answered']}, agent left "
+            f"  three-way: attempted {w['attempted']}, {desk} joined {w['answered']}, agent left "
             f"{w['agent_left']}, failed {w['failed']}"
         )
     lines.append(
-        f"  number carried: checked at 110 {car['checked_at_partner']}, verified "
+        f"  number carried: checked at {desk} {car['checked_at_partner']}, verified "
         f"{car['verified']}, UNVERIFIED {car['unverified']}"
     )
     groups = list(report["latency_ms"].items())
