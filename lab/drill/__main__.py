@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         help=f"with --targets: these jurisdictions (default all: {','.join(JURISDICTIONS)})",
     )
     p.add_argument(
+        "--entry-jurisdiction",
+        default="yulong",
+        help="with --targets: the drill trunk's jurisdiction (entry hook); its calls are pressed "
+        "without an override. '' = every call by override (yulong)",
+    )
+    p.add_argument(
         "--mix-preset",
         choices=sorted(PRESETS),
         help="a named mix: network = every target and jurisdiction of the seed directory",
@@ -83,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         bridge_nice=args.bridge_nice,
         targets=targets,
         jurisdictions=jurisdictions,
+        entry_jurisdiction=args.entry_jurisdiction,
         publish=args.publish,
     )
     try:

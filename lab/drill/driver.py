@@ -209,6 +209,8 @@ class Drill:
             rec.target, rec.jurisdiction = self.mix.assign(n)
             desk = self.mix.expected[(rec.target, rec.jurisdiction)]
             rec.expected_desk = f"{desk.endpoint}/{desk.number}"
+            rec.expected_call_jurisdiction = self.opts.entry_jurisdiction or "unknown"
+            rec.by_entry = rec.jurisdiction == self.opts.entry_jurisdiction
         if self.three_way_every and n % self.three_way_every == 0 and rec.way == "bridge":
             # A target that takes no three-way call (the duty lines) would refuse it with a 422:
             # its turn is a carry transfer, so the share only counts where it can happen.
@@ -236,7 +238,7 @@ class Drill:
         path = f"/v1/agents/{rec.agent_id}/{what}"
         token = self._token(rec.agent_id)
         press: dict[str, Any] = {"target": rec.target or "110"}
-        if rec.jurisdiction:
+        if rec.jurisdiction and not rec.by_entry:
             # The agent's override: the desk of this jurisdiction, whatever trunk the call took.
             press["handoff"] = {"jurisdiction": rec.jurisdiction}
         payload = json.dumps(press).encode()
@@ -679,7 +681,14 @@ class Drill:
             path = self.workdir / "drill-targets.toml"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(self.mix.directory_text, encoding="utf-8")
-            return {"HOTLINE_BRIDGE_BRIDGE__TARGETS_PATH": str(path)}
+            env = {"HOTLINE_BRIDGE_BRIDGE__TARGETS_PATH": str(path)}
+            if self.opts.entry_jurisdiction:
+                # Only this bridge's entry hook sees the drill trunk as that jurisdiction's: the
+                # sandbox's own map (and the tests that read it) stay as they are.
+                by_endpoint = dict((self.topo.get("agi") or {}).get("jurisdiction_by_endpoint", {}))
+                by_endpoint[self.dr["carrier_endpoint"]] = self.opts.entry_jurisdiction
+                env["HOTLINE_BRIDGE_AGI__JURISDICTION_BY_ENDPOINT"] = json.dumps(by_endpoint)
+            return env
         if not (self.topo.get("bridge") or {}).get("targets_path"):
             return {"HOTLINE_BRIDGE_TARGETS__110__DIAL": self.partner_dial}
         path = self.workdir / "drill-targets.toml"

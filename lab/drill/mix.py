@@ -158,6 +158,7 @@ def table(plan: MixPlan, calls: list[DrillCall]) -> list[dict[str, Any]]:
             "jurisdiction": j,
             "desk": plan.where(plan.expected[(t, j)].endpoint, plan.expected[(t, j)].number),
             "calls": 0,
+            "by_entry": 0,
             "three_way": 0,
             "carried": 0,
             "verified": 0,
@@ -173,6 +174,7 @@ def table(plan: MixPlan, calls: list[DrillCall]) -> list[dict[str, Any]]:
         if row is None:
             continue
         row["calls"] += 1
+        row["by_entry"] += rec.by_entry
         row["three_way"] += rec.kind == "three_way"
         row["carried"] += rec.desk_invites > 0
         if rec.carried:
@@ -185,7 +187,16 @@ def table(plan: MixPlan, calls: list[DrillCall]) -> list[dict[str, Any]]:
 
 
 def totals(rows: list[dict[str, Any]]) -> dict[str, int]:
-    keys = ("calls", "three_way", "carried", "verified", "misrouted", "number_wrong", "missing")
+    keys = (
+        "calls",
+        "by_entry",
+        "three_way",
+        "carried",
+        "verified",
+        "misrouted",
+        "number_wrong",
+        "missing",
+    )
     out = {k: sum(r[k] for r in rows) for k in (*keys, "other")}
     out["pairs"] = len(rows)
     out["pairs_hit"] = sum(1 for r in rows if r["calls"])
@@ -195,14 +206,14 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, int]:
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| target | jurisdiction | desk (endpoint/R-URI) | calls | 3-way | carried | verified "
-        "| misrouted | number wrong | missing | other |\n"
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| target | jurisdiction | desk (endpoint/R-URI) | calls | by entry | 3-way | carried "
+        "| verified | misrouted | number wrong | missing | other |\n"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     body = "".join(
         f"| {r['target']} | {r['jurisdiction']} | `{r['desk']}` | {r['calls']} | "
-        f"{r['three_way']} | {r['carried']} | {r['verified']} | {r['misrouted']} | "
-        f"{r['number_wrong']} | {r['missing']} | {r['other']} |\n"
+        f"{r['by_entry']} | {r['three_way']} | {r['carried']} | {r['verified']} | "
+        f"{r['misrouted']} | {r['number_wrong']} | {r['missing']} | {r['other']} |\n"
         for r in rows
     )
     return head + body

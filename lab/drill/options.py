@@ -61,6 +61,11 @@ class DrillOptions:
     # empty = the classic drill, everything to the one 110 desk. Jurisdictions default to all.
     targets: tuple[str, ...] = ()
     jurisdictions: tuple[str, ...] = ()
+    # The entry path too: the drill's carrier trunk is this jurisdiction's for the drill's
+    # bridge (its entry hook's [agi.jurisdiction_by_endpoint]), and the calls given this
+    # jurisdiction are pressed WITHOUT an override, so they reach their desk by the call's own
+    # jurisdiction; "" = every call by override (the trunk then maps to nothing: unknown).
+    entry_jurisdiction: str = "yulong"
     # Also write the report as <publish>/drill-mix-<stamp>.json/.md (bench/results).
     publish: Path | None = None
 
@@ -90,6 +95,8 @@ class DrillOptions:
                 raise DrillError(f"at most {MAX_MIX_TARGETS} mix targets")
             if not self.jurisdictions:
                 self.jurisdictions = JURISDICTIONS
+            if self.entry_jurisdiction and self.entry_jurisdiction not in JURISDICTIONS:
+                raise DrillError(f"entry jurisdiction {self.entry_jurisdiction!r} is unknown")
             bad = [j for j in self.jurisdictions if j not in JURISDICTIONS]
             if bad or len(set(self.jurisdictions)) != len(self.jurisdictions):
                 raise DrillError(
@@ -147,6 +154,10 @@ class DrillCall:
     desk_invites: int = 0
     record_target: str = ""
     record_jurisdiction: str = ""
+    by_entry: bool = False  # pressed without an override: routed by the entry hook's jurisdiction
+    expected_call_jurisdiction: str = ""  # what the entry hook must have found for the trunk
+    record_call_jurisdiction: str = ""  # the record's "created" event: call_jurisdiction
+    record_override: str = ""  # ... and jurisdiction_override (yes/no)
     verdict: str = ""  # verified | misrouted | number_wrong | missing | other
 
     def latency_ms(self, end: float | None) -> float | None:

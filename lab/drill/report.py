@@ -123,7 +123,14 @@ def build_report(
             "targets": list(mix.targets),
             "jurisdictions": list(mix.jurisdictions),
             "assignment": "round-robin: call n gets target (n-1) mod T, jurisdiction "
-            "((n-1) div T) mod J; the jurisdiction as the hotkey's handoff.jurisdiction override",
+            "((n-1) div T) mod J; the jurisdiction as the hotkey's handoff.jurisdiction override, "
+            + (
+                f"except {opts.entry_jurisdiction}: the drill trunk's own jurisdiction (entry "
+                "hook), pressed without an override"
+                if opts.entry_jurisdiction
+                else "for every call (the drill trunk maps to no jurisdiction)"
+            ),
+            "entry_jurisdiction": opts.entry_jurisdiction,
             "desks": {ep: port for ep, port in mix.ports.items()},
             "totals": tot,
             "pairs": rows,
@@ -365,7 +372,9 @@ def markdown(report: dict[str, Any]) -> str:
             "a desk; *verified* = it reached the directory's desk (SIPp port = target, request "
             "URI user = jurisdiction's number) with the citizen's number in From and "
             "P-Asserted-Identity, the desk bridged with the citizen and the bridge's record "
-            "agrees; *3-way* = of those, three-way calls.",
+            "agrees (target, jurisdiction, the entry hook's call jurisdiction and whether the "
+            "desk came from it or the override); *by entry* = pressed without an override, "
+            "routed by the call's own jurisdiction; *3-way* = three-way calls.",
             "",
             mixmod.markdown_table(m["pairs"]),
         ]

@@ -112,6 +112,12 @@ async def verify_records(
             rec.record_number = str(snap["citizen"].get("number") or "")
             rec.record_target = str(snap.get("target") or "")
             rec.record_jurisdiction = str((snap.get("matter") or {}).get("jurisdiction") or "")
+            for event in body.get("events", []):
+                data = event.get("data") or {}
+                if "call_jurisdiction" in data:  # the "created" event: how the desk was chosen
+                    rec.record_call_jurisdiction = str(data["call_jurisdiction"])
+                    rec.record_override = str(data.get("jurisdiction_override", ""))
+                    break
 
     todo = [c for c in calls.values() if c.way == "bridge" and c.ref and c.handoff_id]
     await asyncio.gather(*(one(c) for c in todo))
@@ -152,6 +158,14 @@ def judge(rec: DrillCall, citizen_numbers: set[str]) -> None:
             problems.append(
                 f"record says {rec.record_target}/{rec.record_jurisdiction}, "
                 f"pressed {rec.target}/{rec.jurisdiction}"
+            )
+            verdicts.append("other")
+        want = (rec.expected_call_jurisdiction, "no" if rec.by_entry else "yes")
+        if (rec.record_call_jurisdiction, rec.record_override) != want:
+            # The entry hook's jurisdiction, and whether the desk came from it or the override.
+            problems.append(
+                f"record: call jurisdiction {rec.record_call_jurisdiction or '-'}, override "
+                f"{rec.record_override or '-'}; expected {want[0]}, {want[1]}"
             )
             verdicts.append("other")
     if rec.partner_bridged_at is None:

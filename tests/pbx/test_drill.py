@@ -74,7 +74,8 @@ async def test_a_mix_over_every_target_and_jurisdiction_rings_each_pair_s_own_de
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
     """Issue 12: 35 calls, one per target x jurisdiction (7 x 5, round-robin), each carried
-    with the agent's jurisdiction override (a tenth three-way where the target takes it). Each
+    with the agent's jurisdiction override, or for Yulong by the trunk's own jurisdiction (the
+    entry hook's), a tenth three-way where the target takes it. Each
     INVITE is judged from the SIPp desk that got it: the target's own desk (port), the
     jurisdiction's number (request URI), the citizen's number in From and PAI, the handoff's
     X-Handoff-Id. One misrouted, missing or wrong-number call fails the test."""
@@ -102,6 +103,11 @@ async def test_a_mix_over_every_target_and_jurisdiction_rings_each_pair_s_own_de
     assert (t["misrouted"], t["number_wrong"], t["missing"], t["other"]) == (0, 0, 0, 0), problems
     assert t["calls"] == t["carried"] == t["verified"] == 35, (t, problems)
     assert t["pairs"] == t["pairs_hit"] == t["pairs_verified"] == 35, t
+    # Yulong's 7 calls came in on the drill trunk (Yulong's for this bridge's entry hook) and
+    # were pressed without an override: their desks come from the call's own jurisdiction.
+    assert t["by_entry"] == 7 and all(
+        r["by_entry"] == (r["jurisdiction"] == "yulong") for r in mix["pairs"]
+    ), mix["pairs"]
     rows = {(r["target"], r["jurisdiction"]): r for r in mix["pairs"]}
     assert set(rows) == {(tg, j) for tg in targets for j in mix["jurisdictions"]}
     assert all(r["calls"] >= 1 and r["verified"] == r["calls"] for r in rows.values()), rows

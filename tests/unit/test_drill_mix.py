@@ -104,6 +104,10 @@ def call(p: MixPlan, n: int, **changes: object) -> DrillCall:
         desk_invites=1,
         record_target=t,
         record_jurisdiction=j,
+        by_entry=j == "yulong",
+        expected_call_jurisdiction="yulong",
+        record_call_jurisdiction="yulong",
+        record_override="no" if j == "yulong" else "yes",
     )
     for k, v in changes.items():
         setattr(rec, k, v)
@@ -142,3 +146,17 @@ def test_each_fault_is_counted_in_its_pair_s_row() -> None:
         1,
     )
     assert (t["pairs"], t["pairs_hit"], t["pairs_verified"]) == (35, 5, 1)
+
+
+def test_a_record_that_did_not_route_as_pressed_is_a_fault() -> None:
+    p = plan()
+    by_entry = call(p, 8)  # 110 Yulong: the drill trunk's own jurisdiction, no override
+    assert by_entry.by_entry and by_entry.jurisdiction == "yulong"
+    overridden_anyway = call(p, 9, record_override="yes")
+    lost_entry = call(p, 10, record_call_jurisdiction="unknown")  # the entry hook never ran
+    numbers = {c.number for c in (by_entry, overridden_anyway, lost_entry)}
+    for rec in (by_entry, overridden_anyway, lost_entry):
+        judge(rec, numbers)
+    assert by_entry.verdict == "verified"
+    assert overridden_anyway.verdict == lost_entry.verdict == "other"
+    assert "call jurisdiction unknown" in lost_entry.problem
