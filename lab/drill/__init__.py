@@ -28,6 +28,12 @@ citizen) and the CPU of the bridge and of Asterisk (``/proc/<pid>/stat`` over th
 Exit status: 0 all good; 1 a citizen was dropped (did not end their own call after the hold
 time) or a carried number could not be verified; 2 the drill could not run.
 
+With ``targets`` (``--targets`` / ``--mix-preset network``; ``lab.drill.mix``) the transfers are
+spread over linkage targets x jurisdictions, each target its own SIPp desk
+(``desk_drill_uas.xml``), and every handoff must arrive at the desk and number the drill's
+directory names, with the citizen's number in From and PAI: misrouted, wrong-number and missing
+handoffs are counted per pair and fail the drill.
+
 ``mode`` "raw" and "refer" are the benchmark's baselines (``lab.bench``): the same load, with the
 transfer issued by a minimal raw AMI client (the bridge's own Setvar + BlindTransfer actions,
 pipelined, no middleware) or by the agent's phone itself (SIP REFER, ``agent_refer_uas.xml``).
