@@ -207,8 +207,7 @@ class Drill:
         rec.way = self.opts.mode if self.opts.mode != "mixed" else ("raw", "bridge")[n % 2]
         if self.mix is not None:
             rec.target, rec.jurisdiction = self.mix.assign(n)
-            desk = self.mix.expected[(rec.target, rec.jurisdiction)]
-            rec.expected_desk = f"{desk.endpoint}/{desk.number}"
+            rec.expected_desk = self.mix.where(rec.target, rec.jurisdiction)
             rec.expected_call_jurisdiction = self.opts.entry_jurisdiction or "unknown"
             rec.by_entry = rec.jurisdiction == self.opts.entry_jurisdiction
         if self.three_way_every and n % self.three_way_every == 0 and rec.way == "bridge":
