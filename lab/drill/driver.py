@@ -39,6 +39,9 @@ from .options import (
 from .report import build_report, cpu_entry, publish, write
 from .verify import SippFindings, read_sipp_logs, verify_records
 
+# The drill bridge's FastAGI port ([drill] agi_port overrides): beside the sandbox's 4573.
+DRILL_AGI_PORT = 4583
+
 
 class HotkeyClient:
     """The hotkeys' HTTP: pre-built HTTP/1.1 requests on a pool of keep-alive connections.
@@ -366,9 +369,13 @@ class Drill:
                         # The drill's 110 desk and queue (their own ports; tests undisturbed).
                         **self._drill_desk(),
                         "HOTLINE_BRIDGE_BRIDGE__RETURN_QUEUE": self.pool["queue"],
+                        # Its own FastAGI port: a bridge left running beside the PBX (a test
+                        # session's) keeps 4573, and would answer the drill calls' entry hook.
+                        "HOTLINE_BRIDGE_AGI__PORT": str(self.agi_port),
                         **opts.bridge_overrides,
                     },
                 )
+                await self._point_hooks(self.agi_port)
                 self.http = aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(limit=64),
                     timeout=aiohttp.ClientTimeout(total=10),
@@ -518,6 +525,8 @@ class Drill:
             if self.hotkeys is not None:
                 await self.hotkeys.close()
             if self.bridge is not None:
+                with contextlib.suppress(Exception):
+                    await self._point_hooks(int(self.topo["agi"]["port"]))
                 self.bridge.stop()
             for a in (self.ami_tape, self.raw_ami, self.ami):
                 if a is not None:
@@ -701,6 +710,17 @@ class Drill:
             encoding="utf-8",
         )
         return {"HOTLINE_BRIDGE_BRIDGE__TARGETS_PATH": str(path)}
+
+    @property
+    def agi_port(self) -> int:
+        return int(self.dr.get("agi_port", DRILL_AGI_PORT))
+
+    async def _point_hooks(self, port: int) -> None:
+        """The dialplan's hooks (global HOTLINE_AGI) at the bridge on ``port``: the drill's own
+        while it runs, the sandbox's [agi] port again after it."""
+        assert self.ami is not None
+        host = self.topo["agi"]["host"]
+        await self.ami.command(f"dialplan set global HOTLINE_AGI agi://{host}:{port}", timeout=10)
 
     async def _hang_up_leftovers(self) -> int:
         assert self.ami is not None
