@@ -385,3 +385,51 @@ async def test_a_key_acts_on_the_call_the_agent_is_on_not_the_previous_one(
     transfer = harness.submitted[-1]
     assert transfer.__class__.__name__ == "BlindTransfer"
     assert transfer.channel == "PJSIP/agent1001-00000022"  # type: ignore[attr-defined]
+
+
+async def test_adding_and_dropping_partners_names_every_refusal(harness: Harness) -> None:
+    _, body = await post(harness, "/v1/agents/1001/three-way", {"target": "110"}, TOKEN_1001)
+    conf = body["conference_id"]
+    partners = f"/v1/conferences/{conf}/partners"
+    status, body = await post(harness, partners, {"target": "120"}, TOKEN_1001)
+    assert status == 409 and "settled" in body["error"]["reason"]  # 110 still being called
+    service = harness.client.app[CONFERENCES]  # type: ignore[union-attr]
+    for uid, chan in (
+        ("1.1", "PJSIP/carrier-00000001"),
+        ("1.2", "PJSIP/agent1001-00000002"),
+        (f"{conf}-partner", "PJSIP/partner-110-00000003"),
+    ):
+        service.on_event(ev("ConfbridgeJoin", uid, chan, Conference=conf))
+    assert service.get(conf).state == "active"
+
+    status, body = await post(harness, partners, {"target": "120"}, TOKEN_1002)
+    assert status == 403
+    status, body = await post(
+        harness, "/v1/conferences/c-nope/partners", {"target": "120"}, TOKEN_1001
+    )
+    assert status == 404
+    status, body = await post(harness, partners, {"target": "999"}, TOKEN_1001)
+    assert status == 422 and "unknown target" in body["error"]["reason"]
+    status, body = await post(harness, partners, {"target": "110"}, TOKEN_1001)
+    assert status == 409 and "already" in body["error"]["reason"]
+    status, body = await post(harness, partners, {"target": "120", "extra": 1}, TOKEN_1001)
+    assert status == 422
+
+    opened = list(harness.recorder.opened)
+    status, body = await post(harness, partners, {"target": "120"}, TOKEN_1001)
+    assert status == 202, body
+    assert body["leg"] == "p2" and body["leg_handoff_id"] not in opened
+    # Its own record was opened, and the Originate for its leg handed over after it.
+    assert harness.recorder.opened == [*opened, body["leg_handoff_id"]]
+    originate = harness.submitted[-1]
+    assert originate.__class__.__name__ == "Originate"
+    assert originate.channel_id == f"{conf}-p2"  # type: ignore[attr-defined]
+
+    status, body = await post(harness, f"{partners}/p9/drop", {}, TOKEN_1001)
+    assert status == 409 and "no partner leg p9" in body["error"]["reason"]
+    status, body = await post(harness, f"{partners}/p2/drop", {}, TOKEN_1001)
+    assert status == 202, body
+    assert harness.submitted[-1].__class__.__name__ == "Hangup"  # it was still ringing
+    resp = await harness.client.get(f"/v1/conferences/{conf}", headers=TOKEN_1001)
+    view = await resp.json()
+    assert [(p["leg"], p["state"]) for p in view["partners"]] == [("p1", "in"), ("p2", "dropped")]

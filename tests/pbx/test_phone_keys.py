@@ -19,6 +19,7 @@ from lab.dtmf import write_presses
 from lab.sipp import SippProcess
 from lab.softphone import BARESIP, Softphone
 
+from tests.pbx.test_directory import desk, request_user
 from tests.pbx.test_three_way import room, wait_room
 from tests.pbx.waiting import eventually, holds
 
@@ -144,6 +145,33 @@ async def test_star2_joins_110_and_star0_leaves_the_citizen_with_110(
     await holds(lambda: not partner.snapshot().received("BYE"), "110 keeps the citizen")
     assert set(await room(admin_ami, conf_id)) == {"PJSIP/carrier", "PJSIP/partner-110"}
     await eventually(lambda: _has_kind(bridge, handoff_id, "agent_left"), "agent_left recorded")
+
+
+async def test_star3_in_the_room_adds_120_with_the_citizen_number(
+    bridge: RunningBridge, parties: Parties, admin_ami: AmiSession
+) -> None:
+    """Multi-party by phone key: *2 joins 110, then *3 (the agent's room menu) calls the
+    ambulance desk in as a fourth party, under its own record."""
+    number = "13800138013"
+    ambulance = await desk(parties, "desk-120", number)
+    phones = await key_phones(parties, ["*2", "*3"])
+    partner = await parties.partner(citizen=number)
+    await parties.citizen(number, hold=40)
+    agent_id, _call = await bridge.wait_for_call()
+    await carried_to_110(partner, number)
+    rooms = await admin_ami.action_list("ConfbridgeListRooms")
+    (conf_id,) = [str(r["Conference"]) for r in rooms if r.get("Event") == "ConfbridgeListRooms"]
+
+    await eventually(lambda: pressed(phones[agent_id], 2), "the agent dialled *3", 10)
+    four = {"PJSIP/carrier", f"PJSIP/agent{agent_id}", "PJSIP/partner-110", "PJSIP/desk-120"}
+    members = await wait_room(admin_ami, conf_id, four, within=15)
+    assert members["PJSIP/desk-120"]["CallerIDNum"] == number
+    _user, invite = request_user(ambulance)
+    assert f"<sip:{number}@" in invite.header("From")
+    assert f"<sip:{number}@" in invite.header("P-Asserted-Identity")
+    rec = await record(bridge, invite.header("X-Handoff-Id"))
+    assert rec["snapshot"]["target"] == "120" and rec["snapshot"]["kind"] == "three_way"
+    assert key_notes(rec) == ["add120 (*3) in the room"]
 
 
 # -- a real softphone (baresip) as the agent's phone --------------------------------------------

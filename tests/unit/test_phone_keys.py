@@ -88,6 +88,7 @@ def test_the_pbx_side_of_the_sandbox_keys_is_what_the_bridge_prints() -> None:
     assert agent_menu_lines(keys) == [
         "*0 = dialplan_exec(hotline-keys,leave,1)",
         "*9 = dialplan_exec(hotline-keys,cancel,1)",
+        "*3 = dialplan_exec(hotline-keys,add120,1)",
     ]
     assert f"DYNAMIC_FEATURES = {dynamic_features(keys)}\n" in files["hotline-globals.conf"]
     text = asterisk_config(keys)

@@ -1,4 +1,5 @@
-"""HTTP resource for the three-way hotkey, leave, cancel and conference status."""
+"""HTTP resource for the three-way hotkey, leave, cancel, partners added or dropped (multi-party)
+and conference status."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hotline_bridge.conferences.machine import Conference
+from hotline_bridge.conferences.machine import PRIMARY_KEY, Conference, Role
 from hotline_bridge.conferences.service import ConferenceService
 from hotline_bridge.core.errors import Forbidden
 from hotline_bridge.core.privacy import mask_number
@@ -28,8 +29,38 @@ def conference_view(c: Conference) -> dict[str, Any]:
         "state": c.state.value,
         "outcome": c.outcome.value if c.outcome else None,
         "members": sorted(r.value for r in c.members),
+        "partners": partners_view(c),
         "timeline": [{"at": e.at, "what": e.what, "detail": e.detail} for e in c.timeline],
     }
+
+
+def partners_view(c: Conference) -> list[dict[str, Any]]:
+    """Every partner leg: the first (``p1``) and the added ones, with their own records."""
+    if Role.PARTNER in c.members:
+        first = "in"
+    elif c.state.value in ("requested", "joining"):
+        first = "ringing"
+    else:
+        first = "gone"
+    legs: list[dict[str, Any]] = [
+        {
+            "leg": PRIMARY_KEY,
+            "target": c.target,
+            "state": first,
+            "handoff_id": c.handoff_id,
+        }
+    ]
+    legs += [
+        {
+            "leg": leg.key,
+            "target": leg.target,
+            "state": leg.state.value,
+            "outcome": leg.outcome.value if leg.outcome else None,
+            "handoff_id": leg.handoff_id,
+        }
+        for leg in c.added
+    ]
+    return legs
 
 
 def _summary(c: Conference) -> dict[str, Any]:
@@ -71,6 +102,39 @@ async def cancel(request: web.Request) -> web.Response:
     return json_ok(_summary(conf), status=202)
 
 
+@described(
+    "Add a partner to a running three-way call (multi-party): routed by the directory for the "
+    "call's jurisdiction, its own handoff record, the citizen's number on its call",
+    body=HotkeyRequest,
+    ok=202,
+    errors=(400, 401, 403, 404, 409, 413, 415, 422),
+)
+async def add_partner(request: web.Request) -> web.Response:
+    principal = require(request, "agent")
+    body = await read_model(request, HotkeyRequest)
+    conf, leg = request.app[CONFERENCES].add_partner(
+        request.match_info["conference_id"], principal.agent_id, body.target, body.handoff
+    )
+    return json_ok(
+        {**_summary(conf), "leg": leg.key, "target": leg.target, "leg_handoff_id": leg.handoff_id},
+        status=202,
+    )
+
+
+@described(
+    "Drop one partner leg (p1 the first, p2... the added ones); refused if it would leave the "
+    "citizen alone",
+    ok=202,
+    errors=(401, 403, 404, 409),
+)
+async def drop_partner(request: web.Request) -> web.Response:
+    principal = require(request, "agent")
+    conf = request.app[CONFERENCES].drop_partner(
+        request.match_info["conference_id"], principal.agent_id, request.match_info["leg"]
+    )
+    return json_ok(_summary(conf), status=202)
+
+
 @described("A three-way call's state, members and timeline", errors=(401, 403, 404))
 async def get_conference(request: web.Request) -> web.Response:
     principal = require(request, "agent", "supervisor")
@@ -86,5 +150,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/v1/calls/{call_id}/three-way", three_way),
         web.post("/v1/conferences/{conference_id}/leave", leave),
         web.post("/v1/conferences/{conference_id}/cancel", cancel),
+        web.post("/v1/conferences/{conference_id}/partners", add_partner),
+        web.post("/v1/conferences/{conference_id}/partners/{leg}/drop", drop_partner),
         web.get("/v1/conferences/{conference_id}", get_conference),
     ]

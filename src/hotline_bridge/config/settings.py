@@ -229,10 +229,12 @@ class TargetSettings(_Section):
         return rest.rpartition("@")[2]
 
 
-KeyAction = Literal["carry_transfer", "three_way", "leave", "cancel"]
+KeyAction = Literal["carry_transfer", "three_way", "leave", "cancel", "add_partner"]
 # Keys on a two-party call go to features.conf's [applicationmap]; keys in a three-way call to
 # the agent's ConfBridge menu (dynamic features do not run inside ConfBridge).
 CALL_KEY_ACTIONS = frozenset({"carry_transfer", "three_way"})
+# Keys that name a target: the call keys, and "add_partner" (a room key: multi-party).
+TARGET_KEY_ACTIONS = CALL_KEY_ACTIONS | {"add_partner"}
 
 
 class PhoneKeySettings(_Section):
@@ -245,11 +247,11 @@ class PhoneKeySettings(_Section):
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,19}$")]
     digits: Annotated[str, Field(pattern=r"^[*#0-9]{1,4}$")]
     action: KeyAction
-    target: Identifier | None = None  # carry_transfer and three_way only
+    target: Identifier | None = None  # carry_transfer, three_way and add_partner only
 
     @model_validator(mode="after")
     def _target_fits_action(self) -> PhoneKeySettings:
-        needs = self.action in CALL_KEY_ACTIONS
+        needs = self.action in TARGET_KEY_ACTIONS
         if needs and self.target is None:
             raise ValueError(f"key {self.name}: action {self.action} needs a target")
         if not needs and self.target is not None:

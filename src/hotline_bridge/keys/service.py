@@ -94,6 +94,20 @@ class PhoneKeyService:
             conf = self._conferences.of_agent_channel(uniqueid)
             agent_id = conf.agent_id
             self._take(agent_id)
+            if key.action == "add_partner":
+                # Multi-party: one more partner into the room, under its own record.
+                conf, leg = self._conferences.add_partner(
+                    conf.id, agent_id, key.target or "", HandoffInput()
+                )
+                self._recorder.note(
+                    leg.handoff_id,
+                    "phone_key",
+                    f"{key.name} ({key.digits}) in the room",
+                    self._clock(),
+                )
+                return KeyOutcome(
+                    True, "accepted", f"add {leg.target} as {leg.key} to {conf.id}", leg.handoff_id
+                )
             if key.action == "leave":
                 conf = self._conferences.leave(conf.id, agent_id)
             else:
