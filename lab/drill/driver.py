@@ -372,6 +372,9 @@ class Drill:
                         # Its own FastAGI port: a bridge left running beside the PBX (a test
                         # session's) keeps 4573, and would answer the drill calls' entry hook.
                         "HOTLINE_BRIDGE_AGI__PORT": str(self.agi_port),
+                        # No phone keys: the drill presses through the API, and the sandbox's
+                        # keys name targets (120...) its one-desk directory does not have.
+                        "HOTLINE_BRIDGE_PHONE_KEYS": "[]",
                         **opts.bridge_overrides,
                     },
                 )

@@ -7,6 +7,7 @@ Asterisk's own view is the truth.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable
 
@@ -27,9 +28,26 @@ class CallService:
         # False while the AMI link is down or the model is being rebuilt: no hotkey is acted on
         # against a model that may be stale.
         self.pbx_ready = False
+        # Requests waiting for the model to catch up with the PBX (a key pressed the instant
+        # the queue bridged the call): woken by the next event instead of polling.
+        self._waiters: set[asyncio.Future[None]] = set()
 
     def on_event(self, event: PbxEvent) -> None:
         self.model.apply(event, self._clock())
+        if self._waiters:
+            self._wake()
+
+    def changed(self) -> asyncio.Future[None]:
+        """A future resolved after the model next changes (the next event or rebuild)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(fut)
+        fut.add_done_callback(self._waiters.discard)
+        return fut
+
+    def _wake(self) -> None:
+        for fut in list(self._waiters):
+            if not fut.done():
+                fut.set_result(None)
 
     def rebuild(self, channels: Iterable[PbxEvent]) -> None:
         """Replace the model with ``CoreShowChannel`` events from a fresh listing."""
@@ -37,6 +55,7 @@ class CallService:
         now = self._clock()
         for chan in channels:
             self.model.apply(chan, now)
+        self._wake()
         log.info(
             "call model rebuilt",
             channels=len(self.model.channels),

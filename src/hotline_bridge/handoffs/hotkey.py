@@ -6,7 +6,8 @@ Shared by the transfer and three-way resources; the key acts on the agent's own 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from aiohttp import web
@@ -39,13 +40,26 @@ CATCH_UP_S = 0.25
 _CATCH_UP_STEP_S = 0.005
 
 
-async def catch_up(seen: Callable[[], bool]) -> None:
-    """Give the call model up to ``CATCH_UP_S`` to read what the PBX already did (``seen``)."""
+async def catch_up(
+    seen: Callable[[], bool], changed: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Give the call model up to ``CATCH_UP_S`` to read what the PBX already did (``seen``).
+
+    ``changed`` (``CallService.changed``) wakes the wait on the model's next event, so the
+    request goes on the moment the BridgeEnter is read; without it, the model is polled."""
+    if seen():
+        return
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CATCH_UP_S
-    # Polled on the loop: the events this waits for are read by the same loop meanwhile.
-    while not seen() and loop.time() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(_CATCH_UP_STEP_S)
+    while not seen():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
+        if changed is None:
+            await asyncio.sleep(min(_CATCH_UP_STEP_S, remaining))
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed(), remaining)
 
 
 async def resolve_call(request: web.Request) -> tuple[Principal, LiveCall]:
@@ -61,7 +75,7 @@ async def resolve_call(request: web.Request) -> tuple[Principal, LiveCall]:
         raise Forbidden("an agent may act only on its own calls")
     calls.ensure_ready()
     if agent_id is not None:
-        await catch_up(lambda: calls.model.call_of_agent(agent_id) is not None)
+        await catch_up(lambda: calls.model.call_of_agent(agent_id) is not None, calls.changed)
         calls.ensure_ready()
         return principal, calls.call_of_agent(agent_id)
     call = calls.call_by_id(request.match_info["call_id"])

@@ -50,7 +50,7 @@ async def current_handoff(request: web.Request) -> web.Response:
     calls = request.app[CALLS]
     calls.ensure_ready()
     # Asked the moment the phone is answered, the model may not have read that BridgeEnter yet.
-    await catch_up(lambda: bool(calls.model.peers_of_agent(agent_id)))
+    await catch_up(lambda: bool(calls.model.peers_of_agent(agent_id)), calls.changed)
     peers = calls.model.peers_of_agent(agent_id)
     if not peers:
         raise Conflict(f"agent {agent_id} is not on a call")

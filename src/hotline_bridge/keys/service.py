@@ -148,7 +148,9 @@ class PhoneKeyService:
         # The key can only be dialled once the queue has bridged the call, but the AGI request
         # may overtake that BridgeEnter on the AMI socket: give the model a moment.
         model = self._calls.model
-        await catch_up(lambda: model.call_of_agent_channel(uniqueid) is not None)
+        await catch_up(
+            lambda: model.call_of_agent_channel(uniqueid) is not None, self._calls.changed
+        )
         return self._calls.call_of_agent_channel(uniqueid)
 
 
