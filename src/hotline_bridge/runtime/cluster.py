@@ -140,6 +140,7 @@ class Front:
     now: datetime | None = None  # the store's time at the last reading of the leases
     read_at: float = 0.0  # monotonic time of that reading
     forwarded: int = 0  # requests sent on to another replica
+    _agents: dict[str, str] | None = None  # token -> agent id
     _session: aiohttp.ClientSession | None = None
     _runner: web.AppRunner | None = None
 
@@ -214,6 +215,14 @@ class Front:
         node = next((name for name, svc in self.local.items() if svc.has(r)), None)
         return web.json_response({"node": node, "replica": self.cluster.replica})
 
+    def _agent_of(self, request: web.Request) -> str | None:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return None
+        if self._agents is None:
+            self._agents = {a.token.get_secret_value(): a.id for a in self.settings.agents}
+        return self._agents.get(header[len("Bearer ") :])
+
     def _known_token(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
@@ -227,6 +236,10 @@ class Front:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         r = route(request.path)
         forwarded = FORWARDED in request.headers
+        by_token = False
+        if r.subject == "home" and (agent := self._agent_of(request)) is not None:
+            # An agent's own view (its calls, its events): served by the PBX of its call.
+            r, by_token = Route("agent", agent), True
         if r.subject != "home":
             for svc in self.local.values():
                 if svc.has(r):
@@ -235,7 +248,7 @@ class Front:
                 found, unsure = await self._ask_others(request, r)
                 if found is not None:
                     return await self._to_replica(request, found)
-                if unsure:
+                if unsure and not by_token:
                     return _retry("the PBX of this call has no bridge right now (taking over)")
         home = self._home()
         if home is not None:
