@@ -108,6 +108,20 @@ faults: sandbox lab ## fault drill: partner down, AMI cut, kill -9, PBX restart 
 faults-replicas: sandbox lab ## replica-failure drill: standby takes over a kill -9ed active under load
 	$(BIN)/python -m lab.faults --replicas $(FAULTS_ARGS)
 
+# Several PBXes (issue 14 §2): 3 sandbox PBXes (asterisk/cluster/, SIP 5460-5498, AMI
+# 18460-18462), PostgreSQL and 3 bridge replicas (API 18470-18472, PBX services 18480-18482).
+.PHONY: sandbox-cluster sandbox-cluster-stop faults-cluster
+sandbox-cluster: setup ## 3 PBXes + PostgreSQL + 3 bridge replicas on loopback, each PBX owned by one replica
+	$(BIN)/python -m lab.cluster start
+
+sandbox-cluster-stop: ## stop the cluster sandbox (replicas, PostgreSQL, the 3 PBXes)
+	$(BIN)/python -m lab.cluster stop
+
+# The cluster replica-failure drill: load over the 3 PBXes through all replicas, one kill -9ed.
+# FAULTS_ARGS=--short: the short version.
+faults-cluster: setup lab ## cluster drill: 3 PBXes, 3 replicas, one kill -9ed -> bench/results/faults/cluster-*
+	$(BIN)/python -m lab.cluster_drill --publish bench/results/faults $(FAULTS_ARGS)
+
 # The drill's and bench's extras (matplotlib for the latency plots, py-spy for profiles).
 lab: venv
 	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q --disable-pip-version-check -e '.[dev,lab]'

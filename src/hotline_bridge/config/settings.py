@@ -363,16 +363,43 @@ class BridgeSettings(_Section):
     targets_path: Path | None = None
 
 
-class ClusterSettings(_Section):
-    """Replicas of the bridge for one PBX: one is active (holds the PBX's lease in the shared
-    store and drives its AMI), the others stand by, forward requests to it, and take over when
-    its lease lapses. Every replica of a PBX names the same ``node`` and store."""
+class ClusterNode(_Section):
+    """One PBX of a site with several (``[[cluster.nodes]]``): its AMI, and where the replica
+    that owns it serves that PBX's bridge on its own host (loopback ports: the replica's API
+    port in front forwards there)."""
 
-    node: Identifier  # the PBX this replica serves: the lease's name
+    name: Identifier  # the lease's name; calls are known by the node they arrived on
+    ami_host: str = "127.0.0.1"
+    ami_port: int = Field(5038, ge=1, le=65535)
+    api_port: int = Field(ge=1, le=65535)  # the node's service, on loopback of its owner
+    agi_port: int | None = Field(None, ge=1, le=65535)  # None: no FastAGI hooks for this PBX
+    prefer: Identifier | None = None  # the replica that takes it first (spreads the PBXes)
+
+
+class ClusterSettings(_Section):
+    """Replicas of the bridge sharing the store. With ``node``: one PBX, one replica active (it
+    holds the PBX's lease and drives its AMI), the others stand by, forward requests to it, and
+    take over when its lease lapses. With ``[[cluster.nodes]]``: several PBXes, each owned by
+    exactly one replica at a time (a lease per node); a replica may own several, forwards a
+    request about a call on another's PBX to that replica, and takes over a dead owner's PBXes."""
+
+    node: Identifier | None = None  # the PBX this replica serves: the lease's name
+    nodes: list[ClusterNode] = Field(default_factory=list)  # several PBXes (instead of node)
     replica: Identifier  # this process, unique among the node's replicas
     # Where the others forward requests while this one is active: its own API base URL.
     url: Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9.:\[\]-]{1,200}$")]
     lease_ttl_s: float = Field(3.0, ge=0.5, le=60.0)  # a dead active is replaced after this
+
+    @model_validator(mode="after")
+    def _node_or_nodes(self) -> ClusterSettings:
+        if (self.node is None) == (not self.nodes):
+            raise ValueError("cluster: set either node (one PBX) or [[cluster.nodes]], not both")
+        for attr in ("name", "api_port", "agi_port"):
+            seen = [getattr(n, attr) for n in self.nodes if getattr(n, attr) is not None]
+            dupes = sorted({str(x) for x in seen if seen.count(x) > 1})
+            if dupes:
+                raise ValueError(f"cluster.nodes: duplicate {attr}: {', '.join(dupes)}")
+        return self
 
 
 class StoreSettings(_Section):
@@ -520,6 +547,9 @@ class Settings(BaseSettings):
             # The exception that must say so, and only where nothing else can reach it.
             off = [f for f, h in (("ami.host", self.ami.host), ("http.host", self.http.host))
                    if not _is_loopback(h)]  # fmt: skip
+            if self.cluster is not None:
+                off += [f"cluster.nodes[{n.name}].ami_host" for n in self.cluster.nodes
+                        if not _is_loopback(n.ami_host)]  # fmt: skip
             if off:
                 raise ValueError(f"sandbox mode is for loopback only: {', '.join(off)}")
         if self.bridge.mode == "production":

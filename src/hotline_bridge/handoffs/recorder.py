@@ -8,7 +8,7 @@ where a broken catalog or store stops start-up with a ``ConfigError``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -168,8 +168,11 @@ class StoreRecorder:
 
 
 @contextmanager
-def open_recorder(settings: Settings) -> Iterator[StoreRecorder]:
-    """The recorder for this site's configuration; ``ConfigError`` if catalog or store is bad."""
+def open_recorder(
+    settings: Settings, wrap: Callable[[HandoffStore], HandoffStore] | None = None
+) -> Iterator[StoreRecorder]:
+    """The recorder for this site's configuration; ``ConfigError`` if catalog or store is bad.
+    ``wrap``: a view of the store the recorder and its services use (one PBX's machines)."""
     try:
         catalog = load_catalog(settings.bridge.catalog_path)
     except CatalogError as exc:
@@ -180,7 +183,7 @@ def open_recorder(settings: Settings) -> Iterator[StoreRecorder]:
         raise ConfigError(f"handoff store {store_name(settings)}: {exc}") from None
     try:
         yield StoreRecorder(
-            store,
+            store if wrap is None else wrap(store),
             catalog,
             site=Platform(settings.bridge.site),
             public_url=settings.http.public_url,

@@ -13,7 +13,7 @@ import json
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -341,8 +341,15 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=cache["body"], content_type="application/json", charset="utf-8")
 
 
-async def serve(settings: Settings, recorder: StoreRecorder) -> None:
-    """Run until SIGINT/SIGTERM: connect AMI, serve HTTP, shut down cleanly."""
+async def serve(
+    settings: Settings,
+    recorder: StoreRecorder,
+    *,
+    stop: asyncio.Event | None = None,
+    on_started: Callable[[Runtime], None] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM (or until ``stop`` is set, when given: one of several PBXes
+    served by a cluster replica): connect AMI, serve HTTP, shut down cleanly."""
     runtime = build(settings, recorder)
     http = settings.http
     runner = api_runner(runtime.app, http)
@@ -379,11 +386,14 @@ async def serve(settings: Settings, recorder: StoreRecorder) -> None:
         ami=f"{settings.ami.host}:{settings.ami.port}",
         site=settings.bridge.site,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    if on_started is not None:
+        on_started(runtime)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
     await stop.wait()
     log.info("hotline-bridge stopping", uptime_s=round(time.monotonic() - started, 1))

@@ -7,11 +7,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hotline_bridge import __version__
 from hotline_bridge.config.settings import ConfigError, Settings, load_settings
 from hotline_bridge.runtime.logs import configure_logging
+
+if TYPE_CHECKING:
+    from hotline_bridge.runtime.app import Runtime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _serve(settings: Settings) -> None:
-    if settings.cluster is not None:
+    if settings.cluster is not None and settings.cluster.nodes:
+        from hotline_bridge.runtime.cluster import run_cluster
+
+        await run_cluster(settings, _serve_node)
+    elif settings.cluster is not None:
         from hotline_bridge.runtime.replica import run_replica
 
         await run_replica(settings, _serve_alone)
@@ -85,6 +94,21 @@ async def _serve_alone(settings: Settings) -> None:
 
     with open_recorder(settings) as recorder:
         await serve(settings, recorder)
+
+
+async def _serve_node(
+    settings: Settings,
+    node: str,
+    stop: asyncio.Event,
+    started: Callable[[Runtime], None],
+) -> None:
+    """One PBX of a cluster replica: its machines apart in the shared store."""
+    from hotline_bridge.handoffs.recorder import open_recorder
+    from hotline_bridge.runtime.app import serve
+    from hotline_bridge.runtime.cluster import node_store
+
+    with open_recorder(settings, node_store(node)) as recorder:
+        await serve(settings, recorder, stop=stop, on_started=started)
 
 
 def _report(settings: Settings, quarter_text: str, out: Path | None) -> int:

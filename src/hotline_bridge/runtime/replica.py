@@ -78,7 +78,7 @@ class Standby:
         return web.json_response(
             {
                 "status": "standby",
-                "node": self.cluster.node,
+                "node": _node(self.cluster),
                 "replica": self.cluster.replica,
                 "active": owner,
             }
@@ -93,32 +93,46 @@ class Standby:
             response.headers["Retry-After"] = "1"
             return response
         assert self._session is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
-        headers["X-Forwarded-For"] = request.remote or ""
-        body = await request.read()
-        try:
-            upstream = await self._session.request(
-                request.method, owner.rstrip("/") + request.path_qs, headers=headers, data=body
-            )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("forward to the active replica failed", owner=owner, error=str(exc))
-            response = error_response(503, "the active bridge did not answer; try again")
-            response.headers["Retry-After"] = "1"
-            return response
-        self.forwarded += 1
-        async with upstream:
-            headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
-            if upstream.content_type != "text/event-stream":
-                # A whole answer, with its length, as the active replica gave it.
-                return web.Response(
-                    status=upstream.status, body=await upstream.read(), headers=headers
-                )
-            relayed = web.StreamResponse(status=upstream.status, headers=headers)
-            await relayed.prepare(request)
-            async for chunk in upstream.content.iter_any():  # a live event stream
-                await relayed.write(chunk)
-            await relayed.write_eof()
-            return relayed
+        relayed = await relay(self._session, request, owner, "the active bridge")
+        if relayed.status != 503 or "Retry-After" not in relayed.headers:
+            self.forwarded += 1
+        return relayed
+
+
+async def relay(
+    session: aiohttp.ClientSession,
+    request: web.Request,
+    base_url: str,
+    who: str,
+    extra: dict[str, str] | None = None,
+) -> web.StreamResponse:
+    """Send ``request`` on to ``base_url`` (same method, path, query, headers but hop-by-hop,
+    body) and give back its answer; an event stream is relayed as it comes. 503 with
+    ``Retry-After`` if ``who`` does not answer (the request may not have reached it)."""
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+    headers["X-Forwarded-For"] = request.remote or ""
+    headers.update(extra or {})
+    body = await request.read()
+    try:
+        upstream = await session.request(
+            request.method, base_url.rstrip("/") + request.path_qs, headers=headers, data=body
+        )
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("forward failed", to=base_url, error=str(exc))
+        response = error_response(503, f"{who} did not answer; try again")
+        response.headers["Retry-After"] = "1"
+        return response
+    async with upstream:
+        headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
+        if upstream.content_type != "text/event-stream":
+            # A whole answer, with its length, as the other side gave it.
+            return web.Response(status=upstream.status, body=await upstream.read(), headers=headers)
+        relayed = web.StreamResponse(status=upstream.status, headers=headers)
+        await relayed.prepare(request)
+        async for chunk in upstream.content.iter_any():  # a live event stream
+            await relayed.write(chunk)
+        await relayed.write_eof()
+        return relayed
 
 
 async def run_replica(settings: Settings, serve: Callable[[Settings], Awaitable[None]]) -> None:
@@ -129,7 +143,7 @@ async def run_replica(settings: Settings, serve: Callable[[Settings], Awaitable[
     every = cluster.lease_ttl_s / 3
     standby = Standby(settings, cluster)
     await standby.start()
-    log.info("replica standing by", node=cluster.node, replica=cluster.replica)
+    log.info("replica standing by", node=_node(cluster), replica=cluster.replica)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -154,7 +168,7 @@ async def run_replica(settings: Settings, serve: Callable[[Settings], Awaitable[
         loop.remove_signal_handler(sig)
     log.warning(
         "replica active: it holds the PBX's lease",
-        node=cluster.node,
+        node=_node(cluster),
         replica=cluster.replica,
         epoch=granted.lease.epoch,
         forwarded_while_standby=standby.forwarded,
@@ -179,10 +193,10 @@ async def _claim(leases: Leases, cluster: ClusterSettings) -> Decision | None:
     ttl = timedelta(seconds=cluster.lease_ttl_s)
     try:
         return await asyncio.to_thread(
-            leases.acquire, cluster.node, cluster.replica, ttl, cluster.url
+            leases.acquire, _node(cluster), cluster.replica, ttl, cluster.url
         )
     except Exception as exc:  # the store is out of reach: nobody is granted anything
-        log.error("lease claim failed", node=cluster.node, error=str(exc))
+        log.error("lease claim failed", node=_node(cluster), error=str(exc))
         return None
 
 
@@ -198,10 +212,10 @@ def _keep_lease(settings: Settings, cluster: ClusterSettings, done: threading.Ev
         while not done.wait(every):
             try:
                 decision: Decision | None = leases.acquire(
-                    cluster.node, cluster.replica, ttl, cluster.url
+                    _node(cluster), cluster.replica, ttl, cluster.url
                 )
             except Exception as exc:  # the store is out of reach: no renewal
-                log.error("lease renewal failed", node=cluster.node, error=str(exc))
+                log.error("lease renewal failed", node=_node(cluster), error=str(exc))
                 decision = None
             if decision is not None and decision.granted and not decision.changed_hands:
                 renewed = time.monotonic()
@@ -211,16 +225,23 @@ def _keep_lease(settings: Settings, cluster: ClusterSettings, done: threading.Ev
                 # one began): stop at once rather than race it.
                 log.critical(
                     "lease lost: exiting so that only one replica drives the PBX",
-                    node=cluster.node,
+                    node=_node(cluster),
                     replica=cluster.replica,
                     holder=decision.lease.holder if decision else None,
                 )
                 os._exit(LOST_LEASE_EXIT)
         with contextlib.suppress(Exception):
-            leases.release(cluster.node, cluster.replica)
+            leases.release(_node(cluster), cluster.replica)
     finally:
         leases.close()
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _node(cluster: ClusterSettings) -> str:
+    """The one PBX of a ``[cluster] node`` replica (several: :mod:`.cluster`)."""
+    if cluster.node is None:
+        raise ValueError("[cluster] node is not set (several PBXes run as a cluster)")
+    return cluster.node

@@ -126,6 +126,16 @@ class PostgresLeases:
                     (after.expires_at, resource),
                 )
 
+    def snapshot(self, resources: list[str]) -> tuple[datetime, dict[str, Lease | None]]:
+        """The database's time and the named leases as they stand (None: never taken)."""
+        now = self._db.execute("SELECT clock_timestamp()").fetchone()[0]
+        rows = self._db.execute(
+            "SELECT resource, holder, expires_at, epoch, url FROM leases WHERE resource = ANY(%s)",
+            (resources,),
+        ).fetchall()
+        found = {r[0]: Lease(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows}
+        return now, {name: found.get(name) for name in resources}
+
     def close(self) -> None:
         self._db.close()
 
@@ -175,6 +185,10 @@ class SqliteLeases:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def snapshot(self, resources: list[str]) -> tuple[datetime, dict[str, Lease | None]]:
+        """The time and the named leases as they stand (None: never taken)."""
+        return _now(), {name: self.get(name) for name in resources}
 
     def get(self, resource: str) -> Lease | None:
         row = self._db.execute(

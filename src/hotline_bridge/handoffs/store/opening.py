@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from hotline_bridge.config.settings import Settings
 from hotline_bridge.handoffs.store.base import HandoffStore, StoreError
-from hotline_bridge.handoffs.store.lease import Decision, SqliteLeases
+from hotline_bridge.handoffs.store.lease import Decision, Lease, SqliteLeases
 from hotline_bridge.handoffs.store.sqlite import SqliteHandoffStore
 
 
@@ -16,6 +16,8 @@ class Leases(Protocol):
     def acquire(self, resource: str, asker: str, ttl: timedelta, url: str = "") -> Decision: ...
 
     def release(self, resource: str, asker: str) -> None: ...
+
+    def snapshot(self, resources: list[str]) -> tuple[datetime, dict[str, Lease | None]]: ...
 
     def close(self) -> None: ...
 

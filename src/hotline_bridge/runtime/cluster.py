@@ -1,0 +1,461 @@
+"""A replica of a site with several PBXes (``[[cluster.nodes]]``, issue 14 §2).
+
+Each PBX (node) has a lease row in the shared store; the replica holding it owns that PBX's AMI
+and serves it in this process: the ordinary service (:func:`~hotline_bridge.runtime.app.serve`)
+with the node's settings (:func:`~.placement.node_settings`), on a loopback port of its own. A
+replica may own several PBXes, or none. Every ``ttl/3`` it reads the lease rows and asks for the
+free ones :func:`~.placement.claims` names; a newly granted PBX's service restores the
+transfers, three-way calls and reminders in flight on that PBX from the store (the store keeps
+each PBX's machines apart) and settles them against Asterisk's state, as after a restart.
+
+The replica's API port (``[http]``) is the front every client may use: a request about an
+agent's call, a call, a transfer or a conference goes to the service of the PBX it concerns:
+here when this replica owns it, else to the owning replica (its URL in the lease row) with
+``X-Hotline-Forwarded`` (a forwarded request is served here, never forwarded again). Which PBX
+has the agent's call is asked of the PBXes' services: this replica's at once, the other owners'
+in parallel (``/cluster/v1/whereis``). While a PBX has no owner (a replica is taking over) and
+the call is not found elsewhere, the answer is 503 with ``Retry-After``: nothing was attempted.
+
+Leases are renewed every ``ttl/3`` from a thread of its own (a busy event loop cannot let them
+lapse); losing any of them, or not renewing one for ``2/3 ttl``, exits the process at once
+(status 75), as a single-PBX replica does: its other PBXes are taken over by the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from hotline_bridge.calls.api import CALLS
+from hotline_bridge.conferences.api import CONFERENCES
+from hotline_bridge.config.settings import ClusterNode, ClusterSettings, Settings
+from hotline_bridge.handoffs.store import HandoffStore
+from hotline_bridge.handoffs.store.lease import Decision, Lease
+from hotline_bridge.handoffs.store.opening import Leases, open_leases
+from hotline_bridge.runtime.app import AMI, Runtime
+from hotline_bridge.runtime.placement import (
+    Route,
+    claims,
+    home_node,
+    machine_kind,
+    node_settings,
+    owners,
+    route,
+)
+from hotline_bridge.runtime.replica import LOST_LEASE_EXIT, relay
+from hotline_bridge.transfers.api import TRANSFERS
+from hotline_bridge.web.http import error_response
+
+log = structlog.get_logger(__name__)
+
+FORWARDED = "X-Hotline-Forwarded"  # set on a request one replica sent on to another
+WHEREIS = "/cluster/v1/whereis"
+_SESSION_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=2.0, sock_read=None)
+_WHEREIS_TIMEOUT = aiohttp.ClientTimeout(total=1.0)
+
+ServeNode = Callable[
+    [Settings, str, asyncio.Event, Callable[[Runtime], None]], Coroutine[Any, Any, None]
+]
+
+
+class NodeMachines:
+    """The store as one PBX's service sees it: its machines apart from the other PBXes' (the
+    records, outbox and call log are the site's)."""
+
+    def __init__(self, store: HandoffStore, node: str) -> None:
+        self._store = store
+        self._node = node
+
+    def keep_machine(self, kind: str, item_id: str, state: str, *, done: bool) -> None:
+        self._store.keep_machine(machine_kind(kind, self._node), item_id, state, done=done)
+
+    def machines(self, kind: str, *, done: bool, limit: int | None = None) -> list[tuple[str, str]]:
+        return self._store.machines(machine_kind(kind, self._node), done=done, limit=limit)
+
+    def prune_machines(self, kind: str, finished_before: datetime) -> int:
+        return self._store.prune_machines(machine_kind(kind, self._node), finished_before)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def node_store(node: str) -> Callable[[HandoffStore], HandoffStore]:
+    return lambda store: cast(HandoffStore, NodeMachines(store, node))
+
+
+@dataclass
+class NodeService:
+    """One PBX served in this process."""
+
+    node: ClusterNode
+    stop: asyncio.Event
+    task: asyncio.Task[None] | None = None
+    runtime: Runtime | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.node.api_port}"
+
+    def ready(self) -> bool:
+        rt = self.runtime
+        return rt is not None and rt.app[AMI].state == "ready" and rt.app[CALLS].pbx_ready
+
+    def has(self, r: Route) -> bool:
+        """Whether the call, transfer or conference ``r`` names is on this PBX."""
+        rt = self.runtime
+        if rt is None:
+            return False
+        app = rt.app
+        if r.subject == "agent":
+            return app[CALLS].model.call_of_agent(r.key) is not None
+        if r.subject == "call":
+            return app[CALLS].model.call(r.key) is not None
+        if r.subject == "transfer":
+            return r.key in app[TRANSFERS].book.items
+        if r.subject == "conference":
+            return r.key in app[CONFERENCES].book.items
+        return False
+
+
+@dataclass
+class Front:
+    """The replica's API port: routes each request to the PBX service it concerns."""
+
+    settings: Settings
+    cluster: ClusterSettings
+    local: dict[str, NodeService] = field(default_factory=dict)
+    leases: dict[str, Lease | None] = field(default_factory=dict)
+    now: datetime | None = None  # the store's time at the last reading of the leases
+    read_at: float = 0.0  # monotonic time of that reading
+    forwarded: int = 0  # requests sent on to another replica
+    _agents: dict[str, str] | None = None  # token -> agent id
+    _session: aiohttp.ClientSession | None = None
+    _runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.settings.http.max_body_bytes)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get(WHEREIS, self.whereis)
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        return app
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=_SESSION_TIMEOUT, auto_decompress=False)
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        http = self.settings.http
+        await web.TCPSite(self._runner, http.host, http.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    # -- who owns what ---------------------------------------------------------------------
+
+    def _owners(self) -> dict[str, Lease]:
+        if self.now is None:
+            return {}
+        # The store's time, moved on by the time since it was read.
+        now = self.now + timedelta(seconds=time.monotonic() - self.read_at)
+        return owners(self.leases, now)
+
+    def _mine(self, lease: Lease) -> bool:
+        return lease.holder == self.cluster.replica
+
+    def _home(self) -> NodeService | None:
+        for node in self.cluster.nodes:
+            if node.name in self.local:
+                return self.local[node.name]
+        return None
+
+    # -- routes ------------------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        held = self._owners()
+        nodes = {}
+        for node in self.cluster.nodes:
+            lease = held.get(node.name)
+            here = self.local.get(node.name)
+            nodes[node.name] = {
+                "owner": lease.holder if lease else None,
+                "url": lease.url if lease else None,
+                "epoch": lease.epoch if lease else None,
+                "here": here is not None,
+                "ready": here.ready() if here is not None else None,
+            }
+        return web.json_response(
+            {
+                "status": "active" if self.local else "standby",
+                "replica": self.cluster.replica,
+                "owns": sorted(self.local),
+                "forwarded": self.forwarded,
+                "nodes": nodes,
+            }
+        )
+
+    async def whereis(self, request: web.Request) -> web.Response:
+        """Which of this replica's PBXes has the call (asked by the other replicas)."""
+        if not self._known_token(request):
+            return error_response(401, "a known bearer token is required")
+        r = Route(request.query.get("subject", "home"), request.query.get("key", ""))  # type: ignore[arg-type]
+        node = next((name for name, svc in self.local.items() if svc.has(r)), None)
+        return web.json_response({"node": node, "replica": self.cluster.replica})
+
+    def _agent_of(self, request: web.Request) -> str | None:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return None
+        if self._agents is None:
+            self._agents = {a.token.get_secret_value(): a.id for a in self.settings.agents}
+        return self._agents.get(header[len("Bearer ") :])
+
+    def _known_token(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return False
+        token = header[len("Bearer ") :]
+        s = self.settings
+        known = {a.token.get_secret_value() for a in s.agents}
+        known |= {c.token.get_secret_value() for c in s.api_clients}
+        return token in known
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        r = route(request.path)
+        forwarded = FORWARDED in request.headers
+        by_token = False
+        if r.subject == "home" and (agent := self._agent_of(request)) is not None:
+            # An agent's own view (its calls, its events): served by the PBX of its call.
+            r, by_token = Route("agent", agent), True
+        if r.subject != "home":
+            for svc in self.local.values():
+                if svc.has(r):
+                    return await self._to_local(request, svc)
+            if not forwarded:
+                found, unsure = await self._ask_others(request, r)
+                if found is not None:
+                    return await self._to_replica(request, found)
+                if unsure and not by_token:
+                    return _retry("the PBX of this call has no bridge right now (taking over)")
+        home = self._home()
+        if home is not None:
+            return await self._to_local(request, home)
+        if not forwarded:
+            for node in self.cluster.nodes:
+                lease = self._owners().get(node.name)
+                if lease is not None and not self._mine(lease):
+                    return await self._to_replica(request, lease.url)
+        return _retry("no replica owns a PBX right now (taking over)")
+
+    async def _ask_others(self, request: web.Request, r: Route) -> tuple[str | None, bool]:
+        """The URL of the replica whose PBX has the call, if any; and whether some PBX could
+        not be asked (no owner now, or its owner did not answer)."""
+        held = self._owners()
+        unsure = any(node.name not in held for node in self.cluster.nodes)
+        urls = sorted({lease.url for lease in held.values() if not self._mine(lease)})
+        if not urls:
+            return None, unsure
+        assert self._session is not None
+        session = self._session
+        auth = {"Authorization": request.headers.get("Authorization", "")}
+
+        async def ask(url: str) -> str | None:
+            async with session.get(
+                url.rstrip("/") + WHEREIS,
+                params={"subject": r.subject, "key": r.key},
+                headers=auth,
+                timeout=_WHEREIS_TIMEOUT,
+            ) as answer:
+                body = await answer.json() if answer.status == 200 else {}
+                return url if body.get("node") else None
+
+        answers = await asyncio.gather(*(ask(u) for u in urls), return_exceptions=True)
+        found = next((a for a in answers if isinstance(a, str)), None)
+        unsure = unsure or any(isinstance(a, BaseException) for a in answers)
+        return found, unsure
+
+    async def _to_local(self, request: web.Request, svc: NodeService) -> web.StreamResponse:
+        assert self._session is not None
+        return await relay(self._session, request, svc.url, f"the bridge of {svc.node.name}")
+
+    async def _to_replica(self, request: web.Request, url: str) -> web.StreamResponse:
+        assert self._session is not None
+        self.forwarded += 1
+        extra = {FORWARDED: self.cluster.replica}
+        return await relay(self._session, request, url, "the owning replica", extra)
+
+
+def _retry(reason: str) -> web.Response:
+    response = error_response(503, reason)
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+class Keeper:
+    """Renews this replica's leases from a thread; exits the process when one is lost."""
+
+    def __init__(self, settings: Settings, cluster: ClusterSettings) -> None:
+        self._settings = settings
+        self._cluster = cluster
+        self._renewed: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def add(self, node: str) -> None:
+        with self._lock:
+            self._renewed[node] = time.monotonic()
+
+    def stop(self) -> None:
+        self.done.set()
+        self._thread.join(5.0)
+
+    def _run(self) -> None:
+        cluster = self._cluster
+        every = cluster.lease_ttl_s / 3
+        ttl = timedelta(seconds=cluster.lease_ttl_s)
+        leases = open_leases(self._settings)
+        try:
+            while not self.done.wait(every):
+                with self._lock:
+                    nodes = dict(self._renewed)
+                for node, renewed in nodes.items():
+                    try:
+                        d: Decision | None = leases.acquire(node, cluster.replica, ttl, cluster.url)
+                    except Exception as exc:  # the store is out of reach: no renewal
+                        log.error("lease renewal failed", node=node, error=str(exc))
+                        d = None
+                    if d is not None and d.granted and not d.changed_hands:
+                        with self._lock:
+                            self._renewed[node] = time.monotonic()
+                        continue
+                    if d is not None or time.monotonic() - renewed >= 2 * every:
+                        log.critical(
+                            "lease lost: exiting so that only one replica drives the PBX",
+                            node=node,
+                            replica=cluster.replica,
+                            holder=d.lease.holder if d else None,
+                        )
+                        os._exit(LOST_LEASE_EXIT)
+            with self._lock:
+                nodes = dict(self._renewed)
+            for node in nodes:
+                with contextlib.suppress(Exception):
+                    leases.release(node, cluster.replica)
+        finally:
+            leases.close()
+
+
+async def run_cluster(settings: Settings, serve_node: ServeNode) -> None:
+    """Serve the front; own the PBXes the leases give this replica; stop on SIGINT/SIGTERM."""
+    cluster = settings.cluster
+    assert cluster is not None and cluster.nodes
+    names = [n.name for n in cluster.nodes]
+    by_name = {n.name: n for n in cluster.nodes}
+    every = cluster.lease_ttl_s / 3
+    ttl = timedelta(seconds=cluster.lease_ttl_s)
+    leases: Leases = await asyncio.to_thread(open_leases, settings)
+    front = Front(settings, cluster)
+    await front.start()
+    keeper = Keeper(settings, cluster)
+    keeper.start()
+    log.info(
+        "cluster replica up", replica=cluster.replica, nodes=names, home=home_node(cluster.nodes)
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    started_at: datetime | None = None
+    failed: BaseException | None = None
+    try:
+        while not stop.is_set():
+            try:
+                now, rows = await asyncio.to_thread(leases.snapshot, names)
+            except Exception as exc:  # the store is out of reach: nothing is claimed
+                log.error("leases not read", error=str(exc))
+            else:
+                started_at = started_at or now
+                front.leases, front.now, front.read_at = dict(rows), now, time.monotonic()
+                wanted = claims(
+                    cluster.nodes,
+                    cluster.replica,
+                    rows,
+                    now,
+                    started_at=started_at,
+                    grace=timedelta(seconds=every),
+                )
+                for name in wanted:
+                    decision = await _claim(leases, name, cluster, ttl)
+                    if decision is None:
+                        continue
+                    front.leases[name] = decision.lease
+                    if decision.granted and name not in front.local:
+                        keeper.add(name)
+                        front.local[name] = _start_node(settings, by_name[name], serve_node)
+            failed = _failure(front.local)
+            if failed is not None:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+    finally:
+        for svc in front.local.values():
+            svc.stop.set()
+        tasks = [svc.task for svc in front.local.values() if svc.task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.to_thread(keeper.stop)  # releases the leases: no waiting for them to lapse
+        await front.stop()
+        leases.close()
+    if failed is not None:
+        raise failed
+
+
+def _start_node(settings: Settings, node: ClusterNode, serve_node: ServeNode) -> NodeService:
+    svc = NodeService(node, asyncio.Event())
+
+    def started(runtime: Runtime) -> None:
+        svc.runtime = runtime
+
+    log.warning("replica owns a PBX now: serving it", node=node.name, api_port=node.api_port)
+    svc.task = asyncio.create_task(
+        serve_node(node_settings(settings, node), node.name, svc.stop, started),
+        name=f"node-{node.name}",
+    )
+    return svc
+
+
+def _failure(local: Mapping[str, NodeService]) -> BaseException | None:
+    """A PBX's service that ended on its own: this replica stops (its leases lapse)."""
+    for name, svc in local.items():
+        if svc.task is not None and svc.task.done() and not svc.stop.is_set():
+            exc = svc.task.exception()
+            log.critical("a PBX's service ended; the replica stops", node=name, error=str(exc))
+            return exc or RuntimeError(f"the service of {name} ended")
+    return None
+
+
+async def _claim(
+    leases: Leases, node: str, cluster: ClusterSettings, ttl: timedelta
+) -> Decision | None:
+    try:
+        return await asyncio.to_thread(leases.acquire, node, cluster.replica, ttl, cluster.url)
+    except Exception as exc:  # the store is out of reach: nobody is granted anything
+        log.error("lease claim failed", node=node, error=str(exc))
+        return None

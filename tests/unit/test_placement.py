@@ -1,0 +1,135 @@
+"""Several PBXes over several replicas: which free PBX a replica claims, what a request is
+about, the owners from the lease rows, one PBX's service settings (pure; issue 14 §2)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from hotline_bridge.config.settings import ClusterNode, ConfigError, load_settings
+from hotline_bridge.handoffs.store.lease import Lease
+from hotline_bridge.runtime.placement import (
+    Route,
+    claims,
+    home_node,
+    machine_kind,
+    node_settings,
+    owners,
+    route,
+)
+
+T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+GRACE = timedelta(seconds=1)
+NODES = [
+    ClusterNode(name="pbx-1", ami_port=18461, api_port=18471, prefer="a"),
+    ClusterNode(name="pbx-2", ami_port=18462, api_port=18472, prefer="b"),
+    ClusterNode(name="pbx-3", ami_port=18463, api_port=18473, prefer="c"),
+]
+
+
+def at(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+def lease(node: str, holder: str, expires: float, epoch: int = 1) -> Lease:
+    return Lease(node, holder, at(expires), epoch, f"http://127.0.0.1:1848{holder}")
+
+
+def test_at_start_each_replica_claims_its_preferred_pbx_at_once_and_the_others_later() -> None:
+    free: dict[str, Lease | None] = {n.name: None for n in NODES}
+    assert claims(NODES, "a", free, at(0), started_at=at(0), grace=GRACE) == ["pbx-1"]
+    assert claims(NODES, "b", free, at(0), started_at=at(0), grace=GRACE) == ["pbx-2"]
+    # A replica that owns nothing yet waits no grace for a PBX nobody prefers ... but each
+    # PBX it plans to take makes the next one wait longer (the others get their turn).
+    two = {"pbx-1": lease("pbx-1", "a", 3), "pbx-2": lease("pbx-2", "b", 3), "pbx-3": None}
+    assert claims(NODES, "a", two, at(0.5), started_at=at(0), grace=GRACE) == []
+    assert claims(NODES, "a", two, at(1.0), started_at=at(0), grace=GRACE) == ["pbx-3"]
+
+
+def test_a_held_lease_is_never_claimed_not_even_by_its_preferred_replica() -> None:
+    held = {"pbx-1": lease("pbx-1", "b", 5), "pbx-2": lease("pbx-2", "b", 5), "pbx-3": None}
+    assert claims(NODES, "a", held, at(1), started_at=at(0), grace=GRACE) == ["pbx-3"]
+    assert claims(NODES, "b", held, at(1), started_at=at(0), grace=GRACE) == []
+
+
+def test_a_dead_owners_pbxes_go_to_the_survivors_least_loaded_first() -> None:
+    # a died owning pbx-1 and pbx-3 (leases ran out at 10); b owns pbx-2, c owns nothing.
+    rows = {
+        "pbx-1": lease("pbx-1", "a", 10),
+        "pbx-2": lease("pbx-2", "b", 20),
+        "pbx-3": lease("pbx-3", "a", 10),
+    }
+    # c (preferred for pbx-3) takes it at once; it would take pbx-1 only after a grace.
+    assert claims(NODES, "c", rows, at(10.1), started_at=at(0), grace=GRACE) == ["pbx-3"]
+    assert claims(NODES, "c", rows, at(11.1), started_at=at(0), grace=GRACE) == ["pbx-3", "pbx-1"]
+    # b already owns one: it waits one grace for either.
+    assert claims(NODES, "b", rows, at(10.5), started_at=at(0), grace=GRACE) == []
+    assert claims(NODES, "b", rows, at(11.0), started_at=at(0), grace=GRACE) == ["pbx-1"]
+    # A lease that ran out before this replica started counts from its start.
+    assert claims(NODES, "b", rows, at(12), started_at=at(11.5), grace=GRACE) == []
+
+
+def test_owners_are_the_running_leases() -> None:
+    rows = {"pbx-1": lease("pbx-1", "a", 5), "pbx-2": lease("pbx-2", "b", 1), "pbx-3": None}
+    assert set(owners(rows, at(2))) == {"pbx-1"}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/v1/agents/1001/carry-transfer", Route("agent", "1001")),
+        ("/v1/agents/1001/three-way", Route("agent", "1001")),
+        ("/v1/agents/1001/current-handoff", Route("agent", "1001")),
+        ("/v1/calls/1733.12/carry-transfer", Route("call", "1733.12")),
+        ("/v1/transfers/tr-9", Route("transfer", "tr-9")),
+        ("/v1/conferences/cf-1", Route("conference", "cf-1")),
+        ("/v1/conferences/cf-1/leave", Route("conference", "cf-1")),
+        ("/v1/work-orders", Route("home")),
+        ("/v1/agents/1001/events/ticket", Route("home")),
+        ("/metrics", Route("home")),
+    ],
+)
+def test_what_a_request_is_about(path: str, expected: Route) -> None:
+    assert route(path) == expected
+
+
+SANDBOX: dict[str, Any] = {
+    "ami": {"username": "hb", "secret": "sandbox-secret"},
+    "bridge": {"return_queue": "q", "mode": "sandbox"},
+    "follow_up": {"dial": "PJSIP/{number}@carrier"},
+    "units": {"scan_interval_s": 60},
+}
+CLUSTER: dict[str, Any] = {
+    "replica": "a",
+    "url": "http://127.0.0.1:18481",
+    "nodes": [n.model_dump() for n in NODES],
+}
+
+
+def test_a_nodes_service_drives_its_own_pbx_on_its_loopback_port_and_only_home_scans() -> None:
+    s = load_settings(**SANDBOX, cluster=CLUSTER)
+    assert s.cluster is not None and home_node(s.cluster.nodes) == "pbx-1"
+    one, two = (node_settings(s, n) for n in NODES[:2])
+    assert (one.ami.port, one.http.port, one.cluster) == (18461, 18471, None)
+    assert (two.ami.port, two.http.port, two.http.host) == (18462, 18472, "127.0.0.1")
+    assert not one.agi.enabled and not two.agi.enabled  # no agi_port: no hooks
+    assert one.units.scan_interval_s == 60 and one.follow_up.dial is not None
+    assert two.units.scan_interval_s == 0 and two.follow_up.dial is None
+    assert machine_kind("carry_transfer", "pbx-2") == "carry_transfer@pbx-2"
+
+
+def test_cluster_settings_take_node_or_nodes_and_refuse_clashes() -> None:
+    with pytest.raises(ConfigError, match="either node"):
+        load_settings(**SANDBOX, cluster={**CLUSTER, "node": "pbx-1"})
+    with pytest.raises(ConfigError, match="either node"):
+        load_settings(**SANDBOX, cluster={**CLUSTER, "nodes": []})
+    clash = [n.model_dump() for n in NODES]
+    clash[1]["api_port"] = 18471
+    with pytest.raises(ConfigError, match="duplicate api_port"):
+        load_settings(**SANDBOX, cluster={**CLUSTER, "nodes": clash})
+    off = [n.model_dump() for n in NODES]
+    off[2]["ami_host"] = "10.0.0.7"
+    with pytest.raises(ConfigError, match=r"loopback only: cluster.nodes\[pbx-3\].ami_host"):
+        load_settings(**SANDBOX, cluster={**CLUSTER, "nodes": off})
