@@ -138,6 +138,9 @@ class Calls:
             raise Conflict("not an agent's leg")
         return call
 
+    def changed(self) -> asyncio.Future[None]:
+        return asyncio.get_running_loop().create_future()  # no event ever comes here
+
 
 class Item:
     def __init__(self, **kw: Any) -> None:

@@ -17,7 +17,7 @@ def install(app: web.Application, deps: Deps) -> ConferenceService:
     service = app[api.CONFERENCES] = ConferenceService(
         deps.settings, deps.calls, deps.recorder, submit, directory=deps.directory
     )
-    service.book.keeper = Keeper(deps.store, "three_way", Conference)
+    service.book.keeper = Keeper(deps.store, "three_way", Conference, later=deps.recorder.later)
     service.restore()
     deps.pbx.listen(service)
     app.router.add_routes(api.routes())

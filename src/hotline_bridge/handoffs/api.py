@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from hotline_bridge.handoffs.recorder import StoreRecorder
 from hotline_bridge.handoffs.service import (
     EventInput,
     HandoffService,
@@ -23,6 +24,16 @@ from hotline_bridge.web.http import json_ok, read_model, require
 from hotline_bridge.web.openapi import described
 
 HANDOFFS = web.AppKey("handoffs", HandoffService)
+# Its writes behind the loop (PostgreSQL) are waited for before a read shows the record.
+WRITES = web.AppKey("handoff_writes", StoreRecorder)
+
+
+async def _settled(request: web.Request) -> None:
+    recorder = request.app.get(WRITES)
+    if recorder is not None:
+        await recorder.settled()
+
+
 _ANY_ROLE = ("agent", "supervisor", "partner")
 
 
@@ -30,6 +41,7 @@ _ANY_ROLE = ("agent", "supervisor", "partner")
 async def get_handoff(request: web.Request) -> web.Response:
     # A plain line's desk reads the records handed to it (by reference: X-Handoff-Id).
     principal = require(request, *_ANY_ROLE, "line")
+    await _settled(request)
     return json_ok(request.app[HANDOFFS].read(principal, request.match_info["handoff_id"]))
 
 
@@ -42,6 +54,7 @@ async def get_handoff(request: web.Request) -> web.Response:
 async def append_handoff_event(request: web.Request) -> web.Response:
     principal = require(request, *_ANY_ROLE)
     body = await read_model(request, EventInput)
+    await _settled(request)  # the event goes after the bridge's own, as they happened
     event = request.app[HANDOFFS].append(principal, request.match_info["handoff_id"], body)
     return json_ok(event, status=201)
 
@@ -50,6 +63,7 @@ async def append_handoff_event(request: web.Request) -> web.Response:
 async def list_handoffs(request: web.Request) -> web.Response:
     principal = require(request, *_ANY_ROLE)
     query = parse_query(dict(request.query))
+    await _settled(request)
     return json_ok(request.app[HANDOFFS].list(principal, query))
 
 

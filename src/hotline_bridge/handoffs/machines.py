@@ -9,8 +9,9 @@ recently finished ones so ``GET`` on their ids still answers. Finished rows leav
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import pydantic_core
 import structlog
@@ -49,8 +50,17 @@ class MachineStore(Protocol):
 class Keeper(Generic[T]):
     """The stored states of one kind of machine (``kind`` names the rows: "carry_transfer")."""
 
-    def __init__(self, store: MachineStore, kind: str, type_: type[T]) -> None:
+    def __init__(
+        self,
+        store: MachineStore,
+        kind: str,
+        type_: type[T],
+        later: Callable[[Callable[[Any], None]], None] | None = None,
+    ) -> None:
         self._store = store
+        # Where later states go when nothing waits for them (``StoreRecorder.later``: off the
+        # loop on PostgreSQL); None: written at once. The first state is always written at once.
+        self._later = later
         self.kind = kind
         self._adapter: TypeAdapter[T] = TypeAdapter(type_)
         self._pruned_at = 0.0
@@ -70,6 +80,15 @@ class Keeper(Generic[T]):
     def moved(self, item: T) -> None:
         """Keep a later state. The machine goes on if the store fails (logged): the PBX is
         already acting, and the next move or the restart's reconcile writes it again."""
+        if self._later is not None:
+            state, kind, item_id, done = self.encode(item), self.kind, item.id, item.done
+
+            def write(store: Any) -> None:
+                # The write-behind's own connection: a view of the same store (same kinds).
+                store.keep_machine(kind, item_id, state, done=done)
+
+            self._later(write)
+            return
         try:
             self.keep(item)
         except Exception as exc:

@@ -22,6 +22,7 @@ def install(
     ``by_reference``: the plain-line targets, whose records are never pushed; ``line_readers``:
     each plain line's API client and the targets it reads."""
     service = app[api.HANDOFFS] = recorder.service(partner)
+    app[api.WRITES] = recorder
     service.by_reference = by_reference
     service.line_readers = line_readers or {}
     app.router.add_routes([*api.routes(), *screen.routes()])

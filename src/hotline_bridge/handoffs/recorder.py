@@ -8,6 +8,7 @@ where a broken catalog or store stops start-up with a ``ConfigError``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ from hotline_bridge.handoffs.model import (
 )
 from hotline_bridge.handoffs.service import HandoffService
 from hotline_bridge.handoffs.store import HandoffStore, StoreError, open_store, store_name
+from hotline_bridge.handoffs.store.behind import WriteBehind
 
 log = structlog.get_logger(__name__)
 
@@ -83,12 +85,36 @@ class StoreRecorder:
     """Implements ``recorder.HandoffRecorder`` over a :class:`HandoffStore`."""
 
     def __init__(
-        self, store: HandoffStore, catalog: Catalog, *, site: Platform, public_url: str
+        self,
+        store: HandoffStore,
+        catalog: Catalog,
+        *,
+        site: Platform,
+        public_url: str,
+        behind: WriteBehind | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.site = site
         self._public_url = public_url.rstrip("/")
+        # Writes no command waits for leave the loop (PostgreSQL: see store.behind).
+        self.behind = behind
+
+    def later(self, work: Callable[[HandoffStore], None]) -> None:
+        """A write nothing waits for: on the write-behind thread if there is one, else now.
+        Either way a failure is logged, never raised into the machine driving a live call."""
+        if self.behind is not None and self.behind.submit(work):
+            return
+        try:
+            work(self.store)
+        except (StoreError, ValidationError, OSError) as exc:
+            log.error("deferred store write failed", error=str(exc))
+
+    async def settled(self) -> None:
+        """Wait until the writes queued so far are in the store (before a read that shows
+        them, e.g. ``GET /v1/handoffs/{id}``)."""
+        if self.behind is not None:
+            await asyncio.to_thread(self.behind.drain)
 
     def service(self, target: str) -> HandoffService:
         """The record API's service over the same store (``target``: the partner's key)."""
@@ -157,11 +183,22 @@ class StoreRecorder:
         # The call goes on whatever happens here: a note that cannot be written is logged loudly,
         # never raised into the machine that is driving the live call.
         try:
-            self.store.append(handoff_id, event_for(what, detail, _at(now)))
-        except (StoreError, ValidationError, OSError) as exc:
+            event = event_for(what, detail, _at(now))
+        except ValidationError as exc:
             log.error(
                 "handoff event not recorded", handoff_id=handoff_id, what=what, error=str(exc)
             )
+            return
+
+        def write(store: HandoffStore) -> None:
+            try:
+                store.append(handoff_id, event)
+            except (StoreError, ValidationError, OSError) as exc:
+                log.error(
+                    "handoff event not recorded", handoff_id=handoff_id, what=what, error=str(exc)
+                )
+
+        self.later(write)
 
     def url(self, handoff_id: str) -> str:
         return f"{self._public_url}/v1/handoffs/{handoff_id}"
@@ -181,14 +218,26 @@ def open_recorder(
         store = open_store(settings)
     except (StoreError, OSError) as exc:
         raise ConfigError(f"handoff store {store_name(settings)}: {exc}") from None
+    view = store if wrap is None else wrap(store)
+    behind: WriteBehind | None = None
     try:
+        if settings.store.dsn is not None:
+            # PostgreSQL: every commit is a round trip and a WAL flush; SQLite's are local and
+            # cheap (WAL, synchronous=NORMAL) and stay inline, with no write lost to a kill -9.
+            try:
+                behind = WriteBehind(view)
+            except (StoreError, OSError) as exc:
+                raise ConfigError(f"handoff store {store_name(settings)}: {exc}") from None
         yield StoreRecorder(
-            store if wrap is None else wrap(store),
+            view,
             catalog,
             site=Platform(settings.bridge.site),
             public_url=settings.http.public_url,
+            behind=behind,
         )
     finally:
+        if behind is not None:
+            behind.close()
         store.close()
 
 

@@ -23,7 +23,7 @@ def install(app: web.Application, deps: Deps) -> NoticeService:
         record_url=deps.recorder.url,
         submit=submit,
     )
-    service.keeper = Keeper(deps.store, "notice_call", Reminder)
+    service.keeper = Keeper(deps.store, "notice_call", Reminder, later=deps.recorder.later)
     service.restore()
     deps.pbx.listen(service)
     app.router.add_routes(api.routes())

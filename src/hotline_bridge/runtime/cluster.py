@@ -87,6 +87,10 @@ class NodeMachines:
     def prune_machines(self, kind: str, finished_before: datetime) -> int:
         return self._store.prune_machines(machine_kind(kind, self._node), finished_before)
 
+    def reopen(self) -> HandoffStore:
+        """The same view over a new connection (the write-behind thread's)."""
+        return cast(HandoffStore, NodeMachines(self._store.reopen(), self._node))
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 

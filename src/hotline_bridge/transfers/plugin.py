@@ -18,7 +18,7 @@ def install(app: web.Application, deps: Deps) -> TransferService:
     service = app[api.TRANSFERS] = TransferService(
         deps.settings, deps.calls, deps.recorder, submit, directory=deps.directory
     )
-    service.book.keeper = Keeper(deps.store, "carry_transfer", Transfer)
+    service.book.keeper = Keeper(deps.store, "carry_transfer", Transfer, later=deps.recorder.later)
     service.restore()
     deps.pbx.listen(service)
     app.router.add_routes(api.routes())

@@ -22,7 +22,7 @@ def install(app: web.Application, deps: Deps) -> WorkOrderService:
         submit=submit,
         calls_per_hour=deps.settings.limits.duty_calls_per_hour,
     )
-    reminders.keeper = Keeper(deps.store, "duty_reminder", Reminder)
+    reminders.keeper = Keeper(deps.store, "duty_reminder", Reminder, later=deps.recorder.later)
     reminders.restore()
     deps.pbx.listen(reminders)
     service = app[api.WORK_ORDERS] = WorkOrderService(

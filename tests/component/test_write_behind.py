@@ -1,0 +1,86 @@
+"""Writes nothing waits for, behind the loop: in order, all there once drained, on SQLite and
+PostgreSQL; a keeper's later states and a recorder's notes take that path when it exists."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from hotline_bridge.handoffs.machines import Keeper
+from hotline_bridge.handoffs.model import Actor, EventKind, HandoffEvent
+from hotline_bridge.handoffs.store import HandoffStore
+from hotline_bridge.handoffs.store.behind import WriteBehind
+from hotline_bridge.transfers import machine as tm
+from hotline_bridge.transfers.machine import Transfer
+from tests.component.test_store import make as make_record
+from tests.plans import CARRY_PLAN
+
+
+def note(i: int) -> HandoffEvent:
+    return HandoffEvent(
+        at=datetime(2026, 12, 4, 4, 0, i, tzinfo=UTC),
+        actor=Actor.system(),
+        kind=EventKind.CALL_PROGRESS,
+        data={"what": f"step-{i}"},
+    )
+
+
+def appending(handoff_id: str, event: HandoffEvent) -> Callable[[HandoffStore], None]:
+    def work(store: HandoffStore) -> None:
+        store.append(handoff_id, event)
+
+    return work
+
+
+def test_queued_appends_land_in_order_once_drained(
+    open_store: Callable[[str], HandoffStore],
+) -> None:
+    store = open_store("handoffs")
+    record = make_record()
+    store.create(record)
+    behind = WriteBehind(store)
+    try:
+        for i in range(50):
+            assert behind.submit(appending(record.id, note(i)))
+        assert behind.drain(10)
+        got = store.get(record.id)
+        assert got is not None
+        assert [e.data.get("what") for e in got.events[1:]] == [f"step-{i}" for i in range(50)]
+    finally:
+        behind.close()
+
+
+def test_a_failed_write_is_logged_and_the_next_ones_still_land(
+    open_store: Callable[[str], HandoffStore],
+) -> None:
+    store = open_store("handoffs")
+    record = make_record()
+    store.create(record)
+    behind = WriteBehind(store)
+    try:
+        behind.submit(appending("no-such-record", note(0)))
+        behind.submit(appending(record.id, note(1)))
+        assert behind.drain(10)
+        got = store.get(record.id)
+        assert got is not None and got.events[-1].data["what"] == "step-1"
+    finally:
+        behind.close()
+
+
+def test_a_keeper_s_later_states_go_behind_and_close_writes_what_is_queued(
+    open_store: Callable[[str], HandoffStore],
+) -> None:
+    store = open_store("handoffs")
+    behind = WriteBehind(store)
+
+    def later(work: Callable[[HandoffStore], None]) -> None:
+        assert behind.submit(work)
+
+    keeper = Keeper(store, "carry_transfer", Transfer, later=later)
+    t, _ = tm.start(CARRY_PLAN, now=1.0)
+    keeper.keep(t)  # the first state: at once
+    t2, _ = tm.step(t, tm.PartnerRinging(), now=2.0)
+    keeper.moved(t2)  # later: behind
+    behind.close()  # drains before it stops
+    (back,) = Keeper(store, "carry_transfer", Transfer).live()
+    assert back == t2
