@@ -40,6 +40,7 @@ from hotline_bridge.handoffs.model import (
 from hotline_bridge.handoffs.service import HandoffService
 from hotline_bridge.handoffs.store import HandoffStore, StoreError, open_store, store_name
 from hotline_bridge.handoffs.store.behind import WriteBehind
+from hotline_bridge.handoffs.store.sqlite import Checkpointer, SqliteHandoffStore
 
 log = structlog.get_logger(__name__)
 
@@ -220,6 +221,11 @@ def open_recorder(
         raise ConfigError(f"handoff store {store_name(settings)}: {exc}") from None
     view = store if wrap is None else wrap(store)
     behind: WriteBehind | None = None
+    checkpoints: Checkpointer | None = None
+    if isinstance(store, SqliteHandoffStore) and str(store.path) != ":memory:":
+        # The WAL's checkpoints (each an fsync) leave the loop for their own thread.
+        store.leave_checkpoints()
+        checkpoints = Checkpointer(store.path).start()
     try:
         if settings.store.dsn is not None:
             # PostgreSQL: every commit is a round trip and a WAL flush; SQLite's are local and
@@ -238,6 +244,8 @@ def open_recorder(
     finally:
         if behind is not None:
             behind.close()
+        if checkpoints is not None:
+            checkpoints.stop()
         store.close()
 
 

@@ -36,10 +36,13 @@ import builtins
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
+
+import structlog
 
 from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.handoffs.model import (
@@ -67,6 +70,8 @@ from hotline_bridge.handoffs.store.base import (
     UnknownHandoff,
 )
 from hotline_bridge.handoffs.store.migrations import _CITIZEN_NUMBER, MIGRATIONS, Migration, migrate
+
+log = structlog.get_logger(__name__)
 
 _INSERT_EVENT = (
     "INSERT INTO handoff_events (handoff_id, seq, at, kind, body) VALUES (?, ?, ?, ?, ?)"
@@ -114,6 +119,12 @@ class SqliteHandoffStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def leave_checkpoints(self) -> None:
+        """This connection stops checkpointing the WAL itself (a :class:`Checkpointer` does it
+        on its own thread): a checkpoint fsyncs the database file, which on a busy disk held
+        the event loop for as long as the disk took."""
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
 
     def create(self, record: HandoffRecord, *, outbox: bool = True) -> bool:
         snap = record.snapshot
@@ -493,3 +504,39 @@ def _decode_cursor(cursor: str) -> tuple[str, str]:
     if not isinstance(handoff_id, str):
         raise ValueError("malformed cursor")
     return created_at, handoff_id
+
+
+class Checkpointer:
+    """Checkpoints one SQLite file's WAL every ``every_s`` on its own thread and connection
+    (``PRAGMA wal_checkpoint(PASSIVE)``: never waits for a writer or a reader, so the loop's
+    commits go on meanwhile), for a store whose connection ``leave_checkpoints()``."""
+
+    def __init__(self, path: Path, every_s: float = 1.0) -> None:
+        self._path = path
+        self._every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+
+    def start(self) -> Checkpointer:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        db = sqlite3.connect(self._path, isolation_level=None)
+        try:
+            while not self._stop.wait(self._every_s):
+                self._checkpoint(db)
+            self._checkpoint(db)  # what the last second wrote, before the store closes
+        finally:
+            db.close()
+
+    @staticmethod
+    def _checkpoint(db: sqlite3.Connection) -> None:
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            log.error("WAL checkpoint failed", error=str(exc))
