@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
 import tempfile
@@ -39,6 +40,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from .bridge import RunningBridge
 from .cluster import Cluster, Node, health, load_cluster, start_pbxes, start_replica
@@ -607,6 +610,12 @@ class ClusterDrill:
             "killed_at_s": round(self.killed_at - self.t0, 2) if self.killed_at else None,
             "takeover_s": round(self.takeover_s, 2) if self.takeover_s is not None else None,
             "transfers_in_flight_at_kill": self.in_flight_at_kill,
+            # What the survivors took back from the store and settled with the PBX's state.
+            "transfers_restored_by_survivors": sum(
+                rb.log_path.read_text(errors="replace").count('"carry transfer restored"')
+                for n, rb in self.replicas.items()
+                if n != KILLED
+            ),
             "calls": total,
             "per_pbx": per_pbx,
             "not_carried": dict(not_carried),
@@ -641,7 +650,8 @@ def markdown(r: dict[str, Any]) -> str:
         "|---|---|",
         f"| owners before | {r['owners_before']} |",
         f"| takeover (kill -9 to its PBXes served by survivors) | {r['takeover_s']} s |",
-        f"| transfers in flight on its PBX at the kill | {r['transfers_in_flight_at_kill']} |",
+        f"| transfers in flight on its PBX at the kill; restored by a survivor | "
+        f"{r['transfers_in_flight_at_kill']}; {r['transfers_restored_by_survivors']} |",
         f"| calls offered / with an agent / pressed (202) / carried | {c['offered']} / "
         f"{c['with_agent']} / {c['pressed_202']} / {c['carried']} |",
         f"| per PBX | {r['per_pbx']} |",
@@ -673,6 +683,8 @@ def _say(text: str) -> None:
 
 
 async def run(short: bool, out: Path | None = None) -> dict[str, Any]:
+    # The partner desk runs the product's receiver in this process: its info lines are noise here.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     work = Path(tempfile.mkdtemp(prefix="hb-cluster-drill-"))
     result = await ClusterDrill(Plan.of(short), load_cluster(), work).run()
     result["workdir"] = str(work)
