@@ -56,12 +56,12 @@ from .sandbox import Sandbox
 from .sipp import SippProcess, stop_all
 
 PARTNER_PORT = 18490
-KILLED = "a"  # owns pbx-1, the home PBX: its service runs the site-wide scans too
 # SIPp media ports, per PBX i: agents echo on 26000+100i, the 110 desk on 26050+100i, the
 # citizens stream from 27000+300i up (two ports per call). Clear of the PBXes' RTP ranges
 # (28000-30999), of the tests' SIPp peers (6000 up) and of Linux's ephemeral ports (32768 up).
 AGENT_MEDIA, DESK_MEDIA, CITIZEN_MEDIA, CITIZEN_MEDIA_SPAN = 26000, 26050, 27000, 300
 RETRY_503_S = 0.5  # a refused press is pressed again this much later (Retry-After says 1 s)
+TERMINAL = {"answered", "returned", "failed", "lost", "abandoned", "ended", "cancelled"}
 NOT_YET_S = 3.0  # how long a 409 "not on a call" (the owner has not read the bridge yet) is retried
 
 
@@ -90,6 +90,10 @@ class Press:
     lost_in_flight: int = 0  # the connection died with the request (the replica was killed)
     not_yet_409: int = 0
     first_refused_at: float | None = None  # seconds into the run
+    # Every transfer accepted for the call (transfer_id, handoff_id): more than one when a
+    # transfer failed (its replica killed before it dialled) and the agent pressed again.
+    accepted: list[tuple[str, str]] = field(default_factory=list)
+    failed_then_pressed_again: int = 0
 
 
 @dataclass
@@ -178,6 +182,7 @@ class ClusterDrill:
         self.killed_at: float | None = None  # monotonic
         self.takeover_s: float | None = None
         self.in_flight_at_kill = 0
+        self.victim = ""  # the owner of the home PBX (pbx-1): its service runs the site scans
 
     # -- PBX events -------------------------------------------------------------------------------
 
@@ -233,9 +238,17 @@ class ClusterDrill:
     # -- the hotkey -------------------------------------------------------------------------------
 
     async def _press(self, pbx: PbxRun, rec: DrillCall) -> None:
+        """The carry key, and again if the accepted transfer failed with the citizen still
+        with the agent (as an agent whose phone shows "failed" would press it again)."""
+        token = f"{pbx.topo['agent_pool']['token_prefix']}{rec.agent_id}"
+        press = pbx.presses[rec.uid]
+        while await self._press_once(pbx, rec, token) and await self._failed(rec, token):
+            press.failed_then_pressed_again += 1
+
+    async def _press_once(self, pbx: PbxRun, rec: DrillCall, token: str) -> bool:
+        """Until a 202 (True), or the call is over or refused for good (False)."""
         press = pbx.presses[rec.uid]
         path = f"/v1/agents/{rec.agent_id}/carry-transfer"
-        token = f"{pbx.topo['agent_pool']['token_prefix']}{rec.agent_id}"
         payload = b'{"target": "110"}'
         not_yet_since: float | None = None
         while rec.hung_up_at is None and rec.partner_bridged_at is None:
@@ -255,7 +268,8 @@ class ClusterDrill:
             if status == 202:
                 press.via, rec.error = via, ""
                 rec.ref, rec.handoff_id = body.get("transfer_id", ""), body.get("handoff_id", "")
-                return
+                press.accepted.append((rec.ref, rec.handoff_id))
+                return True
             if status == 503:
                 press.refused_503 += 1
                 if press.first_refused_at is None:
@@ -271,7 +285,30 @@ class ClusterDrill:
                     await asyncio.sleep(0.01)
                     continue
             rec.error = f"HTTP {status}: {body}"
-            return
+            return False
+        return False
+
+    async def _failed(self, rec: DrillCall, token: str) -> bool:
+        """Whether the accepted transfer ended ``failed`` while the citizen is still up. A
+        transfer reaches 110 within milliseconds; only one that has not is asked about (through
+        a live replica), until the desk has the citizen or the call is over."""
+        await asyncio.sleep(1.0)
+        while rec.partner_bridged_at is None and rec.hung_up_at is None:
+            status, body = await self._get(f"/v1/transfers/{rec.ref}", token)
+            if status == 200 and body.get("state") == "failed":
+                return rec.hung_up_at is None
+            if status == 200 and body.get("state") in TERMINAL:
+                return False
+            await asyncio.sleep(0.5)
+        return False
+
+    async def _get(self, path: str, token: str) -> tuple[int, Any]:
+        for name, rb in self.replicas.items():
+            if name == self.victim and self.killed_at is not None:
+                continue
+            with contextlib.suppress(OSError):
+                return await rb.request("GET", path, token=token)
+        return 0, None
 
     # -- the run ----------------------------------------------------------------------------------
 
@@ -300,7 +337,8 @@ class ClusterDrill:
                     cluster, name, dsn, self.work / name, overrides=overrides
                 )
             owned = await asyncio.to_thread(wait_all_owned, cluster, self.replicas)
-            killed_nodes = sorted(n for n, r in owned.items() if r == KILLED)
+            self.victim = owned[cluster.nodes[0].name]
+            killed_nodes = sorted(n for n, r in owned.items() if r == self.victim)
             for pbx in self.pbxes:
                 await self._connect(pbx)
                 left = await self._hang_up_leftovers(pbx)
@@ -428,12 +466,12 @@ class ClusterDrill:
         while time.monotonic() < deadline and not self._in_flight(mine):  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         self.in_flight_at_kill = self._in_flight(mine)
-        victim = self.replicas[KILLED].proc
+        victim = self.replicas[self.victim].proc
         assert victim is not None
         victim.send_signal(signal.SIGKILL)
         self.killed_at = time.monotonic()
-        _say(f"cluster drill: replica {KILLED} kill -9ed at {self.killed_at - self.t0:.1f} s")
-        survivors = [rb for n, rb in self.replicas.items() if n != KILLED]
+        _say(f"cluster drill: replica {self.victim} kill -9ed at {self.killed_at - self.t0:.1f} s")
+        survivors = [rb for n, rb in self.replicas.items() if n != self.victim]
         while time.monotonic() - self.killed_at < 60:
             here = set()
             for rb in survivors:
@@ -496,7 +534,7 @@ class ClusterDrill:
         results: list[dict[str, Any]],
         desk: PartnerDesk,
     ) -> dict[str, Any]:
-        survivor = next(rb for n, rb in self.replicas.items() if n != KILLED)
+        survivor = next(rb for n, rb in self.replicas.items() if n != self.victim)
         states: Counter[str] = Counter()
         not_carried: Counter[str] = Counter()
         zeros: Counter[str] = Counter()
@@ -538,16 +576,23 @@ class ClusterDrill:
                 # this citizen's number (From = PAI, checked by its scenario).
                 ok = rec.partner_bridged_at is not None and rec.number in dialogs
                 carried += ok
-                if rec.status == 202:
+                hotkeys["transfers_failed_then_pressed_again"] += press.failed_then_pressed_again
+                if press.accepted:
                     pressed += 1
-                    handoffs.add(rec.handoff_id)
-                    status, body = await survivor.request(
-                        "GET", f"/v1/transfers/{rec.ref}", token=f"{tokens}{rec.agent_id}"
-                    )
-                    rec.record_state = body.get("state", "") if status == 200 else f"http {status}"
-                    states[rec.record_state] += 1
-                    if rec.record_state != "answered" or not ok:
+                    final: list[str] = []
+                    for ref, hid in press.accepted:
+                        handoffs.add(hid)
+                        status, body = await survivor.request(
+                            "GET", f"/v1/transfers/{ref}", token=f"{tokens}{rec.agent_id}"
+                        )
+                        final.append(body.get("state", "") if status == 200 else f"http {status}")
+                    states.update(final)
+                    rec.record_state = final[-1]
+                    # The last transfer carried the citizen; any before it failed (nothing
+                    # dialled). An earlier one answered too would be a second handoff.
+                    if final[-1] != "answered" or not ok:
                         zeros["handoffs_lost"] += 1
+                    zeros["handoffs_doubled"] += sum(1 for st in final[:-1] if st != "failed")
                     if rec.desk_invites > 1:
                         zeros["handoffs_doubled"] += 1
                 if not ok:
@@ -555,8 +600,8 @@ class ClusterDrill:
                         why = "refused while its PBX was taken over (503 until the citizen left)"
                         if press.lost_in_flight and not press.refused_503:
                             why = "press lost in flight with the killed replica"
-                    elif rec.status == 202:
-                        why = "accepted, not carried"
+                    elif press.accepted:
+                        why = f"accepted, not carried (transfer {rec.record_state})"
                     else:
                         why = f"not pressed: {rec.error or 'the citizen left first'}"
                     not_carried[why] += 1
@@ -600,7 +645,7 @@ class ClusterDrill:
                 "duration_s": p.duration,
                 "hold_s": p.hold,
                 "kill_at_s": p.kill_at,
-                "killed": KILLED,
+                "killed": self.victim,
                 "lease_ttl_s": self.cluster.lease_ttl_s,
                 "agents_per_pbx": self.pbxes[0].topo["agent_pool"]["count"],
                 "press": "on the admin AMI's BridgeEnter, through the next replica in turn",
@@ -614,7 +659,7 @@ class ClusterDrill:
             "transfers_restored_by_survivors": sum(
                 rb.log_path.read_text(errors="replace").count('"carry transfer restored"')
                 for n, rb in self.replicas.items()
-                if n != KILLED
+                if n != self.victim
             ),
             "calls": total,
             "per_pbx": per_pbx,
@@ -628,7 +673,9 @@ class ClusterDrill:
             },
             "desk_invites_of_no_accepted_press": unmatched,
             "forwarded": {
-                n: health(rb).get("forwarded") for n, rb in self.replicas.items() if n != KILLED
+                n: health(rb).get("forwarded")
+                for n, rb in self.replicas.items()
+                if n != self.victim
             },
             "zeros": {k: zeros[k] for k in order},
         }
@@ -659,7 +706,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"| hotkeys refused (503 answers; calls refused at least once) | "
         f"{h.get('refused_503', 0)}; {c['calls_refused_at_least_once']} |",
         f"| hotkeys (all outcomes) | {h} |",
-        f"| transfers' final states | {r['final_states']} |",
+        f"| transfers' final states (failed: killed before dialling, pressed again) | "
+        f"{r['final_states']} |",
         f"| forwarded by the survivors | {r['forwarded']} |",
         "",
         "| zero | value |",

@@ -1,6 +1,6 @@
 """The cluster replica-failure drill's short version (issue 14 §3): citizens on all 3 cluster
 PBXes, the carry key pressed through the 3 replicas in turn, replica a (owner of pbx-1) kill -9ed
-mid-run. Every zero holds, at least 90 % of the offered calls reach 110 with the citizen's own
+mid-run (a transfer of its PBX in flight). Every zero holds, at least 90 % of the offered calls reach 110 with the citizen's own
 number, and every call that did not is accounted for as refused during the takeover.
 
 ``python -m lab.cluster_drill --short`` in its own process, as ``make faults-cluster`` runs it;
@@ -37,7 +37,10 @@ def test_short_cluster_drill_carries_the_offered_calls_and_keeps_every_zero(
     print("\n" + proc.stdout)
     assert r["zeros"] == dict.fromkeys(r["zeros"], 0), r["zeros"]
     assert r["takeover_s"] is not None, "the survivors never served pbx-1"
-    assert r["owners_before"] == {"pbx-1": "a", "pbx-2": "b", "pbx-3": "c"}
+    # Each PBX owned; the replica killed is the home PBX's owner (usually a; the placement
+    # rules may give a replica that started late's PBX to an earlier one).
+    assert sorted(r["owners_before"]) == ["pbx-1", "pbx-2", "pbx-3"]
+    assert r["owners_before"]["pbx-1"] == r["plan"]["killed"]
     calls = r["calls"]
     assert calls["offered"] == CALLS, calls
     assert calls["carried"] >= 0.9 * calls["offered"], (calls, r["not_carried"])
