@@ -1,7 +1,8 @@
 """The cluster replica-failure drill's short version (issue 14 §3): citizens on all 3 cluster
-PBXes, the carry key pressed through the 3 replicas in turn, replica a (owner of pbx-1) kill -9ed
-mid-run (a transfer of its PBX in flight). Every zero holds, at least 90 % of the offered calls reach 110 with the citizen's own
-number, and every call that did not is accounted for as refused during the takeover.
+PBXes, the carry key pressed through the 3 replicas in turn, the owner of pbx-1 (replica a)
+kill -9ed mid-run with a transfer of its PBX in flight. Every zero holds, at least 90 % of the
+offered calls reach 110 with the citizen's own number, and every call that did not is accounted
+for as refused during the takeover.
 
 ``python -m lab.cluster_drill --short`` in its own process, as ``make faults-cluster`` runs it;
 its JSON is the verdict.
