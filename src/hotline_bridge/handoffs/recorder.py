@@ -38,7 +38,13 @@ from hotline_bridge.handoffs.model import (
     HandoffKind,
 )
 from hotline_bridge.handoffs.service import HandoffService
-from hotline_bridge.handoffs.store import HandoffStore, StoreError, open_store, store_name
+from hotline_bridge.handoffs.store import (
+    HandoffStore,
+    MachineRow,
+    StoreError,
+    open_store,
+    store_name,
+)
 from hotline_bridge.handoffs.store.behind import WriteBehind
 from hotline_bridge.handoffs.store.sqlite import Checkpointer, SqliteHandoffStore
 
@@ -130,6 +136,8 @@ class StoreRecorder:
         handoff: HandoffInput,
         now: float,
         desk: DialPlanEntry | None = None,
+        handoff_id: str | None = None,
+        machine: MachineRow | None = None,
     ) -> str:
         created: dict[str, str] = {}
         if desk is not None:
@@ -148,7 +156,7 @@ class StoreRecorder:
         try:
             record = new_handoff(
                 handoff,
-                handoff_id=new_handoff_id(int(now * 1000)),
+                handoff_id=handoff_id or new_handoff_id(int(now * 1000)),
                 kind=HandoffKind(kind),
                 direction=Direction.from_site(self.site),
                 target=target,
@@ -168,7 +176,7 @@ class StoreRecorder:
         except HandoffInputError as exc:
             raise Invalid("invalid handoff: " + _describe(exc.problems)) from None
         # Only a linked platform gets the record pushed; a plain line reads it by reference.
-        self.store.create(record, outbox=desk is None or desk.pushes_record)
+        self.store.create(record, outbox=desk is None or desk.pushes_record, machine=machine)
         return record.id
 
     def jurisdiction(self, call_id: str) -> str:
