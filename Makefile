@@ -124,7 +124,7 @@ faults-cluster: setup lab ## cluster drill: 3 PBXes, 3 replicas, one kill -9ed -
 
 # The drill's and bench's extras (matplotlib for the latency plots, py-spy for profiles).
 lab: venv
-	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q --disable-pip-version-check -e '.[dev,lab]'
+	@$(BIN)/python -c 'import matplotlib, uvloop' 2>/dev/null || $(BIN)/pip install -q --disable-pip-version-check -e '.[dev,lab]'
 
 test: setup ## the whole suite, real PBX and SIPp included (a PBX test never silently skips)
 	HOTLINE_REQUIRE_PBX=1 $(BIN)/pytest -q

@@ -231,7 +231,8 @@ def markdown(result: dict[str, Any]) -> str:
         "citizens streaming G.711 A-law (SIPp rtp_stream), agents and 110 echoing; each call "
         "carry-transferred as soon as the queue bridged it with a pool agent (admin-AMI "
         "BridgeEnter). Phases in order: " + ", ".join(conds["order"]) + ". Other channels on "
-        f"the PBX at start: {conds['foreign_channels_at_start']}.",
+        f"the PBX at start: {conds['foreign_channels_at_start']}. The bridge's event loop: "
+        f"{conds.get('event_loop', 'asyncio')}.",
         "",
         "Latencies in ms, p50 / p99, from the hotkey (bridge: HTTP POST sent; raw: actions "
         "written; refer: REFER sent). API answer = HTTP 202 / AMI Response / SIP 202.",
@@ -329,6 +330,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     machine = machine_description()
 
     def opts(mode: str, rate: float, duration: float, **kw: Any) -> DrillOptions:
+        # Every bridge of the run on the same event loop (``--event-loop``).
+        kw["bridge_overrides"] = {
+            "HOTLINE_BRIDGE_EVENT_LOOP": args.event_loop,
+            **kw.get("bridge_overrides", {}),
+        }
         return DrillOptions(
             mode=mode,
             rate=rate,
@@ -396,6 +402,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "order": order,
             "foreign_channels_at_start": foreign,
             "bridge_nice": args.bridge_nice,
+            "event_loop": args.event_loop,
         },
         "targets": TARGETS,
         "phases": {k: _strip(v) for k, v in phases.items()},
@@ -453,6 +460,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--modes", default="mixed,bridge,refer", help="phases, in order")
     p.add_argument("--bridge-nice", type=int, default=0, help="nice value of the bridge process")
+    p.add_argument(
+        "--event-loop",
+        choices=("asyncio", "uvloop"),
+        default="uvloop",
+        help="the bridge's event_loop setting (default uvloop: the fast extra, as deployed)",
+    )
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     if not set(args.modes.split(",")) <= {"raw", "bridge", "refer", "mixed"}:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hotline_bridge.catalog import load_catalog
+from hotline_bridge.catalog import Platform, load_catalog
 from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.handoffs.ids import new_handoff_id
 from hotline_bridge.handoffs.intake import (
@@ -23,6 +24,7 @@ from hotline_bridge.handoffs.model import (
     HandoffKind,
     HandoffRecord,
 )
+from hotline_bridge.handoffs.recorder import StoreRecorder
 from hotline_bridge.handoffs.store import (
     MIGRATIONS,
     CallEntry,
@@ -137,3 +139,19 @@ def test_an_older_store_gains_the_call_log_and_the_index(tmp_path: Path) -> None
         assert s.open_call(CallEntry(call_id="1.1", arrived_at=T0, kind="citizen"))
     finally:
         s.close()
+
+
+def test_the_recorder_remembers_the_calls_it_logs(store: HandoffStore) -> None:
+    """The hotkey routes by the jurisdiction the entry hook logged without reading it back;
+    a call logged elsewhere (another replica, before a restart) is read from the call log."""
+    recorder = StoreRecorder(store, CATALOG, site=Platform.HOTLINE_12345, public_url="http://x")
+    entry = CallEntry(
+        call_id="1.1", arrived_at=T0, kind="citizen", jurisdiction=Jurisdiction.YULONG
+    )
+    recorder.log_call(entry)
+    assert store.get_call("1.1") == entry  # written (inline: this recorder has no write-behind)
+    recorder.log_call(replace(entry, jurisdiction=Jurisdiction.GUCHENG))  # the first one wins
+    assert recorder.jurisdiction("1.1") == "yulong"
+    store.open_call(replace(entry, call_id="2.2", jurisdiction=Jurisdiction.HUAPING))
+    assert recorder.jurisdiction("2.2") == "huaping"
+    assert recorder.jurisdiction("3.3") == "unknown"

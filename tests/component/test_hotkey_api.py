@@ -29,6 +29,7 @@ from hotline_bridge.directory.model import DialPlanEntry
 from hotline_bridge.handoffs.intake import (
     HandoffInput,
 )
+from hotline_bridge.handoffs.store import MachineRow
 from hotline_bridge.runtime.app import make_app
 from hotline_bridge.transfers import api as transfers_api
 from hotline_bridge.transfers.api import TRANSFERS
@@ -56,8 +57,10 @@ class MemoryRecorder:
         handoff: HandoffInput,
         now: float,
         desk: DialPlanEntry | None = None,
+        handoff_id: str | None = None,
+        machine: MachineRow | None = None,
     ) -> str:
-        hid = f"h-{len(self.opened) + 1}"
+        hid = handoff_id or f"h-{len(self.opened) + 1}"
         self.opened.append(hid)
         self.desks.append(desk)
         return hid
@@ -137,10 +140,10 @@ async def test_carry_transfer_accepted(harness: Harness) -> None:
     )
     assert status == 202, body
     assert body["state"] == "requested" and body["call_id"] == "1.1"
-    assert body["handoff_id"] == "h-1" and body["transfer_id"].startswith("t-")
+    assert body["handoff_id"].startswith("h-") and body["transfer_id"].startswith("t-")
     assert harness.submitted[-1].__class__.__name__ == "BlindTransfer"
     # The record was opened before any command was handed over.
-    assert harness.recorder.opened == ["h-1"]
+    assert harness.recorder.opened == [body["handoff_id"]]
     resp = await harness.client.get(f"/v1/transfers/{body['transfer_id']}", headers=TOKEN_1001)
     view = await resp.json()
     assert view["state"] == "requested" and view["citizen_number"] == "138****8000"

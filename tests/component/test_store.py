@@ -40,6 +40,7 @@ from hotline_bridge.handoffs.store import (
     DuplicateHandoff,
     HandoffFilter,
     HandoffStore,
+    MachineRow,
     PageRequest,
     SqliteHandoffStore,
     StoreError,
@@ -328,6 +329,22 @@ def test_outbox_row_is_written_with_the_record(store: HandoffStore) -> None:
     assert item.attempts == 0 and item.delivered_at is None
     store.create(make(1), outbox=False)
     assert len(store.outbox_pending(now=T0 + timedelta(hours=1))) == 1
+
+
+def test_a_machine_is_kept_in_the_record_s_transaction(store: HandoffStore) -> None:
+    record = make()
+    first = MachineRow("carry_transfer", "t-1", '{"state": "requested"}', False)
+    assert store.create(record, machine=first) is True
+    assert store.machines("carry_transfer", done=False) == [("t-1", '{"state": "requested"}')]
+    # A replay writes no second record but still keeps the machine it carries.
+    again = MachineRow("carry_transfer", "t-1", '{"state": "ringing"}', False)
+    assert store.create(record, machine=again) is False
+    assert store.machines("carry_transfer", done=False) == [("t-1", '{"state": "ringing"}')]
+    # A refused record keeps no machine.
+    other = make(category="dispute.family").model_copy(update={"id": record.id})
+    with pytest.raises(DuplicateHandoff):
+        store.create(other, machine=MachineRow("carry_transfer", "t-2", "{}", False))
+    assert [i for i, _ in store.machines("carry_transfer", done=False)] == ["t-1"]
 
 
 def test_outbox_and_record_share_one_transaction(

@@ -53,7 +53,12 @@ class AgiHooks:
         clock: Callable[[], datetime] = _utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        log_call: Callable[[CallEntry], None] | None = None,
     ) -> None:
+        """``log_call``: where a call's entry goes once the hook has answered (the recorder's
+        ``log_call``, which also remembers its jurisdiction for the hotkey); None: written to
+        ``store`` here."""
+        self._log_call_to = log_call
         unknown = [c for c in settings.nuisance_categories if catalog.category(c) is None]
         if unknown:
             raise ConfigError(
@@ -144,6 +149,9 @@ class AgiHooks:
     # -- after the answer --------------------------------------------------------------------
 
     def _log_call(self, entry: CallEntry) -> None:
+        if self._log_call_to is not None:
+            self._log_call_to(entry)
+            return
         try:
             self._store.open_call(entry)
         except _STORE_ERRORS as exc:

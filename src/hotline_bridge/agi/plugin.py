@@ -16,7 +16,7 @@ def install(app: web.Application, deps: Deps) -> AgiServer | None:
     settings = deps.settings.agi
     if not settings.enabled:
         return None
-    hooks = AgiHooks(settings, deps.store, deps.catalog)
+    hooks = AgiHooks(settings, deps.store, deps.catalog, log_call=deps.recorder.log_call)
     timeout = settings.request_timeout_s
     server = app[AGI] = AgiServer(
         settings.host,

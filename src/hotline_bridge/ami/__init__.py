@@ -2,9 +2,8 @@
 
 It owns the TCP session to Asterisk (login, keep-alive, reconnect with backoff, resync hooks),
 action/response correlation with timeouts, in-order event delivery with name filtering, and the
-refusal of any field that could inject AMI protocol lines. It builds on panoramisk 1.4 for
-ActionIDs and action serialisation and works around that release's defects (see ``actions``,
-``protocol`` and ``client``).
+refusal of any field that could inject AMI protocol lines. It replaces panoramisk 1.4's
+protocol, manager and actions (each module says why; ActionIDs keep panoramisk's form).
 """
 
 from hotline_bridge.ami.client import AmiClient, AmiState

@@ -530,6 +530,9 @@ class Settings(BaseSettings):
     cluster: ClusterSettings | None = None  # None: one bridge, no standby
     log_format: Annotated[str, Field(pattern=r"^(json|console|auto)$")] = "auto"
     log_level: Annotated[str, Field(pattern=r"^(debug|info|warning|error)$")] = "info"
+    # The event loop `serve` runs on: asyncio's own, or uvloop (libuv; the `fast` extra), which
+    # spends less CPU per socket read and write. Opt-in.
+    event_loop: Literal["asyncio", "uvloop"] = "asyncio"
 
     @field_validator("agents")
     @classmethod

@@ -28,6 +28,7 @@ from hotline_bridge.core.outcomes import Outcome, TimelineEntry
 from hotline_bridge.core.privacy import mask_number
 from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.directory.model import DialPlanEntry, Directory, Purpose, Refusal, resolve
+from hotline_bridge.handoffs.ids import new_handoff_id
 from hotline_bridge.handoffs.intake import (
     HandoffInput,
 )
@@ -142,21 +143,25 @@ class HandoffBook(Generic[T]):
         ref = f"{self._prefix}-{uuid.uuid4().hex[:20]}"
         self.calls.claim(call.call_id, ref)
         now = self.clock()
+        handoff_id = new_handoff_id(int(now * 1000))
+        # The machine starts first (pure), so its first state goes into the record's own
+        # transaction: one commit before the first command leaves, not two (on PostgreSQL each
+        # is a round trip and a WAL flush), and never a record without its machine.
+        item, commands = start(ref, handoff_id, self.recorder.url(handoff_id), now)
         try:
-            handoff_id = self.recorder.open(
-                kind=self.kind, call=call, target=target, handoff=handoff, now=now, desk=desk
+            self.recorder.open(
+                kind=self.kind,
+                call=call,
+                target=target,
+                handoff=handoff,
+                now=now,
+                desk=desk,
+                handoff_id=handoff_id,
+                machine=None if self.keeper is None else self.keeper.row(item),
             )
         except Exception:
             self.calls.release(call.call_id, ref)
             raise
-        item, commands = start(ref, handoff_id, self.recorder.url(handoff_id), now)
-        if self.keeper is not None:
-            try:
-                self.keeper.keep(item)  # kept before its first command leaves, like the record
-            except Exception:
-                self.calls.release(call.call_id, ref)
-                self.recorder.note(handoff_id, f"{self.kind}_not_started", "store failed", now)
-                raise
         self._remember(item)
         # The record is durable and the machine started: the commands leave now (the
         # interpreter writes them at once), ahead of the note and the log line, which are not

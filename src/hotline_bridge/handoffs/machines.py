@@ -17,6 +17,8 @@ import pydantic_core
 import structlog
 from pydantic import TypeAdapter, ValidationError
 
+from hotline_bridge.handoffs.store.base import MachineRow
+
 log = structlog.get_logger(__name__)
 
 
@@ -71,6 +73,10 @@ class Keeper(Generic[T]):
 
     def decode(self, raw: str) -> T:
         return self._adapter.validate_json(raw)
+
+    def row(self, item: T) -> MachineRow:
+        """The state as the store keeps it (for a write that carries it, e.g. a record's)."""
+        return MachineRow(self.kind, item.id, self.encode(item), item.done)
 
     def keep(self, item: T) -> None:
         """Write the state. Raises if the store cannot: a new machine whose state is not kept

@@ -15,6 +15,7 @@ from hotline_bridge.directory.model import DialPlanEntry
 from hotline_bridge.handoffs.intake import (
     HandoffInput,
 )
+from hotline_bridge.handoffs.store.base import MachineRow
 
 
 class HandoffRecorder(Protocol):
@@ -27,9 +28,13 @@ class HandoffRecorder(Protocol):
         handoff: HandoffInput,
         now: float,
         desk: DialPlanEntry | None = None,
+        handoff_id: str | None = None,
+        machine: MachineRow | None = None,
     ) -> str:
         """Create and durably store the record (queued for the partner link if the desk's
-        target is a linked platform); return its id. Raises ``errors.Invalid``."""
+        target is a linked platform); return its id (``handoff_id`` if given, else a new one).
+        ``machine``: the first state of the machine that drives it, kept in the same
+        transaction. Raises ``errors.Invalid``."""
         ...
 
     def jurisdiction(self, call_id: str) -> str:

@@ -9,6 +9,8 @@ where a broken catalog or store stops start-up with a ``ConfigError``.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -38,13 +40,23 @@ from hotline_bridge.handoffs.model import (
     HandoffKind,
 )
 from hotline_bridge.handoffs.service import HandoffService
-from hotline_bridge.handoffs.store import HandoffStore, StoreError, open_store, store_name
+from hotline_bridge.handoffs.store import (
+    CallEntry,
+    HandoffStore,
+    MachineRow,
+    StoreError,
+    open_store,
+    store_name,
+)
 from hotline_bridge.handoffs.store.behind import WriteBehind
 from hotline_bridge.handoffs.store.sqlite import Checkpointer, SqliteHandoffStore
 
 log = structlog.get_logger(__name__)
 
 _KNOWN = frozenset(j.value for j in Jurisdiction) - {Jurisdiction.UNKNOWN.value}
+# Calls whose jurisdiction is remembered in memory (older ones are read from the call log):
+# hours of calls at 20 a second, a few MB.
+_CALLS_REMEMBERED = 200_000
 
 # The machines' timeline names (transfers.machine, conferences.machine) → record event kinds.
 # Anything not listed is kept as ``call_progress`` with the name in ``data.what``.
@@ -100,6 +112,9 @@ class StoreRecorder:
         self._public_url = public_url.rstrip("/")
         # Writes no command waits for leave the loop (PostgreSQL: see store.behind).
         self.behind = behind
+        # The jurisdiction of each call this process logged (entry hook), newest last: the
+        # hotkey routes by it without reading the call log back (a round trip on PostgreSQL).
+        self._jurisdictions: OrderedDict[str, str] = OrderedDict()
 
     def later(self, work: Callable[[HandoffStore], None]) -> None:
         """A write nothing waits for: on the write-behind thread if there is one, else now.
@@ -130,6 +145,8 @@ class StoreRecorder:
         handoff: HandoffInput,
         now: float,
         desk: DialPlanEntry | None = None,
+        handoff_id: str | None = None,
+        machine: MachineRow | None = None,
     ) -> str:
         created: dict[str, str] = {}
         if desk is not None:
@@ -148,7 +165,7 @@ class StoreRecorder:
         try:
             record = new_handoff(
                 handoff,
-                handoff_id=new_handoff_id(int(now * 1000)),
+                handoff_id=handoff_id or new_handoff_id(int(now * 1000)),
                 kind=HandoffKind(kind),
                 direction=Direction.from_site(self.site),
                 target=target,
@@ -168,10 +185,31 @@ class StoreRecorder:
         except HandoffInputError as exc:
             raise Invalid("invalid handoff: " + _describe(exc.problems)) from None
         # Only a linked platform gets the record pushed; a plain line reads it by reference.
-        self.store.create(record, outbox=desk is None or desk.pushes_record)
+        self.store.create(record, outbox=desk is None or desk.pushes_record, machine=machine)
         return record.id
 
+    def log_call(self, entry: CallEntry) -> None:
+        """Log a call as the dialplan's hook saw it arrive: remembered here at once, written to
+        the call log by :meth:`later` (off the loop on PostgreSQL). The first entry of a call
+        wins, as in the store (``open_call`` ignores a second)."""
+        known = self._jurisdictions
+        if entry.call_id not in known:
+            known[entry.call_id] = entry.jurisdiction.value
+            while len(known) > _CALLS_REMEMBERED:
+                known.popitem(last=False)
+
+        def write(store: HandoffStore) -> None:
+            try:
+                store.open_call(entry)
+            except (StoreError, sqlite3.Error, ValueError, OSError) as exc:
+                log.error("call log not written", call_id=entry.call_id, error=str(exc))
+
+        self.later(write)
+
     def jurisdiction(self, call_id: str) -> str:
+        known = self._jurisdictions.get(call_id)
+        if known is not None:
+            return known
         try:
             entry = self.store.get_call(call_id)
         except StoreError as exc:

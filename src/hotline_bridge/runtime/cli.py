@@ -68,11 +68,25 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     configure_logging(settings.log_format, settings.log_level)
     try:
-        asyncio.run(_serve(settings))
+        with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+            runner.run(_serve(settings))
     except ConfigError as exc:
         print(f"hotline-bridge: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The ``event_loop`` setting's loop factory (None: asyncio's default loop)."""
+    if name != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        raise ConfigError(
+            "event_loop = \"uvloop\" needs uvloop (pip install 'hotline-bridge[fast]')"
+        ) from None
+    return uvloop.new_event_loop
 
 
 async def _serve(settings: Settings) -> None:

@@ -30,7 +30,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -41,7 +41,8 @@ from aiohttp import web
 from hotline_bridge.calls.api import CALLS
 from hotline_bridge.conferences.api import CONFERENCES
 from hotline_bridge.config.settings import ClusterNode, ClusterSettings, Settings
-from hotline_bridge.handoffs.store import HandoffStore
+from hotline_bridge.handoffs.model import HandoffRecord
+from hotline_bridge.handoffs.store import HandoffStore, MachineRow
 from hotline_bridge.handoffs.store.lease import Decision, Lease
 from hotline_bridge.handoffs.store.opening import Leases, open_leases
 from hotline_bridge.runtime.app import AMI, Runtime
@@ -80,6 +81,13 @@ class NodeMachines:
 
     def keep_machine(self, kind: str, item_id: str, state: str, *, done: bool) -> None:
         self._store.keep_machine(machine_kind(kind, self._node), item_id, state, done=done)
+
+    def create(
+        self, record: HandoffRecord, *, outbox: bool = True, machine: MachineRow | None = None
+    ) -> bool:
+        if machine is not None:
+            machine = replace(machine, kind=machine_kind(machine.kind, self._node))
+        return self._store.create(record, outbox=outbox, machine=machine)
 
     def machines(self, kind: str, *, done: bool, limit: int | None = None) -> list[tuple[str, str]]:
         return self._store.machines(machine_kind(kind, self._node), done=done, limit=limit)

@@ -86,6 +86,17 @@ class CallEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class MachineRow:
+    """A machine's state as ``keep_machine`` stores it, for ``create(..., machine=)``: the first
+    state of a transfer or three-way call written in the record's own transaction."""
+
+    kind: str
+    id: str
+    state: str  # JSON
+    done: bool
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxItem:
     id: int
     handoff_id: str
@@ -100,9 +111,14 @@ class OutboxItem:
 class HandoffStore(Protocol):
     """Where handoff records live. Every method is one short transaction."""
 
-    def create(self, record: HandoffRecord, *, outbox: bool = True) -> bool:
-        """Store a new record; durable on return. Returns False (and does nothing) if a record
-        with this id and an identical snapshot exists; raises DuplicateHandoff if it differs."""
+    def create(
+        self, record: HandoffRecord, *, outbox: bool = True, machine: MachineRow | None = None
+    ) -> bool:
+        """Store a new record; durable on return. Returns False (and writes no record) if a
+        record with this id and an identical snapshot exists; raises DuplicateHandoff if it
+        differs. ``machine``: kept (as ``keep_machine``) in the same transaction, so a hotkey's
+        record and its machine's first state cost one commit, and exist together or not at all
+        (on a replay returning False it is kept on its own)."""
         ...
 
     def get(self, handoff_id: str) -> HandoffRecord | None: ...

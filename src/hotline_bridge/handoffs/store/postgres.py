@@ -44,6 +44,7 @@ from hotline_bridge.handoffs.store.base import (
     CallEntry,
     DuplicateHandoff,
     HandoffFilter,
+    MachineRow,
     OutboxItem,
     Page,
     PageRequest,
@@ -82,8 +83,17 @@ _CREATE = (
     "SELECT h.id, x.seq, x.at, x.kind, x.body FROM h, unnest(%(seqs)s::int[], %(ats)s::text[], "
     "%(kinds)s::text[], %(bodies)s::text[]) AS x (seq, at, kind, body)), "
     "o AS (INSERT INTO outbox (handoff_id, kind, payload, created_at, next_attempt_at) "
-    "SELECT h.id, %(o_kind)s, %(o_payload)s, %(o_at)s, %(o_at)s FROM h WHERE %(outbox)s) "
+    "SELECT h.id, %(o_kind)s, %(o_payload)s, %(o_at)s, %(o_at)s FROM h WHERE %(outbox)s), "
+    "m AS (INSERT INTO machines (kind, id, state, done, updated_at) "
+    "SELECT %(m_kind)s, %(m_id)s, %(m_state)s, %(m_done)s, %(m_at)s FROM h WHERE %(machine)s "
+    "ON CONFLICT (kind, id) DO UPDATE SET state = excluded.state, done = excluded.done, "
+    "updated_at = excluded.updated_at) "
     "SELECT count(*) FROM h"
+)
+_KEEP_MACHINE = (
+    "INSERT INTO machines (kind, id, state, done, updated_at) "
+    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (kind, id) DO UPDATE SET "
+    "state = excluded.state, done = excluded.done, updated_at = excluded.updated_at"
 )
 _T = TypeVar("_T")
 Row = tuple[Any, ...]
@@ -137,7 +147,9 @@ class PostgresHandoffStore:
 
     # -- records ---------------------------------------------------------------------------
 
-    def create(self, record: HandoffRecord, *, outbox: bool = True) -> bool:
+    def create(
+        self, record: HandoffRecord, *, outbox: bool = True, machine: MachineRow | None = None
+    ) -> bool:
         snap = record.snapshot
         snapshot_json = snap.model_dump_json()
         last = record.events[-1]
@@ -146,8 +158,8 @@ class PostgresHandoffStore:
             state = next_status(state, ev.kind, ev.data)
 
         # One statement (atomic on its own, autocommit): one round trip and one WAL flush for
-        # the record, its events and its outbox row; the events and outbox row are written only
-        # if the record was (a replay of the same create writes nothing).
+        # the record, its events, its outbox row and its machine's first state; those are
+        # written only if the record was (a replay of the same create keeps only the machine).
         queued = (
             self._outbox(record.id, "handoff.created", record.model_dump_json(), snap.created_at)
             if outbox
@@ -172,6 +184,12 @@ class PostgresHandoffStore:
             "o_kind": queued[0] if queued else None,
             "o_payload": queued[1] if queued else None,
             "o_at": queued[2] if queued else None,
+            "machine": machine is not None,
+            "m_kind": machine.kind if machine else None,
+            "m_id": machine.id if machine else None,
+            "m_state": machine.state if machine else None,
+            "m_done": machine.done if machine else None,
+            "m_at": _ts(datetime.now(UTC)) if machine else None,
         }
 
         def work(db: psycopg.Connection[Row]) -> bool:
@@ -180,6 +198,8 @@ class PostgresHandoffStore:
                 return True
             old = db.execute("SELECT snapshot FROM handoffs WHERE id = %s", (record.id,)).fetchone()
             if old is not None and HandoffSnapshot.model_validate_json(old[0]) == snap:
+                if machine is not None:
+                    db.execute(_KEEP_MACHINE, _machine_params(machine))
                 return False
             raise DuplicateHandoff(f"handoff {record.id} exists with a different snapshot")
 
@@ -480,15 +500,8 @@ class PostgresHandoffStore:
     # -- machines in flight ----------------------------------------------------------------
 
     def keep_machine(self, kind: str, item_id: str, state: str, *, done: bool) -> None:
-        self._run(
-            lambda db: db.execute(
-                "INSERT INTO machines (kind, id, state, done, updated_at) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (kind, id) DO UPDATE SET "
-                "state = excluded.state, done = excluded.done, updated_at = excluded.updated_at",
-                (kind, item_id, state, done, _ts(datetime.now(UTC))),
-            ),
-            tx=False,
-        )
+        params = _machine_params(MachineRow(kind, item_id, state, done))
+        self._run(lambda db: db.execute(_KEEP_MACHINE, params), tx=False)
 
     def machines(
         self, kind: str, *, done: bool, limit: int | None = None
@@ -535,3 +548,7 @@ def _errors() -> Iterator[None]:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _machine_params(machine: MachineRow) -> tuple[str, str, str, bool, str]:
+    return (machine.kind, machine.id, machine.state, machine.done, _ts(datetime.now(UTC)))

@@ -62,6 +62,7 @@ from hotline_bridge.handoffs.store.base import (
     CallEntry,
     DuplicateHandoff,
     HandoffFilter,
+    MachineRow,
     OutboxItem,
     Page,
     PageRequest,
@@ -126,7 +127,9 @@ class SqliteHandoffStore:
         the event loop for as long as the disk took."""
         self._db.execute("PRAGMA wal_autocheckpoint=0")
 
-    def create(self, record: HandoffRecord, *, outbox: bool = True) -> bool:
+    def create(
+        self, record: HandoffRecord, *, outbox: bool = True, machine: MachineRow | None = None
+    ) -> bool:
         snap = record.snapshot
         snapshot_json = snap.model_dump_json()
         last = record.events[-1]
@@ -139,6 +142,8 @@ class SqliteHandoffStore:
             ).fetchone()
             if row is not None:
                 if HandoffSnapshot.model_validate_json(row[0]) == snap:
+                    if machine is not None:
+                        self._keep(machine)
                     return False
                 raise DuplicateHandoff(f"handoff {record.id} exists with a different snapshot")
             self._db.execute(
@@ -169,6 +174,8 @@ class SqliteHandoffStore:
                 self._outbox(
                     record.id, "handoff.created", record.model_dump_json(), snap.created_at
                 )
+            if machine is not None:
+                self._keep(machine)
         return True
 
     def get(self, handoff_id: str) -> HandoffRecord | None:
@@ -391,12 +398,16 @@ class SqliteHandoffStore:
 
     def keep_machine(self, kind: str, item_id: str, state: str, *, done: bool) -> None:
         with _Tx(self._db):
-            self._db.execute(
-                "INSERT INTO machines (kind, id, state, done, updated_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (kind, id) DO UPDATE SET state = excluded.state, "
-                "done = excluded.done, updated_at = excluded.updated_at",
-                (kind, item_id, state, int(done), _ts(datetime.now(UTC))),
-            )
+            self._keep(MachineRow(kind, item_id, state, done))
+
+    def _keep(self, machine: MachineRow) -> None:
+        """Upsert a machine's state, inside the caller's transaction."""
+        self._db.execute(
+            "INSERT INTO machines (kind, id, state, done, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (kind, id) DO UPDATE SET state = excluded.state, "
+            "done = excluded.done, updated_at = excluded.updated_at",
+            (machine.kind, machine.id, machine.state, int(machine.done), _ts(datetime.now(UTC))),
+        )
 
     def machines(
         self, kind: str, *, done: bool, limit: int | None = None
