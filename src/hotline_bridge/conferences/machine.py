@@ -390,18 +390,35 @@ def presentable_number(number: str) -> str:
 
 
 def _originate_partner(c: Conference) -> Originate:
+    return _call_into_room(
+        c, c.partner_dial, c.ring_timeout_s, c.partner_uniqueid, c.handoff_id, c.handoff_url,
+        c.forwarding_number,
+    )  # fmt: skip
+
+
+def _call_into_room(
+    c: Conference,
+    dial: str,
+    ring_timeout_s: int,
+    channel_id: str,
+    handoff_id: str,
+    handoff_url: str,
+    forwarding_number: str,
+) -> Originate:
+    """One partner's leg (the first or an added one), presenting the citizen's number and
+    carrying that partner's own record in the handoff headers."""
     return Originate(
         ref=c.id,
-        dial=c.partner_dial,
+        dial=dial,
         application="ConfBridge",
         data=f"{c.id},{BRIDGE_PROFILE},{PARTNER_PROFILE}",
         caller_id=presentable_number(c.citizen_number),
-        timeout_s=c.ring_timeout_s,
-        channel_id=c.partner_uniqueid,
+        timeout_s=ring_timeout_s,
+        channel_id=channel_id,
         variables={
-            "PJSIP_HEADER(add,X-Handoff-Id)": c.handoff_id,
-            "PJSIP_HEADER(add,Call-Info)": f"<{c.handoff_url}>;purpose=info",
-            "REDIRECTING(from-num,i)": c.forwarding_number,
+            "PJSIP_HEADER(add,X-Handoff-Id)": handoff_id,
+            "PJSIP_HEADER(add,Call-Info)": f"<{handoff_url}>;purpose=info",
+            "REDIRECTING(from-num,i)": forwarding_number,
             "REDIRECTING(reason,i)": "cfu",
             "REDIRECTING(count,i)": "1",
         },
@@ -600,22 +617,10 @@ def _add(c: Conference, leg: PartnerLeg, now: float) -> tuple[Conference, list[C
 
 
 def _originate_leg(c: Conference, leg: PartnerLeg) -> Originate:
-    return Originate(
-        ref=c.id,
-        dial=leg.dial,
-        application="ConfBridge",
-        data=f"{c.id},{BRIDGE_PROFILE},{PARTNER_PROFILE}",
-        caller_id=presentable_number(c.citizen_number),
-        timeout_s=leg.ring_timeout_s,
-        channel_id=leg.uniqueid,
-        variables={
-            "PJSIP_HEADER(add,X-Handoff-Id)": leg.handoff_id,
-            "PJSIP_HEADER(add,Call-Info)": f"<{leg.handoff_url}>;purpose=info",
-            "REDIRECTING(from-num,i)": leg.forwarding_number,
-            "REDIRECTING(reason,i)": "cfu",
-            "REDIRECTING(count,i)": "1",
-        },
-    )
+    return _call_into_room(
+        c, leg.dial, leg.ring_timeout_s, leg.uniqueid, leg.handoff_id, leg.handoff_url,
+        leg.forwarding_number,
+    )  # fmt: skip
 
 
 def _set_leg(c: Conference, leg: PartnerLeg, now: float, what: str, detail: str = "") -> Conference:
