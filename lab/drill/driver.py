@@ -59,8 +59,11 @@ class HotkeyClient:
         self._all: list[asyncio.StreamWriter] = []
 
     async def _conn(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._idle:
-            return self._idle.pop()
+        while self._idle:
+            reader, writer = self._idle.pop()
+            if not (reader.at_eof() or writer.is_closing()):
+                return reader, writer
+            writer.close()  # closed by the server (or its process died) while idle
         reader, writer = await asyncio.open_connection(self.host, self.port)
         self._all.append(writer)
         return reader, writer

@@ -94,6 +94,9 @@ class World:
         self.actions: list[str] = []
         self.runtime.ami.send_batch = self._send_batch  # type: ignore[method-assign]
         self.runtime.ami.send = self._send  # type: ignore[method-assign]
+        assert self.runtime.actions is not None  # the commands' own session
+        self.runtime.actions.send_batch = self._send_batch  # type: ignore[method-assign]
+        self.runtime.actions.send = self._send  # type: ignore[method-assign]
         self.loop = asyncio.new_event_loop()
 
         async def start() -> TestClient[Any, Any]:

@@ -54,3 +54,34 @@ def test_two_contenders_one_holder_and_a_takeover_after_expiry(pg_dsn: str) -> N
     finally:
         a.close()
         b.close()
+
+
+def test_replicas_starting_together_on_a_fresh_database_all_open_their_leases(
+    pg_dsn: str,
+) -> None:
+    # The cluster drill's 3 replicas once died at start: CREATE TABLE IF NOT EXISTS run at once
+    # by several sessions collides in PostgreSQL's catalog (a unique violation on pg_type).
+    opened: list[PostgresLeases] = []
+    errors: list[BaseException] = []
+    go = threading.Barrier(6)
+
+    def start() -> None:
+        go.wait()
+        try:
+            opened.append(PostgresLeases(pg_dsn))
+        except BaseException as exc:  # reported below, with the others'
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == [] and len(opened) == 6, errors
+        assert (
+            sum(lease.acquire("pbx-1", str(i), LONG).granted for i, lease in enumerate(opened)) == 1
+        )
+    finally:
+        for lease in opened:
+            lease.close()

@@ -28,6 +28,8 @@ class CallService:
         # False while the AMI link is down or the model is being rebuilt: no hotkey is acted on
         # against a model that may be stale.
         self.pbx_ready = False
+        # The commands' own AMI session (runtime): up unless its link says otherwise.
+        self.actions_ready = True
         # Requests waiting for the model to catch up with the PBX (a key pressed the instant
         # the queue bridged the call): woken by the next event instead of polling.
         self._waiters: set[asyncio.Future[None]] = set()
@@ -65,7 +67,7 @@ class CallService:
     # -- finding the call a hotkey is about ------------------------------------------------
 
     def ensure_ready(self) -> None:
-        if not self.pbx_ready:
+        if not (self.pbx_ready and self.actions_ready):
             raise Unavailable("the PBX link is down; nothing was attempted, try again shortly")
 
     def call_of_agent(self, agent_id: str) -> LiveCall:

@@ -80,6 +80,8 @@ _SCHEMA = (
     "expires_at TIMESTAMPTZ NOT NULL, epoch BIGINT NOT NULL, url TEXT NOT NULL DEFAULT '')"
 )
 
+_SCHEMA_LOCK = 0x1EA5E_12345  # arbitrary, fixed: serialises the table's creation
+
 
 class PostgresLeases:
     """Leases in a PostgreSQL database (the same one as the store), one connection."""
@@ -88,7 +90,12 @@ class PostgresLeases:
         import psycopg
 
         self._db: Any = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
-        self._db.execute(_SCHEMA)
+        # CREATE TABLE IF NOT EXISTS is not safe against itself: replicas starting together
+        # on a fresh database collide in the catalog (a unique violation on pg_type). One at a
+        # time, under an advisory lock; the others then find the table.
+        with self._db.transaction():
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            self._db.execute(_SCHEMA)
 
     def acquire(self, resource: str, asker: str, ttl: timedelta, url: str = "") -> Decision:
         with self._db.transaction():
