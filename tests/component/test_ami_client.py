@@ -933,7 +933,10 @@ async def test_interpreter_writes_a_batch_before_returning_and_reports_in_order(
 def test_the_edge_runs_on_uvloop() -> None:
     """``event_loop = "uvloop"``: its transports are not asyncio's classes (a type check on
     them once refused every AMI connection)."""
-    import uvloop
+    from hotline_bridge.runtime.cli import loop_factory
+
+    factory = loop_factory("uvloop")  # the event_loop = "uvloop" setting's loop
+    assert factory is not None
 
     async def session() -> tuple[str, list[str]]:
         server = FakeAmi()
@@ -950,7 +953,7 @@ def test_the_edge_runs_on_uvloop() -> None:
             await c.close()
             await server.stop()
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with asyncio.Runner(loop_factory=factory) as runner:
         status, _ = runner.run(session())
         assert type(runner.get_loop()).__module__.startswith("uvloop")
     assert status == "Success"
