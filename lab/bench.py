@@ -463,8 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--event-loop",
         choices=("asyncio", "uvloop"),
-        default="uvloop",
-        help="the bridge's event_loop setting (default uvloop: the fast extra, as deployed)",
+        default="asyncio",
+        help="the bridge's event_loop setting (default asyncio, the product's default)",
     )
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)

@@ -928,3 +928,32 @@ async def test_interpreter_writes_a_batch_before_returning_and_reports_in_order(
     assert results[1].reason.startswith("refused before sending")
     assert latencies == ["Setvar", "Setvar", "BlindTransfer"]
     assert others == []
+
+
+def test_the_edge_runs_on_uvloop() -> None:
+    """``event_loop = "uvloop"``: its transports are not asyncio's classes (a type check on
+    them once refused every AMI connection)."""
+    from hotline_bridge.runtime.cli import loop_factory
+
+    factory = loop_factory("uvloop")  # the event_loop = "uvloop" setting's loop
+    assert factory is not None
+
+    async def session() -> tuple[str, list[str]]:
+        server = FakeAmi()
+        await server.start()
+        c = make_client(server)
+        seen: list[str] = []
+        c.subscribe(lambda ev: seen.append(ev.name))
+        try:
+            await c.start()
+            await c.wait_ready(2)
+            response = await c.send("Ping")
+            return response.status, seen
+        finally:
+            await c.close()
+            await server.stop()
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        status, _ = runner.run(session())
+        assert type(runner.get_loop()).__module__.startswith("uvloop")
+    assert status == "Success"

@@ -113,8 +113,10 @@ class _GuardedProtocol(asyncio.Protocol):
         peername = transport.get_extra_info("peername")
         peer = str(peername[0]) if isinstance(peername, tuple) and peername else "?"
         if not self._table.admit(peer):
-            if isinstance(transport, asyncio.WriteTransport):
-                transport.write(REFUSAL)
+            # Duck-typed: uvloop's transports do not inherit from asyncio's classes.
+            write = getattr(transport, "write", None)
+            if write is not None:
+                write(REFUSAL)
             transport.close()
             return
         self._peer = peer
