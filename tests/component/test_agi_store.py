@@ -155,3 +155,7 @@ def test_the_recorder_remembers_the_calls_it_logs(store: HandoffStore) -> None:
     store.open_call(replace(entry, call_id="2.2", jurisdiction=Jurisdiction.HUAPING))
     assert recorder.jurisdiction("2.2") == "huaping"
     assert recorder.jurisdiction("3.3") == "unknown"
+    # The consoles' entry facts: the logged entry from memory (the first), others from the log.
+    assert recorder.call_entry("1.1") == entry
+    assert recorder.call_entry("2.2") == store.get_call("2.2")
+    assert recorder.call_entry("3.3") is None

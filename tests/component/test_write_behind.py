@@ -1,15 +1,18 @@
 """Writes nothing waits for, behind the loop: in order, all there once drained, on SQLite and
-PostgreSQL; a keeper's later states and a recorder's notes take that path when it exists."""
+PostgreSQL; grouped in one transaction whose failed write is undone alone; a keeper's later
+states and a recorder's notes take that path when it exists."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from hotline_bridge.handoffs.machines import Keeper
 from hotline_bridge.handoffs.model import Actor, EventKind, HandoffEvent
-from hotline_bridge.handoffs.store import HandoffStore
-from hotline_bridge.handoffs.store.behind import WriteBehind
+from hotline_bridge.handoffs.store import HandoffStore, StoreError
+from hotline_bridge.handoffs.store.behind import TurnWrites, WriteBehind, write_group
 from hotline_bridge.transfers import machine as tm
 from hotline_bridge.transfers.machine import Transfer
 from tests.component.test_store import make as make_record
@@ -84,3 +87,75 @@ def test_a_keeper_s_later_states_go_behind_and_close_writes_what_is_queued(
     behind.close()  # drains before it stops
     (back,) = Keeper(store, "carry_transfer", Transfer).live()
     assert back == t2
+
+
+def test_a_group_is_one_transaction_whose_failed_write_is_undone_alone(
+    open_store: Callable[[str], HandoffStore],
+) -> None:
+    store = open_store("handoffs")
+    record = make_record()
+    store.create(record)
+    write_group(
+        store,
+        [
+            appending(record.id, note(1)),
+            appending("no-such-record", note(2)),  # fails inside the group: its savepoint only
+            appending(record.id, note(3)),
+        ],
+    )
+    got = store.get(record.id)
+    assert got is not None
+    assert [e.data.get("what") for e in got.events[1:]] == ["step-1", "step-3"]
+    assert [e.seq for e in got.events] == [1, 2, 3]
+
+
+def test_a_group_whose_transaction_cannot_begin_is_written_one_by_one(
+    open_store: Callable[[str], HandoffStore],
+) -> None:
+    store = open_store("handoffs")
+    record = make_record()
+    store.create(record)
+
+    class NoGroups:
+        """The store, but its group transaction fails (as a busy or lost store's would)."""
+
+        def batch(self) -> Any:
+            raise StoreError("the record store is busy; try again")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+    write_group(
+        cast(HandoffStore, NoGroups()),
+        [appending(record.id, note(1)), appending(record.id, note(2))],
+    )
+    got = store.get(record.id)
+    assert got is not None and [e.data.get("what") for e in got.events[1:]] == ["step-1", "step-2"]
+
+
+async def test_turn_writes_wait_for_the_end_of_the_loop_turn_then_commit_together(
+    open_store: Callable[[str], HandoffStore],
+) -> None:
+    store = open_store("handoffs")
+    record = make_record()
+    store.create(record)
+    turn = TurnWrites(store)
+    for i in range(5):
+        assert turn.submit(appending(record.id, note(i)))
+    got = store.get(record.id)
+    assert got is not None and len(got.events) == 1  # not yet: the turn is not over
+    await asyncio.sleep(0)
+    got = store.get(record.id)
+    assert got is not None
+    assert [e.data.get("what") for e in got.events[1:]] == [f"step-{i}" for i in range(5)]
+    turn.submit(appending(record.id, note(9)))
+    await turn.settle()  # a read that must see it does not wait for the turn
+    got = store.get(record.id)
+    assert got is not None and got.events[-1].data["what"] == "step-9"
+
+
+def test_turn_writes_outside_a_loop_are_refused_so_the_caller_writes_now(
+    open_store: Callable[[str], HandoffStore],
+) -> None:
+    store = open_store("handoffs")
+    assert TurnWrites(store).submit(lambda _store: None) is False

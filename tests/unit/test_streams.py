@@ -117,3 +117,41 @@ def test_handoff_moves_reach_the_agent_and_the_wallboard_once_per_state() -> Non
     assert got[0].data["transfer_id"] == "t-1" and got[1].data["conference_id"] == "c-1"
     on_board = [board.queue.get_nowait() for _ in range(board.queue.qsize())]
     assert [e.data["agent_id"] for e in on_board] == ["1001", "1001"]
+
+
+def test_queue_events_take_the_entry_facts_from_the_recorder_s_memory_not_the_store() -> None:
+    from datetime import UTC, datetime
+    from pathlib import Path
+    from unittest import mock
+
+    from lab.sandbox import bridge_settings
+
+    from hotline_bridge.core.vocabulary import Jurisdiction
+    from hotline_bridge.handoffs.store import CallEntry
+    from hotline_bridge.streams.service import StreamService, agent_topic
+
+    topology = Path(__file__).resolve().parents[2] / "asterisk" / "sandbox.toml"
+    settings = bridge_settings(topology)
+    agent = settings.agents[0]
+    entry = CallEntry("1.7", datetime(2026, 12, 4, tzinfo=UTC), "citizen", Jurisdiction.YULONG)
+    entries = {"1.7": entry}
+    store = mock.MagicMock()
+    hub = StreamHub()
+    service = StreamService(hub, settings, store, call_entry=entries.get)
+    sub, _ = hub.subscribe(agent_topic(agent.id))
+    for name in ("AgentCalled", "AgentConnect"):
+        service.on_event(
+            {
+                "Event": name,
+                "DestChannel": f"PJSIP/{agent.endpoint}-00000001",
+                "Uniqueid": "1.7",
+                "CallerIDNum": "13900000551",
+                "Queue": "citizens",
+            }
+        )
+    got = [sub.queue.get_nowait() for _ in range(sub.queue.qsize())]
+    assert [(e.kind, e.data["jurisdiction"]) for e in got] == [
+        ("call_offered", "yulong"),
+        ("call_answered", "yulong"),
+    ]
+    store.get_call.assert_not_called()

@@ -8,7 +8,6 @@ where a broken catalog or store stops start-up with a ``ConfigError``.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
@@ -48,7 +47,7 @@ from hotline_bridge.handoffs.store import (
     open_store,
     store_name,
 )
-from hotline_bridge.handoffs.store.behind import WriteBehind
+from hotline_bridge.handoffs.store.behind import TurnWrites, WriteBehind
 from hotline_bridge.handoffs.store.sqlite import Checkpointer, SqliteHandoffStore
 
 log = structlog.get_logger(__name__)
@@ -57,6 +56,9 @@ _KNOWN = frozenset(j.value for j in Jurisdiction) - {Jurisdiction.UNKNOWN.value}
 # Calls whose jurisdiction is remembered in memory (older ones are read from the call log):
 # hours of calls at 20 a second, a few MB.
 _CALLS_REMEMBERED = 200_000
+# Whole entries are kept for the consoles, which read them while the call waits in the queue
+# and is answered (at most 300 s: 15,000 calls at 50/s); older ones are read from the store.
+_ENTRIES_REMEMBERED = 20_000
 
 # The machines' timeline names (transfers.machine, conferences.machine) → record event kinds.
 # Anything not listed is kept as ``call_progress`` with the name in ``data.what``.
@@ -104,21 +106,24 @@ class StoreRecorder:
         *,
         site: Platform,
         public_url: str,
-        behind: WriteBehind | None = None,
+        behind: WriteBehind | TurnWrites | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.site = site
         self._public_url = public_url.rstrip("/")
-        # Writes no command waits for leave the loop (PostgreSQL: see store.behind).
+        # Writes no command waits for, grouped: off the loop on PostgreSQL, at the end of the
+        # loop turn on SQLite (see store.behind).
         self.behind = behind
         # The jurisdiction of each call this process logged (entry hook), newest last: the
         # hotkey routes by it without reading the call log back (a round trip on PostgreSQL).
         self._jurisdictions: OrderedDict[str, str] = OrderedDict()
+        self._entries: OrderedDict[str, CallEntry] = OrderedDict()
 
     def later(self, work: Callable[[HandoffStore], None]) -> None:
-        """A write nothing waits for: on the write-behind thread if there is one, else now.
-        Either way a failure is logged, never raised into the machine driving a live call."""
+        """A write nothing waits for: grouped with others (``behind``) if there is a group to
+        join, else now. Either way a failure is logged, never raised into the machine driving a
+        live call."""
         if self.behind is not None and self.behind.submit(work):
             return
         try:
@@ -130,7 +135,7 @@ class StoreRecorder:
         """Wait until the writes queued so far are in the store (before a read that shows
         them, e.g. ``GET /v1/handoffs/{id}``)."""
         if self.behind is not None:
-            await asyncio.to_thread(self.behind.drain)
+            await self.behind.settle()
 
     def service(self, target: str) -> HandoffService:
         """The record API's service over the same store (``target``: the partner's key)."""
@@ -197,6 +202,10 @@ class StoreRecorder:
             known[entry.call_id] = entry.jurisdiction.value
             while len(known) > _CALLS_REMEMBERED:
                 known.popitem(last=False)
+            entries = self._entries
+            entries[entry.call_id] = entry
+            while len(entries) > _ENTRIES_REMEMBERED:
+                entries.popitem(last=False)
 
         def write(store: HandoffStore) -> None:
             try:
@@ -205,6 +214,12 @@ class StoreRecorder:
                 log.error("call log not written", call_id=entry.call_id, error=str(exc))
 
         self.later(write)
+
+    def call_entry(self, call_id: str) -> CallEntry | None:
+        """The call as its entry hook logged it: from memory for the calls this process logged
+        recently (no store round trip on the loop), else from the call log. Raises StoreError."""
+        entry = self._entries.get(call_id)
+        return entry if entry is not None else self.store.get_call(call_id)
 
     def jurisdiction(self, call_id: str) -> str:
         known = self._jurisdictions.get(call_id)
@@ -258,7 +273,7 @@ def open_recorder(
     except (StoreError, OSError) as exc:
         raise ConfigError(f"handoff store {store_name(settings)}: {exc}") from None
     view = store if wrap is None else wrap(store)
-    behind: WriteBehind | None = None
+    behind: WriteBehind | TurnWrites | None = None
     checkpoints: Checkpointer | None = None
     if isinstance(store, SqliteHandoffStore) and str(store.path) != ":memory:":
         # The WAL's checkpoints (each an fsync) leave the loop for their own thread.
@@ -266,12 +281,15 @@ def open_recorder(
         checkpoints = Checkpointer(store.path).start()
     try:
         if settings.store.dsn is not None:
-            # PostgreSQL: every commit is a round trip and a WAL flush; SQLite's are local and
-            # cheap (WAL, synchronous=NORMAL) and stay inline, with no write lost to a kill -9.
+            # PostgreSQL: every commit is a round trip and a WAL flush: off the loop.
             try:
                 behind = WriteBehind(view)
             except (StoreError, OSError) as exc:
                 raise ConfigError(f"handoff store {store_name(settings)}: {exc}") from None
+        else:
+            # SQLite: local and cheap (WAL, synchronous=NORMAL), but one commit per loop turn
+            # rather than per write.
+            behind = TurnWrites(view)
         yield StoreRecorder(
             view,
             catalog,

@@ -12,7 +12,9 @@ from hotline_bridge.streams.tickets import Tickets
 
 
 def install(app: web.Application, deps: Deps) -> StreamService:
-    service = app[api.STREAMS] = StreamService(StreamHub(), deps.settings, deps.store)
+    service = app[api.STREAMS] = StreamService(
+        StreamHub(), deps.settings, deps.store, call_entry=deps.recorder.call_entry
+    )
     app[api.TICKETS] = Tickets()
     deps.pbx.listen(service)
     app.router.add_routes(api.routes())

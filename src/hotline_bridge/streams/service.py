@@ -23,7 +23,7 @@ from hotline_bridge.config.settings import Settings
 from hotline_bridge.core.events import PbxEvent
 from hotline_bridge.core.principal import Principal
 from hotline_bridge.handoffs.model import ActorKind
-from hotline_bridge.handoffs.store import HandoffStore, StoreError
+from hotline_bridge.handoffs.store import CallEntry, HandoffStore, StoreError
 from hotline_bridge.handoffs.views import access_entry, read_is_audited, record_view
 from hotline_bridge.streams.hub import StreamHub
 from hotline_bridge.transfers.machine import Transfer
@@ -52,9 +52,14 @@ class StreamService:
         settings: Settings,
         store: HandoffStore,
         clock: Callable[[], float] = time.time,
+        call_entry: Callable[[str], CallEntry | None] | None = None,
     ) -> None:
+        """``call_entry``: how a call's entry-hook facts are looked up (the recorder's, which
+        remembers the calls it logged: no store read on the loop per queue event); default: the
+        store's call log."""
         self.hub = hub
         self._store = store
+        self._call_entry = call_entry or store.get_call
         self._clock = clock
         self._by_endpoint = {a.endpoint: a.id for a in settings.agents}
         now = clock()
@@ -155,7 +160,7 @@ class StreamService:
 
     def _screen_pop(self, agent: str, call_id: str) -> None:
         try:
-            entry = self._store.get_call(call_id)
+            entry = self._call_entry(call_id)
             if entry is None or entry.kind != "from_partner" or not entry.handoff_id:
                 return
             record = self._store.get(entry.handoff_id)
@@ -179,7 +184,7 @@ class StreamService:
     def _entry_facts(self, call_id: str) -> dict[str, Any]:
         """What the entry hook found (jurisdiction, nuisance flag), for the console's call view."""
         try:
-            entry = self._store.get_call(call_id)
+            entry = self._call_entry(call_id)
         except StoreError as exc:
             log.error("stream: call log unreadable", call_id=call_id, error=str(exc))
             entry = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Collection
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
@@ -192,6 +193,11 @@ class HandoffStore(Protocol):
 
     def prune_machines(self, kind: str, finished_before: datetime) -> int:
         """Forget finished machines last moved before ``finished_before``; how many."""
+        ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """One transaction (one commit) around the writes made inside it; each of them still
+        succeeds or fails on its own (a savepoint). Raises StoreError if it cannot begin."""
         ...
 
     def reopen(self) -> HandoffStore:

@@ -1,26 +1,33 @@
-"""Writes nothing waits for, done in order on one worker thread with its own connection.
+"""Writes nothing waits for: a hotkey's timeline notes and its machine's later states.
 
 A hotkey's record and its machine's first state are written before any AMI action, on the loop:
 the citizen's call must not move before they are durable. What follows (the timeline notes of
-every machine move, the machine's later states) is written for the record and for a restart,
-and no command waits for it. On PostgreSQL each of those commits is a network round trip plus
-a WAL flush (about 1 ms, 5-20 ms at p99 on a busy disk: ``make bench-store``), and at 20
-transfers a second there are some 200 of them a second: written inline, they held the event
-loop for most of every second and the hotkeys queued behind them (``make bench``). Here they
-leave the loop: FIFO, so one record's events keep their order.
+every machine move, the machine's later states, the call log) is written for the record and for
+a restart, and no command waits for it. Those writes are grouped: many per commit.
 
-Reads that must see them (``GET /v1/handoffs/...``) first wait for the queue to drain
-(:meth:`WriteBehind.drain`). A write that fails is logged, as an inline one was. A ``kill -9``
-loses what was still queued (milliseconds of notes; the machine's state is rebuilt from the
-PBX by the restart's reconcile); the SQLite store, whose commits do not leave the box, keeps
-writing inline and has no such window.
+- :class:`WriteBehind` (PostgreSQL): each commit there is a network round trip plus a WAL flush
+  (about 1 ms, 5-20 ms at p99 on a busy disk: ``make bench-store``), and at 20 transfers a
+  second there are some 200 such writes a second: written inline, they held the event loop for
+  most of every second and the hotkeys queued behind them (``make bench``). They go to one
+  worker thread with its own connection, FIFO (one record's events keep their order), and what
+  is queued when it looks is written in one transaction.
+- :class:`TurnWrites` (SQLite): the writes of one event-loop turn, committed together at the end
+  of that turn (``call_soon``): one commit and one set of WAL frames instead of one per write.
+  Under load a turn carries dozens of them; idle, one.
+
+Inside a group every write is a savepoint (``HandoffStore.batch``): one that fails is logged and
+undone alone. If the group's own transaction fails, each write is tried again on its own. Reads
+that must see them (``GET /v1/handoffs/...``) first wait for them (``settle``). A ``kill -9``
+loses what was still queued: milliseconds of notes on PostgreSQL, at most one loop turn on SQLite
+(the machine's state is rebuilt from the PBX by the restart's reconcile).
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -31,6 +38,42 @@ log = structlog.get_logger(__name__)
 Work = Callable[[HandoffStore], None]
 
 MAX_QUEUED = 50_000  # past this (a store far behind) writes are done inline again, never dropped
+MAX_GROUP = 500  # writes per transaction: a long backlog still commits every few hundred
+
+
+def write_group(store: HandoffStore, works: Sequence[Work]) -> None:
+    """``works`` in one transaction, each undone alone if it fails; never raises."""
+    if not works:
+        return
+    if len(works) > 1:
+        try:
+            with store.batch():
+                for work in works:
+                    _write_one(store, work)
+            return
+        except Exception as exc:
+            # BEGIN or COMMIT failed: nothing of the group is in the store. One by one, so
+            # what can still be written is.
+            log.error("grouped store writes failed; writing one by one", error=str(exc))
+    for work in works:
+        _write_one(store, work)
+
+
+def _write_one(store: HandoffStore, work: Work) -> None:
+    try:
+        work(store)
+    except Exception as exc:
+        log.error("deferred store write failed", error=str(exc))
+
+
+class _Mark:
+    """A point in the queue: set once everything queued before it is committed."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+    def __call__(self, store: HandoffStore) -> None:  # never run as a write
+        raise AssertionError("a mark is not a write")
 
 
 class WriteBehind:
@@ -55,12 +98,15 @@ class WriteBehind:
 
     def drain(self, timeout: float = 5.0) -> bool:
         """Block until everything queued before this call is written (False on timeout)."""
-        done = threading.Event()
+        mark = _Mark()
         try:
-            self._queue.put(lambda _store: done.set(), timeout=timeout)
+            self._queue.put(mark, timeout=timeout)
         except queue.Full:
             return False
-        return done.wait(timeout)
+        return mark.done.wait(timeout)
+
+    async def settle(self) -> None:
+        await asyncio.to_thread(self.drain)
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, then stop the thread and close its connection."""
@@ -80,13 +126,57 @@ class WriteBehind:
             return
         self._started.set()
         try:
-            while True:
-                work = self._queue.get()
-                if work is None:
+            stopping = False
+            while not stopping:
+                first = self._queue.get()
+                if first is None:
                     return
-                try:
-                    work(store)
-                except Exception as exc:
-                    log.error("deferred store write failed", error=str(exc))
+                group = [first]
+                while len(group) < MAX_GROUP:
+                    try:
+                        work = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if work is None:
+                        stopping = True
+                        break
+                    group.append(work)
+                write_group(store, [w for w in group if not isinstance(w, _Mark)])
+                for w in group:
+                    if isinstance(w, _Mark):
+                        w.done.set()
         finally:
             store.close()
+
+
+class TurnWrites:
+    """The writes of one event-loop turn, committed together when the turn ends (SQLite)."""
+
+    def __init__(self, store: HandoffStore) -> None:
+        self._store = store
+        self._pending: list[Work] = []
+
+    def submit(self, work: Work) -> bool:
+        """Queue ``work`` for the end of this loop turn; False outside a running loop (the
+        caller then writes it now)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        self._pending.append(work)
+        if len(self._pending) == 1:
+            loop.call_soon(self.drain)
+        return True
+
+    def drain(self) -> bool:
+        """Write what is queued now (a read that must see it, shutdown)."""
+        while self._pending:
+            works, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+            write_group(self._store, works)
+        return True
+
+    async def settle(self) -> None:
+        self.drain()
+
+    def close(self) -> None:
+        self.drain()

@@ -105,6 +105,7 @@ class PostgresHandoffStore:
     def __init__(self, dsn: str, *, migrations: Sequence[Migration] = PG_MIGRATIONS) -> None:
         self._dsn = dsn
         self._migrations = migrations
+        self._batching = False
         self._db = self._connect()
         try:
             with _errors():
@@ -140,10 +141,28 @@ class PostgresHandoffStore:
     def _run(self, work: Callable[[psycopg.Connection[Row]], _T], *, tx: bool = True) -> _T:
         db = self._conn()
         with _errors():
-            if not tx:
+            # Inside a batch every write is a savepoint (psycopg nests transaction blocks so),
+            # even a one-statement one: a failed statement would abort the whole batch.
+            if not tx and not self._batching:
                 return work(db)
             with db.transaction():
                 return work(db)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        # One commit (one WAL flush, the expensive part of a write) for the write-behind
+        # thread's queued notes and machine states.
+        if self._batching:
+            yield
+            return
+        db = self._conn()
+        with _errors():
+            self._batching = True
+            try:
+                with db.transaction():
+                    yield
+            finally:
+                self._batching = False
 
     # -- records ---------------------------------------------------------------------------
 

@@ -37,7 +37,8 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -396,6 +397,16 @@ class SqliteHandoffStore:
             AccessRow(r[0], r[1], r[2], bool(r[3]), _dt(r[4]), _dt(r[5]), int(r[6])) for r in rows
         ]
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        # One commit (one set of WAL frames) for many small writes: the recorder's deferred
+        # notes and machine states of one event-loop turn.
+        if self._db.in_transaction:
+            yield
+            return
+        with _Tx(self._db):
+            yield
+
     def keep_machine(self, kind: str, item_id: str, state: str, *, done: bool) -> None:
         with _Tx(self._db):
             self._keep(MachineRow(kind, item_id, state, done))
@@ -464,12 +475,18 @@ def private_file(path: Path) -> None:
 
 
 class _Tx:
-    """``BEGIN IMMEDIATE`` … ``COMMIT`` (or ``ROLLBACK`` on any exception)."""
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (or ``ROLLBACK`` on any exception); inside a
+    :meth:`SqliteHandoffStore.batch`, a savepoint, so one write failing undoes only itself."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
+        self._nested = False
 
     def __enter__(self) -> None:
+        if self._db.in_transaction:
+            self._nested = True
+            self._db.execute("SAVEPOINT write")
+            return
         # IMMEDIATE takes the write lock up front, so reading last_seq and inserting seq+1 is
         # atomic even if another process shares the file.
         try:
@@ -480,6 +497,11 @@ class _Tx:
             raise
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self._nested:
+            if exc_type is not None:
+                self._db.execute("ROLLBACK TO write")
+            self._db.execute("RELEASE write")
+            return
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
