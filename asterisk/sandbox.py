@@ -67,6 +67,9 @@ BOOT_TIMEOUT = 30.0
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _NUMBER_RE = re.compile(r"^[0-9+*#]+$")
 _SECRET_RE = re.compile(r"^[\x21-\x7e]+$")  # printable, no blanks: safe in an AMI/config line
+# asterisk.conf systemname: Asterisk keeps 19 characters; it becomes the Uniqueids' prefix
+# (`pbx-1-1764432000.12`), so only what a call id may hold (letters, digits, '-').
+_SYSTEM_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,18}$")
 
 
 class SandboxError(RuntimeError):
@@ -126,6 +129,8 @@ def validate_topology(topo: dict[str, Any]) -> None:
     _match(str(_need(topo, "pbx", "site")), _NAME_RE, "[pbx].site")
     if "instance" in topo["pbx"]:
         _match(topo["pbx"]["instance"], _NAME_RE, "[pbx].instance")
+    if "systemname" in topo["pbx"]:
+        _match(topo["pbx"]["systemname"], _SYSTEM_NAME_RE, "[pbx].systemname")
     _loopback(_need(topo, "pbx", "sip_host"), "[pbx].sip_host")
     _port(_need(topo, "pbx", "sip_port"), "[pbx].sip_port")
     start, end = (
@@ -883,6 +888,7 @@ def template_values(topo: dict[str, Any]) -> dict[str, str]:
     pbx, ami, admin = topo["pbx"], topo["ami"], topo["sandbox_admin"]
     return {
         "site": site_of(topo),
+        "system_name": _system_name_line(topo),
         "etc_dir": chroot_etc_dir(topo),
         "var_dir": chroot_var_dir(topo),
         "log_file": chroot_log_file(topo),
@@ -901,6 +907,11 @@ def template_values(topo: dict[str, Any]) -> dict[str, str]:
         "applicationmap": _applicationmap(topo),
         "agent_key_menu": _agent_key_menu(topo),
     }
+
+
+def _system_name_line(topo: dict[str, Any]) -> str:
+    name = topo["pbx"].get("systemname")
+    return f"systemname = {name}" if name else "; systemname: not set ([pbx].systemname)"
 
 
 def render_files(topo: dict[str, Any]) -> dict[str, str]:

@@ -24,7 +24,7 @@ from hotline_bridge.calls.service import CallService
 from hotline_bridge.conferences import api as conferences_api
 from hotline_bridge.conferences.api import CONFERENCES
 from hotline_bridge.conferences.service import ConferenceService
-from hotline_bridge.core.commands import Command
+from hotline_bridge.core.commands import BlindTransfer, Command
 from hotline_bridge.directory.model import DialPlanEntry
 from hotline_bridge.handoffs.intake import (
     HandoffInput,
@@ -154,6 +154,25 @@ async def test_by_call_id_needs_the_agent_on_that_call(harness: Harness) -> None
     assert status == 403 and "another agent" in body["error"]["reason"]
     status, body = await post(harness, "/v1/calls/1.1/three-way", {"target": "110"}, TOKEN_1001)
     assert status == 202 and body["conference_id"].startswith("c-")
+
+
+async def test_a_call_of_a_pbx_with_a_system_name_is_pressed_by_its_id(harness: Harness) -> None:
+    # Uniqueids of a PBX with asterisk.conf systemname (several PBXes, one store): pbx-2-<e>.<n>.
+    cid, agent = "pbx-2-1764432000.41", "pbx-2-1764432000.42"
+    for e in (
+        ev("Newchannel", cid, "PJSIP/carrier-00000031", CallerIDNum="13800138001", Linkedid=cid),
+        ev("Newchannel", agent, "PJSIP/agent1002-00000032", Linkedid=cid),
+        ev("BridgeEnter", cid, "PJSIP/carrier-00000031", BridgeUniqueid="b9", Linkedid=cid),
+        ev("BridgeEnter", agent, "PJSIP/agent1002-00000032", BridgeUniqueid="b9", Linkedid=cid),
+    ):
+        harness.calls.on_event(e)
+    path = f"/v1/calls/{cid}/carry-transfer"
+    status, body = await post(harness, path, {"target": "110"}, TOKEN_1001)
+    assert status == 403, body  # another agent's call, found by that id
+    status, body = await post(harness, path, {"target": "110"}, TOKEN_1002)
+    assert status == 202 and body["call_id"] == cid, body
+    transfer = harness.submitted[-1]
+    assert isinstance(transfer, BlindTransfer) and transfer.channel == "PJSIP/agent1002-00000032"
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,19 @@
 """Several PBXes, several replicas (issue 14 §2): the cluster sandbox's 3 PBXes and 3 bridge
-replicas on PostgreSQL. Each PBX is owned by its preferred replica; a hotkey for a call on
-pbx-2 pressed through replica a is forwarded to b (its owner) and carries the citizen to 110;
-its transfer answers through replica c too. Then replica c, owner of pbx-3, is kill -9ed with a
-transfer ringing at pbx-3's 110 desk: a survivor takes pbx-3 over, restores the transfer from
-the store and settles it answered, the citizen still talking to 110."""
+replicas on PostgreSQL. Each PBX is owned by its preferred replica.
+
+- Calls on pbx-1 and pbx-2 at once have Uniqueids of their own PBX (``pbx-1-<epoch>.<seq>``,
+  ``pbx-2-...``: each PBX's asterisk.conf systemname); the carry key pressed through c by the
+  pbx-2 call's id is forwarded to b and carries the citizen to 110.
+- A hotkey for a call on pbx-2 pressed through replica a is forwarded to b (its owner) and
+  carries the citizen to 110; its transfer answers through replica c too. Then replica c, owner
+  of pbx-3, is kill -9ed with a transfer ringing at pbx-3's 110 desk: a survivor takes pbx-3
+  over, restores the transfer from the store and settles it answered, the citizen still talking
+  to 110."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lab.ami import AmiSession
 from lab.bridge import RunningBridge
 from lab.calls import agent_uas, citizen_uac, hang_up_leftovers, partner_uas
 from lab.cluster import Cluster, health, load_cluster, start_pbxes, start_replica, wait_owned
@@ -98,6 +105,55 @@ async def agent_on_call(rb: RunningBridge, agents: list[str], within: float = 10
                 return agent
         await asyncio.sleep(0.05)
     raise AssertionError("no agent got the citizen's call")
+
+
+async def citizen_channel(ami: AmiSession, within: float = 10.0) -> dict[str, Any]:
+    """The citizen's channel once it is with an agent."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        citizen = (await channels(ami)).get("PJSIP/carrier")
+        if citizen is not None and citizen.get("BridgeId"):
+            return citizen
+        await asyncio.sleep(0.05)
+    raise AssertionError("the citizen never reached an agent")
+
+
+async def test_each_pbxs_calls_have_their_own_ids_and_a_hotkey_by_id_carries_them(
+    cluster: tuple[Cluster, list[Sandbox]],
+    replicas: dict[str, RunningBridge],
+    peers: list[SippProcess],
+    tmp_path: Path,
+) -> None:
+    c, pbxes = cluster
+    owned = await asyncio.to_thread(wait_owned, c, replicas)
+    assert owned == {"pbx-1": "a", "pbx-2": "b", "pbx-3": "c"}
+    numbers = {"pbx-1": "13700137061", "pbx-2": "13700137062"}
+    desks = {
+        node: await call_on(pbx, peers, tmp_path / node, numbers[node], 0)
+        for node, pbx in (("pbx-1", pbxes[0]), ("pbx-2", pbxes[1]))
+    }
+    ids = {}
+    for node, pbx in (("pbx-1", pbxes[0]), ("pbx-2", pbxes[1])):
+        async with pbx.admin_ami() as ami:
+            ids[node] = (await citizen_channel(ami))["Uniqueid"]
+        assert re.fullmatch(rf"{node}-[0-9]+\.[0-9]+", ids[node]), ids
+    assert ids["pbx-1"] != ids["pbx-2"]
+
+    # The carry key by the pbx-2 call's id, through c (owner of neither): forwarded to b.
+    r_c = replicas["c"]
+    agent = await agent_on_call(r_c, ["2101", "2102"])
+    token = r_c.token(agent)
+    path = f"/v1/calls/{ids['pbx-2']}/carry-transfer"
+    status, body = await r_c.request("POST", path, {"target": "110"}, token)
+    assert status == 202 and body["call_id"] == ids["pbx-2"], body
+    transfer_path = f"/v1/transfers/{body['transfer_id']}"
+    transfer = await r_c.wait_state(
+        transfer_path, token, {"answered", "lost", "returned", "failed"}
+    )
+    assert transfer["state"] == "answered", transfer
+    (invite,) = desks["pbx-2"].snapshot().received("INVITE")
+    assert f"<sip:{numbers['pbx-2']}@" in invite.header("P-Asserted-Identity")
+    assert desks["pbx-1"].snapshot().received("INVITE") == []
 
 
 async def test_a_hotkey_on_any_replica_reaches_the_owner_and_a_dead_owners_pbx_is_taken_over(
