@@ -3,7 +3,8 @@
 ``asterisk/cluster/cluster.toml`` names the PBXes (each a sandbox topology beside it) and the
 replicas. Each replica's settings are generated here, as ``asterisk/sandbox.py bridge-config``
 does for one PBX: the first PBX's bridge sections, every PBX's agents (an agent id names one
-phone on one PBX), ``[cluster]`` with the nodes, ``[store] dsn``, ``mode = "sandbox"``.
+phone on one PBX), ``[cluster]`` with the nodes (each with its PBX's FastAGI port: the owner of
+a PBX answers its dialplan's hooks), ``[store] dsn``, ``mode = "sandbox"``.
 
     python -m lab.cluster start     # PBXes, PostgreSQL, replicas; state in .sandbox/cluster/
     python -m lab.cluster stop
@@ -71,6 +72,9 @@ def load_cluster(path: Path = CLUSTER_TOML) -> Cluster:
             )
         )
     replicas = {r["name"]: int(r["port"]) for r in raw["replicas"]}
+    keys = {n.topology["agi"]["key"] for n in nodes}
+    if len(keys) != 1:  # the replicas have one [agi]: every PBX's dialplan must pass its key
+        raise ValueError(f"{path}: the PBXes' [agi].key differ; the replicas have one")
     return Cluster(nodes, replicas, float(raw.get("lease_ttl_s", 3.0)))
 
 
@@ -83,7 +87,9 @@ def replica_settings(cluster: Cluster, replica: str, dsn: str, workdir: Path) ->
     settings["agents"] = [{k: v for k, v in a.items() if k not in peer} for a in cluster.agents()]
     url = cluster.url(replica)
     settings["http"] = {"host": "127.0.0.1", "port": cluster.replicas[replica], "public_url": url}
-    settings["agi"] = {"enabled": False}  # no nodes' agi_port: the dialplans go on without hooks
+    # One [agi] for every PBX (pbx-1's: key, jurisdictions); each node's own port is its agi_port,
+    # listened on by the replica that owns the node while it owns it.
+    settings["agi"] = {k: v for k, v in first.topology["agi"].items() if k != "port"}
     settings["bridge"] = {**settings["bridge"], "store_path": str(workdir / "unused.sqlite3")}
     settings["store"] = {"dsn": dsn}
     settings["cluster"] = {
@@ -96,6 +102,7 @@ def replica_settings(cluster: Cluster, replica: str, dsn: str, workdir: Path) ->
                 "ami_host": n.topology["ami"]["host"],
                 "ami_port": n.topology["ami"]["port"],
                 "api_port": n.api_port,
+                "agi_port": n.topology["agi"]["port"],
                 **({"prefer": n.prefer} if n.prefer else {}),
             }
             for n in cluster.nodes

@@ -2,13 +2,14 @@
 replicas on PostgreSQL. Each PBX is owned by its preferred replica.
 
 - Calls on pbx-1 and pbx-2 at once have Uniqueids of their own PBX (``pbx-1-<epoch>.<seq>``,
-  ``pbx-2-...``: each PBX's asterisk.conf systemname); the carry key pressed through c by the
-  pbx-2 call's id is forwarded to b and carries the citizen to 110.
+  ``pbx-2-...``: each PBX's asterisk.conf systemname), and each got CALL_JURISDICTION from the
+  entry hook of its PBX's owner (a on pbx-1's FastAGI port, b on pbx-2's); the carry key pressed
+  through c by the pbx-2 call's id is forwarded to b and carries the citizen to 110.
 - A hotkey for a call on pbx-2 pressed through replica a is forwarded to b (its owner) and
   carries the citizen to 110; its transfer answers through replica c too. Then replica c, owner
   of pbx-3, is kill -9ed with a transfer ringing at pbx-3's 110 desk: a survivor takes pbx-3
   over, restores the transfer from the store and settles it answered, the citizen still talking
-  to 110."""
+  to 110; the next citizen on pbx-3 gets its entry hook from the new owner."""
 
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ async def agent_on_call(rb: RunningBridge, agents: list[str], within: float = 10
 
 
 async def citizen_channel(ami: AmiSession, within: float = 10.0) -> dict[str, Any]:
-    """The citizen's channel once it is with an agent."""
+    """The citizen's channel once the entry hook has had its turn (it is with an agent)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         citizen = (await channels(ami)).get("PJSIP/carrier")
@@ -118,7 +119,21 @@ async def citizen_channel(ami: AmiSession, within: float = 10.0) -> dict[str, An
     raise AssertionError("the citizen never reached an agent")
 
 
-async def test_each_pbxs_calls_have_their_own_ids_and_a_hotkey_by_id_carries_them(
+async def entry_hook_said(ami: AmiSession, channel: str) -> dict[str, str]:
+    """What the entry hook set on the citizen's channel ("unknown" both: nobody answered)."""
+    out = {}
+    for name in ("CALL_JURISDICTION", "CALL_NUISANCE"):
+        answer = await ami.action("Getvar", Channel=channel, Variable=name)
+        out[name] = str(answer.get("Value", ""))
+    return out
+
+
+def hooks_of(rb: RunningBridge, node: str) -> dict[str, Any]:
+    """The FastAGI hooks of ``node`` as replica ``rb`` serves them (its /healthz)."""
+    return ((health(rb).get("nodes") or {}).get(node) or {}).get("agi") or {}
+
+
+async def test_each_pbxs_calls_have_their_own_ids_and_their_owners_entry_hook(
     cluster: tuple[Cluster, list[Sandbox]],
     replicas: dict[str, RunningBridge],
     peers: list[SippProcess],
@@ -133,10 +148,18 @@ async def test_each_pbxs_calls_have_their_own_ids_and_a_hotkey_by_id_carries_the
         for node, pbx in (("pbx-1", pbxes[0]), ("pbx-2", pbxes[1]))
     }
     ids = {}
-    for node, pbx in (("pbx-1", pbxes[0]), ("pbx-2", pbxes[1])):
+    for node, pbx, owner in (("pbx-1", pbxes[0], "a"), ("pbx-2", pbxes[1], "b")):
         async with pbx.admin_ami() as ami:
-            ids[node] = (await citizen_channel(ami))["Uniqueid"]
+            citizen = await citizen_channel(ami)
+            said = await entry_hook_said(ami, citizen["Channel"])
+        ids[node] = citizen["Uniqueid"]
         assert re.fullmatch(rf"{node}-[0-9]+\.[0-9]+", ids[node]), ids
+        # The owner's hook answered: the trunk's jurisdiction, and a nuisance verdict.
+        assert said == {"CALL_JURISDICTION": "gucheng", "CALL_NUISANCE": "no"}, (node, said)
+        hooks = await asyncio.to_thread(hooks_of, replicas[owner], node)
+        port = pbx.topology["agi"]["port"]
+        assert hooks["state"] == "listening" and hooks["address"] == f"127.0.0.1:{port}", hooks
+        assert hooks["answered"] >= 1, hooks
     assert ids["pbx-1"] != ids["pbx-2"]
 
     # The carry key by the pbx-2 call's id, through c (owner of neither): forwarded to b.
@@ -224,3 +247,17 @@ async def test_a_hotkey_on_any_replica_reaches_the_owner_and_a_dead_owners_pbx_i
     assert "carry transfer restored" in logs
     # The other PBXes stayed with their owners.
     assert health(a)["owns"][:1] == ["pbx-1"] and "pbx-2" in health(b)["owns"]
+
+    # 3. The next citizen on pbx-3 gets its entry hook from the new owner (pbx-3's port).
+    async with pbxes[2].admin_ami() as ami:
+        await hang_up_leftovers(ami)
+    citizen = next(p for p in peers if p.name == "citizen-13700137052")
+    await citizen.stop(timeout=10)  # ended by the hang-up: its port is free again
+    before = (await asyncio.to_thread(hooks_of, replicas[new_owner], "pbx-3")).get("answered", 0)
+    proc = citizen_uac(pbxes[2].topology, tmp_path / "pbx-3", hold=30, number="13700137053")
+    peers.append(await proc.start(settle=0))
+    async with pbxes[2].admin_ami() as ami:
+        said = await entry_hook_said(ami, (await citizen_channel(ami))["Channel"])
+    assert said == {"CALL_JURISDICTION": "gucheng", "CALL_NUISANCE": "no"}, said
+    hooks = await asyncio.to_thread(hooks_of, replicas[new_owner], "pbx-3")
+    assert hooks["state"] == "listening" and hooks["answered"] > before, hooks

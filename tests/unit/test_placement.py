@@ -4,9 +4,12 @@ about, the owners from the lease rows, one PBX's service settings (pure; issue 1
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from lab.cluster import load_cluster, replica_settings
+from lab.sandbox import sandbox_module
 
 from hotline_bridge.config.settings import ClusterNode, ConfigError, load_settings
 from hotline_bridge.handoffs.store.lease import Lease
@@ -133,3 +136,23 @@ def test_cluster_settings_take_node_or_nodes_and_refuse_clashes() -> None:
     off[2]["ami_host"] = "10.0.0.7"
     with pytest.raises(ConfigError, match=r"loopback only: cluster.nodes\[pbx-3\].ami_host"):
         load_settings(**SANDBOX, cluster={**CLUSTER, "nodes": off})
+
+
+def test_the_cluster_sandbox_gives_each_pbxs_hooks_to_its_owner_on_the_pbxs_own_port(
+    tmp_path: Path,
+) -> None:
+    c = load_cluster()
+    s = load_settings(**replica_settings(c, "a", "postgresql://hb@127.0.0.1:1/h", tmp_path))
+    assert s.cluster is not None
+    rendered = {n.name: sandbox_module().render_files(n.topology) for n in c.nodes}
+    ports = set()
+    for node in s.cluster.nodes:
+        agi = node_settings(s, node).agi
+        assert agi.enabled and agi.port == node.agi_port and agi.host == "127.0.0.1"
+        ports.add(agi.port)
+        # The PBX's dialplan calls exactly that port, with the replicas' key.
+        globals_conf = rendered[node.name]["hotline-globals.conf"]
+        assert f"HOTLINE_AGI = agi://127.0.0.1:{node.agi_port}\n" in globals_conf
+        assert agi.key is not None
+        assert f"HOTLINE_AGI_KEY = {agi.key.get_secret_value()}\n" in globals_conf
+    assert len(ports) == 3

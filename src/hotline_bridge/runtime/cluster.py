@@ -7,6 +7,10 @@ replica may own several PBXes, or none. Every ``ttl/3`` it reads the lease rows 
 free ones :func:`~.placement.claims` names; a newly granted PBX's service restores the
 transfers, three-way calls and reminders in flight on that PBX from the store (the store keeps
 each PBX's machines apart) and settles them against Asterisk's state, as after a restart.
+With the node's ``agi_port`` that service also answers the PBX's FastAGI hooks (entry, receive,
+keys) on that loopback port, from the moment this replica owns the PBX until it stops serving
+it: the PBX's ``HOTLINE_AGI`` names the port, whoever owns it now (replicas on the PBX's host);
+while nobody listens the dialplan goes on without the hooks (``AGISTATUS`` FAILURE).
 
 The replica's API port (``[http]``) is the front every client may use: a request about an
 agent's call, a call, a transfer or a conference goes to the service of the PBX it concerns:
@@ -124,6 +128,14 @@ class NodeService:
         rt = self.runtime
         return rt is not None and rt.app[AMI].state == "ready" and rt.app[CALLS].pbx_ready
 
+    def hooks(self) -> dict[str, Any] | None:
+        """This PBX's FastAGI hooks as this replica serves them (None: the node has none)."""
+        rt = self.runtime
+        if rt is None or rt.agi is None:
+            return None
+        h = rt.agi.health()
+        return {"state": h["state"], "address": h["address"], "answered": h["answered"]}
+
     def has(self, r: Route) -> bool:
         """Whether the call, transfer or conference ``r`` names is on this PBX."""
         rt = self.runtime
@@ -208,6 +220,7 @@ class Front:
                 "epoch": lease.epoch if lease else None,
                 "here": here is not None,
                 "ready": here.ready() if here is not None else None,
+                "agi": here.hooks() if here is not None else None,
             }
         return web.json_response(
             {
