@@ -89,6 +89,7 @@ METRICS = web.AppKey("metrics", Metrics)
 # building it takes ~30 ms of the event loop, too much to spend per anonymous request.
 OPENAPI = web.AppKey("openapi", dict[str, bytes])
 TICK_S = 1.0  # how often time reaches the machines (their timeouts are seconds or more)
+SIGNALS = (signal.SIGINT, signal.SIGTERM)  # a clean stop
 
 
 @dataclass
@@ -416,11 +417,7 @@ async def serve(
     if on_started is not None:
         on_started(runtime)
     if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
     started = time.monotonic()
     await stop.wait()
     log.info("hotline-bridge stopping", uptime_s=round(time.monotonic() - started, 1))
@@ -435,3 +432,13 @@ async def serve(
     if ops_runner is not None:
         await ops_runner.cleanup()
     await runner.cleanup()
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event the running loop sets on SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in SIGNALS:
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -29,9 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
@@ -47,9 +44,9 @@ from hotline_bridge.conferences.api import CONFERENCES
 from hotline_bridge.config.settings import ClusterNode, ClusterSettings, Settings
 from hotline_bridge.handoffs.model import HandoffRecord
 from hotline_bridge.handoffs.store import HandoffStore, MachineRow
-from hotline_bridge.handoffs.store.lease import Decision, Lease
+from hotline_bridge.handoffs.store.lease import Lease
 from hotline_bridge.handoffs.store.opening import Leases, open_leases
-from hotline_bridge.runtime.app import AMI, Runtime
+from hotline_bridge.runtime.app import AMI, Runtime, stop_on_signals
 from hotline_bridge.runtime.placement import (
     Route,
     claims,
@@ -59,7 +56,13 @@ from hotline_bridge.runtime.placement import (
     owners,
     route,
 )
-from hotline_bridge.runtime.replica import LOST_LEASE_EXIT, relay
+from hotline_bridge.runtime.replica import (
+    LeaseKeeper,
+    ReplicaPort,
+    claim,
+    relay,
+    retry_later,
+)
 from hotline_bridge.transfers.api import TRANSFERS
 from hotline_bridge.web.http import error_response
 
@@ -67,7 +70,6 @@ log = structlog.get_logger(__name__)
 
 FORWARDED = "X-Hotline-Forwarded"  # set on a request one replica sent on to another
 WHEREIS = "/cluster/v1/whereis"
-_SESSION_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=2.0, sock_read=None)
 _WHEREIS_TIMEOUT = aiohttp.ClientTimeout(total=1.0)
 
 ServeNode = Callable[
@@ -165,28 +167,22 @@ class Front:
     read_at: float = 0.0  # monotonic time of that reading
     forwarded: int = 0  # requests sent on to another replica
     _agents: dict[str, str] | None = None  # token -> agent id
-    _session: aiohttp.ClientSession | None = None
-    _runner: web.AppRunner | None = None
+    port: ReplicaPort = field(init=False)
 
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.settings.http.max_body_bytes)
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get(WHEREIS, self.whereis)
-        app.router.add_route("*", "/{tail:.*}", self.dispatch)
-        return app
+    def __post_init__(self) -> None:
+        self.port = ReplicaPort(self.settings)
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=_SESSION_TIMEOUT, auto_decompress=False)
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        http = self.settings.http
-        await web.TCPSite(self._runner, http.host, http.port).start()
+        await self.port.start(
+            [
+                web.get("/healthz", self.healthz),
+                web.get(WHEREIS, self.whereis),
+                web.route("*", "/{tail:.*}", self.dispatch),
+            ]
+        )
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
+        await self.port.stop()
 
     # -- who owns what ---------------------------------------------------------------------
 
@@ -274,7 +270,7 @@ class Front:
                 if found is not None:
                     return await self._to_replica(request, found)
                 if unsure and not by_token:
-                    return _retry("the PBX of this call has no bridge right now (taking over)")
+                    return retry_later("the PBX of this call has no bridge right now (taking over)")
         home = self._home()
         if home is not None:
             return await self._to_local(request, home)
@@ -283,7 +279,7 @@ class Front:
                 lease = self._owners().get(node.name)
                 if lease is not None and not self._mine(lease):
                     return await self._to_replica(request, lease.url)
-        return _retry("no replica owns a PBX right now (taking over)")
+        return retry_later("no replica owns a PBX right now (taking over)")
 
     async def _ask_others(self, request: web.Request, r: Route) -> tuple[str | None, bool]:
         """The URL of the replica whose PBX has the call, if any; and whether some PBX could
@@ -293,8 +289,7 @@ class Front:
         urls = sorted({lease.url for lease in held.values() if not self._mine(lease)})
         if not urls:
             return None, unsure
-        assert self._session is not None
-        session = self._session
+        session = self.port.session
         auth = {"Authorization": request.headers.get("Authorization", "")}
 
         async def ask(url: str) -> str | None:
@@ -313,78 +308,12 @@ class Front:
         return found, unsure
 
     async def _to_local(self, request: web.Request, svc: NodeService) -> web.StreamResponse:
-        assert self._session is not None
-        return await relay(self._session, request, svc.url, f"the bridge of {svc.node.name}")
+        return await relay(self.port.session, request, svc.url, f"the bridge of {svc.node.name}")
 
     async def _to_replica(self, request: web.Request, url: str) -> web.StreamResponse:
-        assert self._session is not None
         self.forwarded += 1
         extra = {FORWARDED: self.cluster.replica}
-        return await relay(self._session, request, url, "the owning replica", extra)
-
-
-def _retry(reason: str) -> web.Response:
-    response = error_response(503, reason)
-    response.headers["Retry-After"] = "1"
-    return response
-
-
-class Keeper:
-    """Renews this replica's leases from a thread; exits the process when one is lost."""
-
-    def __init__(self, settings: Settings, cluster: ClusterSettings) -> None:
-        self._settings = settings
-        self._cluster = cluster
-        self._renewed: dict[str, float] = {}
-        self._lock = threading.Lock()
-        self.done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def add(self, node: str) -> None:
-        with self._lock:
-            self._renewed[node] = time.monotonic()
-
-    def stop(self) -> None:
-        self.done.set()
-        self._thread.join(5.0)
-
-    def _run(self) -> None:
-        cluster = self._cluster
-        every = cluster.lease_ttl_s / 3
-        ttl = timedelta(seconds=cluster.lease_ttl_s)
-        leases = open_leases(self._settings)
-        try:
-            while not self.done.wait(every):
-                with self._lock:
-                    nodes = dict(self._renewed)
-                for node, renewed in nodes.items():
-                    try:
-                        d: Decision | None = leases.acquire(node, cluster.replica, ttl, cluster.url)
-                    except Exception as exc:  # the store is out of reach: no renewal
-                        log.error("lease renewal failed", node=node, error=str(exc))
-                        d = None
-                    if d is not None and d.granted and not d.changed_hands:
-                        with self._lock:
-                            self._renewed[node] = time.monotonic()
-                        continue
-                    if d is not None or time.monotonic() - renewed >= 2 * every:
-                        log.critical(
-                            "lease lost: exiting so that only one replica drives the PBX",
-                            node=node,
-                            replica=cluster.replica,
-                            holder=d.lease.holder if d else None,
-                        )
-                        os._exit(LOST_LEASE_EXIT)
-            with self._lock:
-                nodes = dict(self._renewed)
-            for node in nodes:
-                with contextlib.suppress(Exception):
-                    leases.release(node, cluster.replica)
-        finally:
-            leases.close()
+        return await relay(self.port.session, request, url, "the owning replica", extra)
 
 
 async def run_cluster(settings: Settings, serve_node: ServeNode) -> None:
@@ -394,20 +323,15 @@ async def run_cluster(settings: Settings, serve_node: ServeNode) -> None:
     names = [n.name for n in cluster.nodes]
     by_name = {n.name: n for n in cluster.nodes}
     every = cluster.lease_ttl_s / 3
-    ttl = timedelta(seconds=cluster.lease_ttl_s)
     leases: Leases = await asyncio.to_thread(open_leases, settings)
     front = Front(settings, cluster)
     await front.start()
-    keeper = Keeper(settings, cluster)
+    keeper = LeaseKeeper(settings, cluster)
     keeper.start()
     log.info(
         "cluster replica up", replica=cluster.replica, nodes=names, home=home_node(cluster.nodes)
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     started_at: datetime | None = None
     failed: BaseException | None = None
     try:
@@ -428,7 +352,7 @@ async def run_cluster(settings: Settings, serve_node: ServeNode) -> None:
                     grace=timedelta(seconds=every),
                 )
                 for name in wanted:
-                    decision = await _claim(leases, name, cluster, ttl)
+                    decision = await claim(leases, name, cluster)
                     if decision is None:
                         continue
                     front.leases[name] = decision.lease
@@ -474,13 +398,3 @@ def _failure(local: Mapping[str, NodeService]) -> BaseException | None:
             log.critical("a PBX's service ended; the replica stops", node=name, error=str(exc))
             return exc or RuntimeError(f"the service of {name} ended")
     return None
-
-
-async def _claim(
-    leases: Leases, node: str, cluster: ClusterSettings, ttl: timedelta
-) -> Decision | None:
-    try:
-        return await asyncio.to_thread(leases.acquire, node, cluster.replica, ttl, cluster.url)
-    except Exception as exc:  # the store is out of reach: nobody is granted anything
-        log.error("lease claim failed", node=node, error=str(exc))
-        return None

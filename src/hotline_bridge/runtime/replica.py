@@ -10,17 +10,20 @@ reconciled with Asterisk's own state, exactly as after a restart.
 Active: the lease is renewed every ``ttl/3``. A replica that finds the lease another's, or has
 not renewed it for ``2/3 ttl``, exits at once (status 75) rather than drive a PBX that another
 replica may now drive: the supervisor restarts it, as a standby.
+
+A replica of several PBXes (:mod:`.cluster`) works the same way with a lease per PBX, and shares
+this module's pieces: the API port in front (:class:`ReplicaPort`), forwarding (:func:`relay`),
+claiming (:func:`claim`) and keeping (:class:`LeaseKeeper`) leases.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -30,6 +33,7 @@ from aiohttp import web
 from hotline_bridge.config.settings import ClusterSettings, Settings
 from hotline_bridge.handoffs.store.lease import Decision, Lease, owner_url
 from hotline_bridge.handoffs.store.opening import Leases, open_leases
+from hotline_bridge.runtime.app import SIGNALS, stop_on_signals
 from hotline_bridge.web.http import error_response
 
 log = structlog.get_logger(__name__)
@@ -43,28 +47,27 @@ _HOP = frozenset(
 _FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=2.0, sock_read=None)
 
 
-class Standby:
-    """The API port of a replica that does not hold the lease."""
+class ReplicaPort:
+    """A replica's own API port (``[http]``): the app in front of the service(s) it runs or
+    forwards to, and the client session requests are forwarded with (:func:`relay`)."""
 
-    def __init__(self, settings: Settings, cluster: ClusterSettings) -> None:
-        self.settings = settings
-        self.cluster = cluster
-        self.lease: Lease | None = None
-        self.forwarded = 0
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
 
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.settings.http.max_body_bytes)
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_route("*", "/{tail:.*}", self.forward)
-        return app
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "the port is not started"
+        return self._session
 
-    async def start(self) -> None:
+    async def start(self, routes: Iterable[web.RouteDef]) -> None:
+        app = web.Application(client_max_size=self._settings.http.max_body_bytes)
+        app.add_routes(routes)
         self._session = aiohttp.ClientSession(timeout=_FORWARD_TIMEOUT, auto_decompress=False)
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        http = self.settings.http
+        http = self._settings.http
         await web.TCPSite(self._runner, http.host, http.port).start()
 
     async def stop(self) -> None:
@@ -72,6 +75,31 @@ class Standby:
             await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
+
+
+def retry_later(reason: str) -> web.Response:
+    """503 with ``Retry-After``: nothing was attempted (or may not have reached anyone)."""
+    response = error_response(503, reason)
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+class Standby:
+    """The API port of a replica that does not hold the lease."""
+
+    def __init__(self, settings: Settings, cluster: ClusterSettings) -> None:
+        self.cluster = cluster
+        self.lease: Lease | None = None
+        self.forwarded = 0
+        self.port = ReplicaPort(settings)
+
+    async def start(self) -> None:
+        await self.port.start(
+            [web.get("/healthz", self.healthz), web.route("*", "/{tail:.*}", self.forward)]
+        )
+
+    async def stop(self) -> None:
+        await self.port.stop()
 
     async def healthz(self, request: web.Request) -> web.Response:
         owner = owner_url(self.lease, _now())
@@ -87,13 +115,8 @@ class Standby:
     async def forward(self, request: web.Request) -> web.StreamResponse:
         owner = owner_url(self.lease, _now())
         if owner is None or owner.rstrip("/") == self.cluster.url.rstrip("/"):
-            response = error_response(
-                503, "no active bridge for this PBX right now (a replica is taking over)"
-            )
-            response.headers["Retry-After"] = "1"
-            return response
-        assert self._session is not None
-        relayed = await relay(self._session, request, owner, "the active bridge")
+            return retry_later("no active bridge for this PBX right now (a replica is taking over)")
+        relayed = await relay(self.port.session, request, owner, "the active bridge")
         if relayed.status != 503 or "Retry-After" not in relayed.headers:
             self.forwarded += 1
         return relayed
@@ -119,9 +142,7 @@ async def relay(
         )
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.warning("forward failed", to=base_url, error=str(exc))
-        response = error_response(503, f"{who} did not answer; try again")
-        response.headers["Retry-After"] = "1"
-        return response
+        return retry_later(f"{who} did not answer; try again")
     async with upstream:
         headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
         if upstream.content_type != "text/event-stream":
@@ -139,101 +160,121 @@ async def run_replica(settings: Settings, serve: Callable[[Settings], Awaitable[
     """Stand by until the lease is ours, then serve while renewing it."""
     cluster = settings.cluster
     assert cluster is not None
+    node = _node(cluster)
     leases = await asyncio.to_thread(open_leases, settings)
     every = cluster.lease_ttl_s / 3
     standby = Standby(settings, cluster)
     await standby.start()
-    log.info("replica standing by", node=_node(cluster), replica=cluster.replica)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    log.info("replica standing by", node=node, replica=cluster.replica)
+    stop = stop_on_signals()
     granted: Decision | None = None
     try:
         while not stop.is_set():
-            decision = await _claim(leases, cluster)
+            decision = await claim(leases, node, cluster)
             standby.lease = decision.lease if decision is not None else None
             if decision is not None and decision.granted:
                 granted = decision
                 break
-            with contextlib.suppress(TimeoutError):
+            with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)
     finally:
         await standby.stop()
     if stop.is_set() or granted is None:
         leases.close()
         return
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    loop = asyncio.get_running_loop()
+    for sig in SIGNALS:  # the service handles them from here
         loop.remove_signal_handler(sig)
     log.warning(
         "replica active: it holds the PBX's lease",
-        node=_node(cluster),
+        node=node,
         replica=cluster.replica,
         epoch=granted.lease.epoch,
         forwarded_while_standby=standby.forwarded,
     )
-    # Renewed from a thread of its own, on a connection of its own: a start-up (migrations,
-    # restoring what was in flight) or any stall of the event loop must not let the lease lapse
-    # while this replica still acts, nor keep it from stopping once the lease is lost.
     leases.close()
-    done = threading.Event()
-    keeper = threading.Thread(
-        target=_keep_lease, args=(settings, cluster, done), name="lease-keeper", daemon=True
-    )
+    keeper = LeaseKeeper(settings, cluster)
+    keeper.add(node)
     keeper.start()
     try:
         await serve(settings)
     finally:
-        done.set()
-        await asyncio.to_thread(keeper.join, 5.0)
+        await asyncio.to_thread(keeper.stop)
 
 
-async def _claim(leases: Leases, cluster: ClusterSettings) -> Decision | None:
+async def claim(leases: Leases, node: str, cluster: ClusterSettings) -> Decision | None:
+    """Ask for ``node``'s lease (or renew it); None when the store cannot be asked."""
     ttl = timedelta(seconds=cluster.lease_ttl_s)
     try:
-        return await asyncio.to_thread(
-            leases.acquire, _node(cluster), cluster.replica, ttl, cluster.url
-        )
+        return await asyncio.to_thread(leases.acquire, node, cluster.replica, ttl, cluster.url)
     except Exception as exc:  # the store is out of reach: nobody is granted anything
-        log.error("lease claim failed", node=_node(cluster), error=str(exc))
+        log.error("lease claim failed", node=node, error=str(exc))
         return None
 
 
-def _keep_lease(settings: Settings, cluster: ClusterSettings, done: threading.Event) -> None:
-    """Renew every ``ttl/3``; exit the process the moment the lease is another's, or this
-    replica's term lapsed, or it could not be renewed for ``2/3 ttl``. Releases it at a clean
-    stop (the standby need not wait for it to lapse)."""
-    every = cluster.lease_ttl_s / 3
-    ttl = timedelta(seconds=cluster.lease_ttl_s)
-    leases = open_leases(settings)
-    renewed = time.monotonic()
-    try:
-        while not done.wait(every):
-            try:
-                decision: Decision | None = leases.acquire(
-                    _node(cluster), cluster.replica, ttl, cluster.url
-                )
-            except Exception as exc:  # the store is out of reach: no renewal
-                log.error("lease renewal failed", node=_node(cluster), error=str(exc))
-                decision = None
-            if decision is not None and decision.granted and not decision.changed_hands:
-                renewed = time.monotonic()
-                continue
-            if decision is not None or time.monotonic() - renewed >= 2 * every:
-                # Another replica may drive the PBX now (or this one's term lapsed and a new
-                # one began): stop at once rather than race it.
-                log.critical(
-                    "lease lost: exiting so that only one replica drives the PBX",
-                    node=_node(cluster),
-                    replica=cluster.replica,
-                    holder=decision.lease.holder if decision else None,
-                )
-                os._exit(LOST_LEASE_EXIT)
-        with contextlib.suppress(Exception):
-            leases.release(_node(cluster), cluster.replica)
-    finally:
-        leases.close()
+class LeaseKeeper:
+    """Renews this replica's leases every ``ttl/3`` from a thread of its own, on a connection of
+    its own: a start-up (migrations, restoring what was in flight) or any stall of the event loop
+    must not let a lease lapse while this replica still acts, nor keep it from stopping once a
+    lease is lost. The moment one is another's, or this replica's term lapsed, or it could not
+    be renewed for ``2/3 ttl``, the process exits (status 75): another replica may drive that
+    PBX now. A clean :meth:`stop` releases them (the others need not wait for them to lapse)."""
+
+    def __init__(self, settings: Settings, cluster: ClusterSettings) -> None:
+        self._settings = settings
+        self._cluster = cluster
+        self._renewed: dict[str, float] = {}  # node -> when its lease was last granted
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def add(self, node: str) -> None:
+        """Keep ``node``'s lease, just granted."""
+        with self._lock:
+            self._renewed[node] = time.monotonic()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(5.0)
+
+    def _nodes(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._renewed)
+
+    def _run(self) -> None:
+        cluster = self._cluster
+        every = cluster.lease_ttl_s / 3
+        ttl = timedelta(seconds=cluster.lease_ttl_s)
+        leases = open_leases(self._settings)
+        try:
+            while not self._done.wait(every):
+                for node, renewed in self._nodes().items():
+                    try:
+                        d: Decision | None = leases.acquire(node, cluster.replica, ttl, cluster.url)
+                    except Exception as exc:  # the store is out of reach: no renewal
+                        log.error("lease renewal failed", node=node, error=str(exc))
+                        d = None
+                    if d is not None and d.granted and not d.changed_hands:
+                        self.add(node)
+                        continue
+                    if d is not None or time.monotonic() - renewed >= 2 * every:
+                        # Another replica may drive the PBX now (or this one's term lapsed and
+                        # a new one began): stop at once rather than race it.
+                        log.critical(
+                            "lease lost: exiting so that only one replica drives the PBX",
+                            node=node,
+                            replica=cluster.replica,
+                            holder=d.lease.holder if d else None,
+                        )
+                        os._exit(LOST_LEASE_EXIT)
+            for node in self._nodes():
+                with suppress(Exception):
+                    leases.release(node, cluster.replica)
+        finally:
+            leases.close()
 
 
 def _now() -> datetime:
