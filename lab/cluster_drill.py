@@ -46,8 +46,17 @@ import structlog
 from .bridge import RunningBridge
 from .cluster import Cluster, Node, health, load_cluster, start_pbxes, start_replica
 from .cluster import wait_owned as wait_all_owned
-from .drill.driver import HotkeyClient
-from .drill.options import DrillCall, _log_fields, _ts, extract_g711a
+from .drill.driver import (
+    CallWatch,
+    HotkeyClient,
+    drill_agents,
+    drill_citizens,
+    drill_desk,
+    hang_up_channels,
+    pool_token,
+    watch_pbx,
+)
+from .drill.options import DrillCall, _log_fields
 from .drill.verify import read_sipp_logs
 from .faults.partner import PartnerDesk, bridge_env
 from .loadami import LoadAmi, Message
@@ -102,30 +111,27 @@ class PbxRun:
     index: int
     sandbox: Sandbox
     workdir: Path
-    calls: dict[str, DrillCall] = field(default_factory=dict)  # by citizen Uniqueid
     presses: dict[str, Press] = field(default_factory=dict)
-    bridges: dict[str, dict[str, Message]] = field(default_factory=dict)
-    offered: int = 0
     ami: LoadAmi | None = None
     citizens: SippProcess | None = None
     agents: SippProcess | None = None
     desk: SippProcess | None = None
+    watch: CallWatch = field(init=False)  # the drill's calls on this PBX, as its AMI shows them
+
+    def __post_init__(self) -> None:
+        self.watch = CallWatch(self.topo)
 
     @property
     def topo(self) -> dict[str, Any]:
         return self.node.topology
 
     @property
-    def carrier_prefix(self) -> str:
-        return f"PJSIP/{self.topo['drill']['carrier_endpoint']}-"
+    def calls(self) -> dict[str, DrillCall]:  # by the citizen's Uniqueid
+        return self.watch.calls
 
     @property
-    def pool_prefix(self) -> str:
-        return f"PJSIP/{self.topo['agent_pool']['endpoint_prefix']}"
-
-    @property
-    def desk_prefix(self) -> str:
-        return f"PJSIP/{self.topo['drill']['partner_endpoint']}-"
+    def offered(self) -> int:
+        return self.watch.offered
 
 
 class InFlightLost(Exception):
@@ -186,50 +192,8 @@ class ClusterDrill:
 
     # -- PBX events -------------------------------------------------------------------------------
 
-    def on_event(self, pbx: PbxRun, msg: Message) -> None:
-        name = msg.get("Event")
-        if name == "BridgeEnter":
-            self._bridge_enter(pbx, msg)
-        elif name == "BridgeLeave":
-            members = pbx.bridges.get(msg.get("BridgeUniqueid", ""))
-            if members is not None:
-                members.pop(msg.get("Uniqueid", ""), None)
-                if not members:
-                    del pbx.bridges[msg["BridgeUniqueid"]]
-        elif name == "Newchannel":
-            if msg.get("Channel", "").startswith(pbx.carrier_prefix):
-                pbx.offered += 1
-        elif name == "Hangup":
-            rec = pbx.calls.get(msg.get("Uniqueid", ""))
-            if rec is not None:
-                rec.hung_up_at = _ts(msg)
-
-    def _bridge_enter(self, pbx: PbxRun, msg: Message) -> None:
-        chan = msg.get("Channel", "")
-        if chan.startswith(pbx.desk_prefix):
-            rec = pbx.calls.get(msg.get("Linkedid", ""))
-            if rec is not None and rec.partner_bridged_at is None:
-                rec.partner_bridged_at = _ts(msg)
-            return
-        if not chan.startswith((pbx.carrier_prefix, pbx.pool_prefix)):
-            return
-        members = pbx.bridges.setdefault(msg.get("BridgeUniqueid", ""), {})
-        members[msg.get("Uniqueid", "")] = msg
-        citizens = [m for m in members.values() if m["Channel"].startswith(pbx.carrier_prefix)]
-        agents = [m for m in members.values() if m["Channel"].startswith(pbx.pool_prefix)]
-        if len(citizens) != 1 or len(agents) != 1 or citizens[0]["Uniqueid"] in pbx.calls:
-            return
-        cit, agent = citizens[0], agents[0]
-        endpoint = agent["Channel"][len("PJSIP/") :].rsplit("-", 1)[0]
-        rec = DrillCall(
-            uid=cit["Uniqueid"],
-            channel=cit["Channel"],
-            number=cit.get("CallerIDNum", ""),
-            agent_id=endpoint[len(pbx.topo["agent_pool"]["endpoint_prefix"]) :],
-            agent_channel=agent["Channel"],
-            bridged_at=max(_ts(cit), _ts(agent)),
-        )
-        pbx.calls[rec.uid] = rec
+    def _with_agent(self, pbx: PbxRun, rec: DrillCall) -> None:
+        """A citizen has just met a pool agent on ``pbx``: press the carry key."""
         pbx.presses[rec.uid] = Press()
         task = asyncio.get_running_loop().create_task(self._press(pbx, rec))
         self.tasks.add(task)
@@ -240,7 +204,7 @@ class ClusterDrill:
     async def _press(self, pbx: PbxRun, rec: DrillCall) -> None:
         """The carry key, and again if the accepted transfer failed with the citizen still
         with the agent (as an agent whose phone shows "failed" would press it again)."""
-        token = f"{pbx.topo['agent_pool']['token_prefix']}{rec.agent_id}"
+        token = pool_token(pbx.topo, rec.agent_id)
         press = pbx.presses[rec.uid]
         while await self._press_once(pbx, rec, token) and await self._failed(rec, token):
             press.failed_then_pressed_again += 1
@@ -378,80 +342,37 @@ class ClusterDrill:
                 pbx.sandbox.stop()
 
     async def _connect(self, pbx: PbxRun) -> None:
-        ami, admin = pbx.topo["ami"], pbx.topo["sandbox_admin"]
-        pbx.ami = await LoadAmi.connect(
-            ami["host"],
-            int(ami["port"]),
-            admin["username"],
-            admin["secret"],
-            events="call",
-            on_event=lambda msg: self.on_event(pbx, msg),
-        )
+        def on_event(msg: Message) -> None:
+            rec = pbx.watch.on_event(msg)
+            if rec is not None:
+                self._with_agent(pbx, rec)
+
+        pbx.ami = await watch_pbx(pbx.topo, on_event)
 
     async def _hang_up_leftovers(self, pbx: PbxRun) -> int:
         assert pbx.ami is not None
-        chans = await pbx.ami.list_action("CoreShowChannels", timeout=15)
-        mine = (pbx.carrier_prefix, pbx.pool_prefix, pbx.desk_prefix)
-        stale = [c["Channel"] for c in chans if str(c.get("Channel", "")).startswith(mine)]
-        for name in stale:
-            pbx.ami.send("Hangup", Channel=name)
-        if stale:
-            await asyncio.sleep(0.5)
-        return len(stale)
+        return await hang_up_channels(pbx.ami, pbx.watch.prefixes)
 
     async def _start_peers(self, pbx: PbxRun) -> list[SippProcess]:
         plan, topo, i = self.plan, pbx.topo, pbx.index
-        dr, pool = topo["drill"], topo["agent_pool"]
         if 2 * plan.calls + 10 > CITIZEN_MEDIA_SPAN:
             raise RuntimeError(f"{plan.calls} calls per PBX need more than its media port span")
-        pbx.workdir.mkdir(parents=True, exist_ok=True)
-        extract_g711a(pbx.workdir / "g711a.raw")  # rtp_stream reads it from SIPp's cwd
         # One number per call, a fresh block per run and per PBX (139, the PBX's digit, 7 more).
         base = int(time.time()) % 900 * 10_000
         numbers = [f"139{i + 1}{(base + k) % 10**7:07d}" for k in range(plan.calls)]
-        csv = pbx.workdir / "citizens.csv"
-        csv.write_text("SEQUENTIAL\n" + "".join(f"{n};\n" for n in numbers))
-        pbx_addr = f"{topo['pbx']['sip_host']}:{topo['pbx']['sip_port']}"
-        pbx.desk = SippProcess(
-            "partner_drill_uas.xml",
-            port=int(dr["partner_sip_port"]),
-            local_ip=dr["sip_host"],
-            workdir=pbx.workdir,
-            name="partner",
-            hold=max(60.0, plan.hold * 4),  # the citizen ends the call: a safety net
-            extra_args=["-rtp_echo", "-mp", str(DESK_MEDIA + 100 * i)],
-            trace_messages=False,
+        work, hold = pbx.workdir, plan.hold
+        pbx.desk = drill_desk(topo, work, hold=hold, media_port=DESK_MEDIA + 100 * i, trace=False)
+        pbx.agents = drill_agents(
+            topo, work, hold=hold, media_port=AGENT_MEDIA + 100 * i, trace=False
         )
-        pbx.agents = SippProcess(
-            "agent_uas.xml",
-            port=int(pool["sip_port"]),
-            local_ip=pool["sip_host"],
-            workdir=pbx.workdir,
-            name="agents",
-            hold=max(60.0, plan.hold * 4),
-            extra_args=["-rtp_echo", "-mp", str(AGENT_MEDIA + 100 * i)],
-            keys={"pbx": pbx_addr, "target": dr["partner_number"]},
-            trace_messages=False,
-        )
-        pbx.citizens = SippProcess(
-            "citizen_drill_uac.xml",
-            port=int(dr["citizen_sip_port"]),
-            local_ip=dr["sip_host"],
-            workdir=pbx.workdir,
-            name="citizens",
-            remote=pbx_addr,
-            service=str(topo["citizens"]["dial_number"]),
-            calls=plan.calls,
+        pbx.citizens = drill_citizens(
+            topo,
+            work,
+            numbers,
             rate=plan.rate,
-            inf=csv,
-            hold=plan.hold,
-            extra_args=[
-                "-mp",
-                str(CITIZEN_MEDIA + CITIZEN_MEDIA_SPAN * i),
-                "-l",
-                str(int(plan.rate * (plan.hold + 30)) + 10),
-            ],
-            trace_messages=False,
+            hold=hold,
+            media_port=CITIZEN_MEDIA + CITIZEN_MEDIA_SPAN * i,
+            trace=False,
         )
         await pbx.desk.start(settle=0)
         await pbx.agents.start()

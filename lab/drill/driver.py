@@ -10,6 +10,7 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,187 @@ class HotkeyClient:
         self._idle.clear()
 
 
+# -- what every hotkey driver shares (this drill, the fault drill, lab.cluster_drill) -------------
+
+
+class CallWatch:
+    """The drill's calls on one PBX as its admin AMI shows them (``BridgeEnter``: pushed the
+    moment the queue bridges citizen and agent). :meth:`on_event` answers the new
+    :class:`DrillCall` when a citizen of the drill trunk has just met a pool agent (the moment
+    to press the key; once per citizen: a return to an agent or the three-way room is not a new
+    call), and stamps each known call's bridging with a desk (carry transfers) and its hang-up."""
+
+    def __init__(self, topo: dict[str, Any], desk_prefixes: tuple[str, ...] = ()) -> None:
+        self._pool_endpoint = str(topo["agent_pool"]["endpoint_prefix"])
+        self.carrier_prefix = f"PJSIP/{topo['drill']['carrier_endpoint']}-"
+        self.pool_prefix = f"PJSIP/{self._pool_endpoint}"
+        # The desks the transfers ring: the drill's 110 desk unless told otherwise (a mix's).
+        self.desk_prefixes = desk_prefixes or (f"PJSIP/{topo['drill']['partner_endpoint']}-",)
+        self.calls: dict[str, DrillCall] = {}  # by the citizen channel's Uniqueid
+        self.bridges: dict[str, dict[str, Message]] = {}  # Asterisk bridges: their drill members
+        self.offered = 0  # citizen channels seen on the drill trunk
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """The drill's own channels: citizens, pool agents, desks."""
+        return (self.carrier_prefix, self.pool_prefix, *self.desk_prefixes)
+
+    def on_event(self, msg: Message) -> DrillCall | None:
+        name = msg.get("Event")
+        if name == "BridgeEnter":
+            return self._bridge_enter(msg)
+        if name == "BridgeLeave":
+            members = self.bridges.get(msg.get("BridgeUniqueid", ""))
+            if members is not None:
+                members.pop(msg.get("Uniqueid", ""), None)
+                if not members:
+                    del self.bridges[msg["BridgeUniqueid"]]
+        elif name == "Newchannel":
+            if msg.get("Channel", "").startswith(self.carrier_prefix):
+                self.offered += 1
+        elif name == "Hangup":
+            rec = self.calls.get(msg.get("Uniqueid", ""))
+            if rec is not None:
+                rec.hung_up_at = _ts(msg)
+        return None
+
+    def _bridge_enter(self, msg: Message) -> DrillCall | None:
+        bridge_id, chan = msg.get("BridgeUniqueid", ""), msg.get("Channel", "")
+        if chan.startswith(self.desk_prefixes):
+            rec = self.calls.get(msg.get("Linkedid", ""))
+            if rec is not None and rec.kind == "carry" and rec.partner_bridged_at is None:
+                rec.partner_bridged_at = _ts(msg)
+            return None
+        if not chan.startswith((self.carrier_prefix, self.pool_prefix)):
+            return None
+        members = self.bridges.setdefault(bridge_id, {})
+        members[msg.get("Uniqueid", "")] = msg
+        citizens = [m for m in members.values() if m["Channel"].startswith(self.carrier_prefix)]
+        agents = [m for m in members.values() if m["Channel"].startswith(self.pool_prefix)]
+        if len(citizens) != 1 or len(agents) != 1:
+            return None
+        cit, agent = citizens[0], agents[0]
+        if cit["Uniqueid"] in self.calls:
+            return None  # back with an agent (a return), or the three-way room: pressed already
+        endpoint = agent["Channel"][len("PJSIP/") :].rsplit("-", 1)[0]
+        rec = DrillCall(
+            uid=cit["Uniqueid"],
+            channel=cit["Channel"],
+            number=cit.get("CallerIDNum", ""),
+            agent_id=endpoint[len(self._pool_endpoint) :],
+            agent_channel=agent["Channel"],
+            bridged_at=max(_ts(cit), _ts(agent)),
+        )
+        self.calls[rec.uid] = rec
+        return rec
+
+
+def pool_token(topo: dict[str, Any], agent_id: str) -> str:
+    """A pool agent's API token (the sandbox expands [agent_pool] into agents so)."""
+    return f"{topo['agent_pool']['token_prefix']}{agent_id}"
+
+
+async def watch_pbx(topo: dict[str, Any], on_event: Callable[[Message], None]) -> LoadAmi:
+    """The sandbox admin's AMI session with the call events: what the hotkey driver watches."""
+    ami, admin = topo["ami"], topo["sandbox_admin"]
+    return await LoadAmi.connect(
+        ami["host"],
+        int(ami["port"]),
+        admin["username"],
+        admin["secret"],
+        events="call",
+        on_event=on_event,
+    )
+
+
+async def hang_up_channels(ami: LoadAmi, prefixes: tuple[str, ...]) -> int:
+    """Hang up the channels of these peers (left by an earlier run); how many there were."""
+    chans = await ami.list_action("CoreShowChannels", timeout=15)
+    stale = [c["Channel"] for c in chans if str(c.get("Channel", "")).startswith(prefixes)]
+    for name in stale:
+        ami.send("Hangup", Channel=name)
+    if stale:
+        await asyncio.sleep(0.5)
+    return len(stale)
+
+
+def drill_desk(
+    topo: dict[str, Any], workdir: Path, *, hold: float, media_port: int, trace: bool
+) -> SippProcess:
+    """The drill's 110 desk (partner_drill_uas.xml): answers a handoff only with From = PAI and
+    X-Handoff-Id, logs each INVITE, echoes the audio."""
+    dr = topo["drill"]
+    return SippProcess(
+        "partner_drill_uas.xml",
+        port=int(dr["partner_sip_port"]),
+        local_ip=dr["sip_host"],
+        workdir=workdir,
+        name="partner",
+        hold=max(60.0, hold * 4),  # the citizen ends the call: a safety net
+        extra_args=["-rtp_echo", "-mp", str(media_port)],
+        trace_messages=trace,
+    )
+
+
+def drill_agents(
+    topo: dict[str, Any],
+    workdir: Path,
+    *,
+    hold: float,
+    media_port: int,
+    trace: bool,
+    refer: bool = False,
+) -> SippProcess:
+    """ONE SIPp UAS answering for every pool agent, echoing the audio; ``refer``: the phones
+    transfer by themselves (agent_refer_uas.xml)."""
+    pool, dr, pbx = topo["agent_pool"], topo["drill"], topo["pbx"]
+    return SippProcess(
+        "agent_refer_uas.xml" if refer else "agent_uas.xml",
+        port=int(pool["sip_port"]),
+        local_ip=pool["sip_host"],
+        workdir=workdir,
+        name="agents",
+        hold=max(60.0, hold * 4),
+        extra_args=["-rtp_echo", "-mp", str(media_port)] + (["-aa"] if refer else []),
+        keys={"pbx": f"{pbx['sip_host']}:{pbx['sip_port']}", "target": dr["partner_number"]},
+        trace_messages=trace,
+    )
+
+
+def drill_citizens(
+    topo: dict[str, Any],
+    workdir: Path,
+    numbers: list[str],
+    *,
+    rate: float,
+    hold: float,
+    media_port: int,
+    trace: bool,
+) -> SippProcess:
+    """The citizens (citizen_drill_uac.xml): one call per number, ``rate`` calls/s through the
+    drill trunk, each STREAMING G.711 A-law once answered, hanging up after ``hold`` s."""
+    dr, pbx = topo["drill"], topo["pbx"]
+    workdir.mkdir(parents=True, exist_ok=True)
+    extract_g711a(workdir / "g711a.raw")  # rtp_stream reads it from SIPp's cwd
+    csv = workdir / "citizens.csv"
+    csv.write_text("SEQUENTIAL\n" + "".join(f"{n};\n" for n in numbers))
+    return SippProcess(
+        "citizen_drill_uac.xml",
+        port=int(dr["citizen_sip_port"]),
+        local_ip=dr["sip_host"],
+        workdir=workdir,
+        name="citizens",
+        remote=f"{pbx['sip_host']}:{pbx['sip_port']}",
+        service=str(topo["citizens"]["dial_number"]),
+        calls=len(numbers),
+        rate=rate,
+        inf=csv,
+        hold=hold,
+        extra_args=["-mp", str(media_port), "-l", str(int(rate * (hold + 30)) + 10)],
+        trace_messages=trace,
+    )
+
+
 # -- the run ------------------------------------------------------------------------------------
 
 
@@ -121,24 +303,17 @@ class Drill:
             raise DrillError(f"{opts.topology} has no [agent_pool] / [drill] sections")
         self.pool, self.dr = self.topo["agent_pool"], self.topo["drill"]
         self.sandbox = Sandbox(opts.topology)
-        self.carrier_prefix = f"PJSIP/{self.dr['carrier_endpoint']}-"
-        self.pool_prefix = f"PJSIP/{self.pool['endpoint_prefix']}"
-        self.partner_prefix = f"PJSIP/{self.dr['partner_endpoint']}-"
         self.partner_dial = f"PJSIP/{self.dr['partner_number']}@{self.dr['partner_endpoint']}"
         self.mix: MixPlan | None = (
             build_plan(self.topo, opts.targets, opts.jurisdictions) if opts.targets else None
         )
         # The channels of the desks this drill's transfers ring: the one 110 desk, or the mix's.
-        self.desk_prefixes: tuple[str, ...] = (
-            tuple(f"PJSIP/{ep}-" for ep in self.mix.ports)
-            if self.mix is not None
-            else (self.partner_prefix,)
+        self.watch = CallWatch(
+            self.topo,
+            tuple(f"PJSIP/{ep}-" for ep in self.mix.ports) if self.mix is not None else (),
         )
         self.desk_procs: list[SippProcess] = []
-        self.calls: dict[str, DrillCall] = {}  # by citizen uid
         self.by_conference: dict[str, DrillCall] = {}
-        self.bridges: dict[str, dict[str, Message]] = {}
-        self.offered_seen = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self.ami: LoadAmi | None = None
         self.raw_ami: LoadAmi | None = None
@@ -157,58 +332,29 @@ class Drill:
 
     # -- PBX events (the hotkey driver) ---------------------------------------------------------
 
+    @property
+    def calls(self) -> dict[str, DrillCall]:
+        """The calls that reached a pool agent, by the citizen's Uniqueid."""
+        return self.watch.calls
+
+    @property
+    def offered_seen(self) -> int:
+        return self.watch.offered
+
     def on_event(self, msg: Message) -> None:
-        name = msg.get("Event")
-        if name == "BridgeEnter":
-            self._bridge_enter(msg)
-        elif name == "BridgeLeave":
-            members = self.bridges.get(msg.get("BridgeUniqueid", ""))
-            if members is not None:
-                members.pop(msg.get("Uniqueid", ""), None)
-                if not members:
-                    del self.bridges[msg["BridgeUniqueid"]]
-        elif name == "ConfbridgeJoin":
+        if msg.get("Event") == "ConfbridgeJoin":
             uid = msg.get("Uniqueid", "")
             rec = self.by_conference.get(msg.get("Conference", ""))
             if rec is not None and uid == f"{rec.ref}-partner" and rec.partner_bridged_at is None:
                 rec.partner_bridged_at = _ts(msg)
                 self._spawn(self._leave(rec))
-        elif name == "Newchannel":
-            if msg.get("Channel", "").startswith(self.carrier_prefix):
-                self.offered_seen += 1
-        elif name == "Hangup":
-            rec = self.calls.get(msg.get("Uniqueid", ""))
-            if rec is not None:
-                rec.hung_up_at = _ts(msg)
+            return
+        rec = self.watch.on_event(msg)
+        if rec is not None:
+            self._with_agent(rec)
 
-    def _bridge_enter(self, msg: Message) -> None:
-        bridge_id, chan = msg.get("BridgeUniqueid", ""), msg.get("Channel", "")
-        if chan.startswith(self.desk_prefixes):
-            rec = self.calls.get(msg.get("Linkedid", ""))
-            if rec is not None and rec.kind == "carry" and rec.partner_bridged_at is None:
-                rec.partner_bridged_at = _ts(msg)
-            return
-        if not chan.startswith((self.carrier_prefix, self.pool_prefix)):
-            return
-        members = self.bridges.setdefault(bridge_id, {})
-        members[msg.get("Uniqueid", "")] = msg
-        citizens = [m for m in members.values() if m["Channel"].startswith(self.carrier_prefix)]
-        agents = [m for m in members.values() if m["Channel"].startswith(self.pool_prefix)]
-        if len(citizens) != 1 or len(agents) != 1:
-            return
-        cit, agent = citizens[0], agents[0]
-        if cit["Uniqueid"] in self.calls:
-            return  # back with an agent (a return), or the three-way room: pressed already
-        endpoint = agent["Channel"][len("PJSIP/") :].rsplit("-", 1)[0]
-        rec = DrillCall(
-            uid=cit["Uniqueid"],
-            channel=cit["Channel"],
-            number=cit.get("CallerIDNum", ""),
-            agent_id=endpoint[len(self.pool["endpoint_prefix"]) :],
-            agent_channel=agent["Channel"],
-            bridged_at=max(_ts(cit), _ts(agent)),
-        )
-        self.calls[rec.uid] = rec
+    def _with_agent(self, rec: DrillCall) -> None:
+        """A citizen has just met a pool agent: how this call is handed on, and the key."""
         n = len(self.calls)
         rec.way = self.opts.mode if self.opts.mode != "mixed" else ("raw", "bridge")[n % 2]
         if self.mix is not None:
@@ -235,7 +381,7 @@ class Drill:
     # -- hotkeys ----------------------------------------------------------------------------------
 
     def _token(self, agent_id: str) -> str:
-        return f"{self.pool['token_prefix']}{agent_id}"
+        return pool_token(self.topo, agent_id)
 
     async def _press(self, rec: DrillCall) -> None:
         assert self.hotkeys is not None
@@ -338,23 +484,13 @@ class Drill:
             raise DrillError("the sandbox PBX is not running: `make sandbox` first")
         asterisk_pid = self.sandbox.pid
         self.workdir.mkdir(parents=True, exist_ok=True)
-        raw = extract_g711a(self.workdir / "g711a.raw")
         # One number per call (the 110 desk's check is per call): 139 + 8 digits, a fresh
         # block per run so a record from an earlier drill cannot pass for this one's.
         first = int(time.time()) % 9_000 * 10_000
         numbers = [f"139{first + i:08d}" for i in range(opts.calls)]
-        csv = self.workdir / "citizens.csv"
-        csv.write_text("SEQUENTIAL\n" + "".join(f"{n};\n" for n in numbers))
 
-        ami_cfg, admin = self.topo["ami"], self.topo["sandbox_admin"]
-        self.ami = await LoadAmi.connect(
-            ami_cfg["host"],
-            int(ami_cfg["port"]),
-            admin["username"],
-            admin["secret"],
-            events="call",
-            on_event=self.on_event,
-        )
+        ami_cfg = self.topo["ami"]
+        self.ami = await watch_pbx(self.topo, self.on_event)
         procs: list[SippProcess] = []
         started_at = time.time()
         try:
@@ -405,15 +541,12 @@ class Drill:
                 )
             host, trace = self.dr["sip_host"], opts.trace_sip
             if self.mix is None:
-                partner = SippProcess(
-                    "partner_drill_uas.xml",
-                    port=int(self.dr["partner_sip_port"]),
-                    local_ip=host,
-                    workdir=self.workdir,
-                    name="partner",
-                    hold=max(60.0, opts.hold * 4),  # the citizen ends the call: a safety net
-                    extra_args=["-rtp_echo", "-mp", str(PARTNER_MEDIA_PORT)],
-                    trace_messages=trace,
+                partner = drill_desk(
+                    self.topo,
+                    self.workdir,
+                    hold=opts.hold,
+                    media_port=PARTNER_MEDIA_PORT,
+                    trace=trace,
                 )
                 self.desk_procs = [partner]
             else:
@@ -433,42 +566,23 @@ class Drill:
                     for i, (endpoint, port) in enumerate(self.mix.ports.items())
                 ]
                 partner = self.desk_procs[0]
-            agents = SippProcess(
-                "agent_refer_uas.xml" if opts.mode == "refer" else "agent_uas.xml",
-                port=int(self.pool["sip_port"]),
-                local_ip=self.pool["sip_host"],
-                workdir=self.workdir,
-                name="agents",
-                hold=max(60.0, opts.hold * 4),
-                extra_args=["-rtp_echo", "-mp", str(AGENT_MEDIA_PORT)]
-                + (["-aa"] if opts.mode == "refer" else []),
-                keys={
-                    "pbx": f"{self.topo['pbx']['sip_host']}:{self.topo['pbx']['sip_port']}",
-                    "target": self.dr["partner_number"],
-                },
-                trace_messages=trace,
-            )
-            citizen = SippProcess(
-                "citizen_drill_uac.xml",
-                port=int(self.dr["citizen_sip_port"]),
-                local_ip=host,
-                workdir=self.workdir,
-                name="citizens",
-                remote=f"{self.topo['pbx']['sip_host']}:{self.topo['pbx']['sip_port']}",
-                service=str(self.topo["citizens"]["dial_number"]),
-                calls=opts.calls,
-                rate=opts.rate,
-                inf=csv,
+            agents = drill_agents(
+                self.topo,
+                self.workdir,
                 hold=opts.hold,
-                extra_args=[
-                    "-mp",
-                    str(CITIZEN_MEDIA_PORT),
-                    "-l",
-                    str(int(opts.rate * (opts.hold + 30)) + 10),
-                ],
-                trace_messages=trace,
+                media_port=AGENT_MEDIA_PORT,
+                trace=trace,
+                refer=opts.mode == "refer",
             )
-            assert raw.parent == citizen.workdir  # rtp_stream reads g711a.raw from SIPp's cwd
+            citizen = drill_citizens(
+                self.topo,
+                self.workdir,
+                numbers,
+                rate=opts.rate,
+                hold=opts.hold,
+                media_port=CITIZEN_MEDIA_PORT,
+                trace=trace,
+            )
             procs = [*self.desk_procs, agents]
             for desk_proc in self.desk_procs:
                 await desk_proc.start(settle=0)
@@ -730,14 +844,7 @@ class Drill:
 
     async def _hang_up_leftovers(self) -> int:
         assert self.ami is not None
-        chans = await self.ami.list_action("CoreShowChannels", timeout=15)
-        mine = (self.carrier_prefix, self.pool_prefix, *self.desk_prefixes)
-        stale = [c["Channel"] for c in chans if str(c.get("Channel", "")).startswith(mine)]
-        for name in stale:
-            self.ami.send("Hangup", Channel=name)
-        if stale:
-            await asyncio.sleep(0.5)
-        return len(stale)
+        return await hang_up_channels(self.ami, self.watch.prefixes)
 
     def _say(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)

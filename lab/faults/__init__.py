@@ -261,7 +261,7 @@ class FaultDrill(Drill):
             events="call",
             on_event=self.on_event,
         )
-        self.bridges.clear()  # bridges died with the PBX; new calls build their own
+        self.watch.bridges.clear()  # bridges died with the PBX; new calls build their own
         await self._healthy(run)
 
     async def _healthy(self, run: FaultRun, within: float = 60.0) -> None:
