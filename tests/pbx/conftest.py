@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,27 @@ class Parties:
         self.procs.append(await proc.start())
         return proc
 
-    async def partner(self, scenario: str = "partner_uas.xml", **variables: object) -> SippProcess:
-        proc = partner_uas(self.topology, self.workdir, scenario, variables=variables or None)
+    async def partner(
+        self, scenario: str = "partner_uas.xml", *, answer_after_ms: int = 0, **variables: object
+    ) -> SippProcess:
+        """The 110 desk ([targets.110]); ``answer_after_ms``: it rings that long first."""
+        proc = partner_uas(
+            self.topology,
+            self.workdir,
+            scenario,
+            variables=variables or None,
+            extra_args=["-d", str(answer_after_ms)] if answer_after_ms else None,
+        )
         self.procs.append(await proc.start())
         return proc
+
+    async def call(self, number: str, *, answer_after_ms: int = 0) -> SippProcess:
+        """A citizen (``number``) whose call the agents' phones answer, the 110 desk ready to
+        take it (checking that number, ringing ``answer_after_ms`` first); the desk."""
+        await self.agents()
+        desk = await self.partner(answer_after_ms=answer_after_ms, citizen=number)
+        await self.citizen(number)
+        return desk
 
     async def duty_line(
         self, scenario: str = "partner_uas.xml", target: str = "duty-110", **variables: object
@@ -108,16 +126,22 @@ class Parties:
         return proc
 
 
+@asynccontextmanager
+async def idle(ami: AmiSession, parties: Parties) -> AsyncIterator[Parties]:
+    """``parties`` on a PBX idle before and left idle after: the PBX (``ami``, its admin) hangs
+    up what is left, so every SIPp peer ends its calls with a proper BYE and exits cleanly."""
+    await hang_up_leftovers(ami)
+    try:
+        yield parties
+    finally:
+        await hang_up_leftovers(ami)
+        await stop_all(*reversed(parties.procs))
+
+
 @pytest.fixture
 async def parties(
     sandbox: Sandbox, admin_ami: AmiSession, tmp_path: Path
 ) -> AsyncIterator[Parties]:
-    """Each test starts on an idle PBX and leaves it idle: the PBX hangs up what is left, so
-    every SIPp peer ends its calls with a proper BYE and exits cleanly."""
-    await hang_up_leftovers(admin_ami)
-    p = Parties(tmp_path, sandbox.topology)
-    try:
+    """Each test starts on an idle PBX and leaves it idle."""
+    async with idle(admin_ami, Parties(tmp_path, sandbox.topology)) as p:
         yield p
-    finally:
-        await hang_up_leftovers(admin_ami)
-        await stop_all(*reversed(p.procs))

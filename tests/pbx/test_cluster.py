@@ -15,21 +15,29 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 from lab.ami import AmiSession
 from lab.bridge import RunningBridge
-from lab.calls import agent_uas, citizen_uac, hang_up_leftovers, partner_uas
+from lab.calls import hang_up_leftovers
 from lab.cluster import Cluster, health, load_cluster, start_pbxes, start_replica, wait_owned
 from lab.sandbox import Sandbox
-from lab.sipp import SippProcess, stop_all
 
 from tests.pbx.test_carry_transfer import channels
+
+from .conftest import Parties, idle
+from .replicas import (
+    assert_number_at_desk,
+    assert_talking_to_110,
+    kill_until,
+    press_carry,
+    running,
+)
 
 pytestmark = pytest.mark.pbx
 
@@ -49,51 +57,30 @@ def cluster() -> Iterator[tuple[Cluster, list[Sandbox]]]:
 def replicas(
     cluster: tuple[Cluster, list[Sandbox]], pg_dsn: str, tmp_path: Path
 ) -> Iterator[dict[str, RunningBridge]]:
+    """Replicas a, b and c, each owning its preferred PBX (pbx-1, pbx-2, pbx-3), ready."""
     c, _ = cluster
-    started: dict[str, RunningBridge] = {}
-    try:
-        for name in c.replicas:
-            started[name] = start_replica(c, name, pg_dsn, tmp_path / name)
-        yield started
-    finally:
-        for rb in started.values():
-            rb.stop()
+    with running(lambda name: start_replica(c, name, pg_dsn, tmp_path / name), c.replicas) as rs:
+        assert wait_owned(c, rs) == {"pbx-1": "a", "pbx-2": "b", "pbx-3": "c"}
+        yield rs
 
 
 @pytest.fixture
-async def peers(
+async def parties(
     cluster: tuple[Cluster, list[Sandbox]], tmp_path: Path
-) -> AsyncIterator[list[SippProcess]]:
-    _, pbxes = cluster
-    procs: list[SippProcess] = []
-    for pbx in pbxes:
-        async with pbx.admin_ami() as ami:
-            await hang_up_leftovers(ami)
-    try:
-        yield procs
-    finally:
-        for pbx in pbxes:
-            async with pbx.admin_ami() as ami:
-                await hang_up_leftovers(ami)
-        await stop_all(*reversed(procs))
-
-
-async def call_on(
-    pbx: Sandbox, procs: list[SippProcess], workdir: Path, number: str, desk_delay_ms: int
-) -> SippProcess:
-    """A citizen call on ``pbx`` answered by one of its agents; its 110 desk started."""
-    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-    for proc in agent_uas(pbx.topology, workdir):
-        procs.append(await proc.start())
-    desk = partner_uas(
-        pbx.topology,
-        workdir,
-        variables={"citizen": number},
-        extra_args=["-d", str(desk_delay_ms)],
-    )
-    procs.append(await desk.start())
-    procs.append(await citizen_uac(pbx.topology, workdir, hold=30, number=number).start(settle=0))
-    return desk
+) -> AsyncIterator[dict[str, Parties]]:
+    """Each PBX's SIPp parties (its own agents, 110 desk and citizens), by node; every PBX
+    idle before the test and left idle after it."""
+    c, pbxes = cluster
+    async with AsyncExitStack() as stack:
+        out = {}
+        for node, pbx in zip(c.nodes, pbxes, strict=True):
+            ami = await stack.enter_async_context(pbx.admin_ami())
+            workdir = tmp_path / node.name
+            await asyncio.to_thread(workdir.mkdir)
+            out[node.name] = await stack.enter_async_context(
+                idle(ami, Parties(workdir, pbx.topology))
+            )
+        yield out
 
 
 async def agent_on_call(rb: RunningBridge, agents: list[str], within: float = 10.0) -> str:
@@ -136,17 +123,11 @@ def hooks_of(rb: RunningBridge, node: str) -> dict[str, Any]:
 async def test_each_pbxs_calls_have_their_own_ids_and_their_owners_entry_hook(
     cluster: tuple[Cluster, list[Sandbox]],
     replicas: dict[str, RunningBridge],
-    peers: list[SippProcess],
-    tmp_path: Path,
+    parties: dict[str, Parties],
 ) -> None:
-    c, pbxes = cluster
-    owned = await asyncio.to_thread(wait_owned, c, replicas)
-    assert owned == {"pbx-1": "a", "pbx-2": "b", "pbx-3": "c"}
+    _, pbxes = cluster
     numbers = {"pbx-1": "13700137061", "pbx-2": "13700137062"}
-    desks = {
-        node: await call_on(pbx, peers, tmp_path / node, numbers[node], 0)
-        for node, pbx in (("pbx-1", pbxes[0]), ("pbx-2", pbxes[1]))
-    }
+    desks = {node: await parties[node].call(number) for node, number in numbers.items()}
     ids = {}
     for node, pbx, owner in (("pbx-1", pbxes[0], "a"), ("pbx-2", pbxes[1], "b")):
         async with pbx.admin_ami() as ami:
@@ -174,75 +155,55 @@ async def test_each_pbxs_calls_have_their_own_ids_and_their_owners_entry_hook(
         transfer_path, token, {"answered", "lost", "returned", "failed"}
     )
     assert transfer["state"] == "answered", transfer
-    (invite,) = desks["pbx-2"].snapshot().received("INVITE")
-    assert f"<sip:{numbers['pbx-2']}@" in invite.header("P-Asserted-Identity")
+    assert_number_at_desk(desks["pbx-2"], numbers["pbx-2"])
     assert desks["pbx-1"].snapshot().received("INVITE") == []
 
 
 async def test_a_hotkey_on_any_replica_reaches_the_owner_and_a_dead_owners_pbx_is_taken_over(
     cluster: tuple[Cluster, list[Sandbox]],
     replicas: dict[str, RunningBridge],
-    peers: list[SippProcess],
-    tmp_path: Path,
+    parties: dict[str, Parties],
 ) -> None:
-    c, pbxes = cluster
-    owned = await asyncio.to_thread(wait_owned, c, replicas)
-    assert owned == {"pbx-1": "a", "pbx-2": "b", "pbx-3": "c"}
+    _, pbxes = cluster
     a, b, r_c = replicas["a"], replicas["b"], replicas["c"]
 
     # 1. A call on pbx-2 (owned by b); the hotkey pressed through a, forwarded to b.
     number = "13700137051"
-    desk = await call_on(pbxes[1], peers, tmp_path / "pbx-2", number, 0)
+    desk = await parties["pbx-2"].call(number)
     agent = await agent_on_call(a, ["2101", "2102"])
     token = a.token(agent)
-    status, body = await a.request(
-        "POST", f"/v1/agents/{agent}/carry-transfer", {"target": "110"}, token
-    )
-    assert status == 202, body
-    path = f"/v1/transfers/{body['transfer_id']}"
+    path = await press_carry(a, agent, token)
     transfer = await r_c.wait_state(path, token, {"answered", "lost", "returned", "failed"})
     assert transfer["state"] == "answered", transfer
-    (invite,) = desk.snapshot().received("INVITE")
-    assert f"<sip:{number}@" in invite.header("P-Asserted-Identity")
+    assert_number_at_desk(desk, number)
     assert health(a)["forwarded"] >= 1 and health(r_c)["forwarded"] >= 1
     assert health(b)["owns"] == ["pbx-2"]
 
     # 2. A call on pbx-3 (owned by c), its transfer ringing at 110 when c is kill -9ed.
     number = "13700137052"
-    desk = await call_on(pbxes[2], peers, tmp_path / "pbx-3", number, 4000)
+    desk = await parties["pbx-3"].call(number, answer_after_ms=4000)
     agent = await agent_on_call(b, ["3101", "3102"])
     token = b.token(agent)
-    status, body = await b.request(
-        "POST", f"/v1/agents/{agent}/carry-transfer", {"target": "110"}, token
-    )
-    assert status == 202, body
-    path = f"/v1/transfers/{body['transfer_id']}"
+    path = await press_carry(b, agent, token)
     await b.wait_state(path, token, {"dialing", "ringing"})
-    assert r_c.proc is not None
-    r_c.proc.send_signal(signal.SIGKILL)
-    killed = time.monotonic()
-    assert r_c.proc.wait(10) == -signal.SIGKILL
 
-    def taken_over() -> str | None:
+    def serving_pbx_3() -> str | None:
         for name, rb in (("a", a), ("b", b)):
             node = (health(rb).get("nodes") or {}).get("pbx-3") or {}
             if node.get("here") and node.get("ready"):
                 return name
         return None
 
-    while (new_owner := await asyncio.to_thread(taken_over)) is None:
-        assert time.monotonic() - killed < 20, "nobody took pbx-3 over"
-        await asyncio.sleep(0.05)
-    takeover_s = time.monotonic() - killed
+    async def taken_over() -> str | None:
+        return await asyncio.to_thread(serving_pbx_3)
+
+    new_owner, takeover_s = await kill_until(r_c, taken_over)
     print(f"\npbx-3 taken over by {new_owner} {takeover_s:.2f} s after kill -9 of c")
 
     transfer = await a.wait_state(path, token, {"answered", "lost", "returned"}, within=20)
     assert transfer["state"] == "answered", transfer
     async with pbxes[2].admin_ami() as ami:
-        chans: dict[str, Any] = await channels(ami)
-    assert chans["PJSIP/carrier"]["CallerIDNum"] == number
-    assert chans["PJSIP/carrier"]["BridgeId"] == chans["PJSIP/partner-110"]["BridgeId"]
-    assert len(desk.snapshot().received("INVITE")) == 1
+        await assert_talking_to_110(ami, desk, number)
     logs = (replicas[new_owner].log_path).read_text()
     assert "carry transfer restored" in logs
     # The other PBXes stayed with their owners.
@@ -251,11 +212,10 @@ async def test_a_hotkey_on_any_replica_reaches_the_owner_and_a_dead_owners_pbx_i
     # 3. The next citizen on pbx-3 gets its entry hook from the new owner (pbx-3's port).
     async with pbxes[2].admin_ami() as ami:
         await hang_up_leftovers(ami)
-    citizen = next(p for p in peers if p.name == "citizen-13700137052")
+    citizen = next(p for p in parties["pbx-3"].procs if p.name == f"citizen-{number}")
     await citizen.stop(timeout=10)  # ended by the hang-up: its port is free again
     before = (await asyncio.to_thread(hooks_of, replicas[new_owner], "pbx-3")).get("answered", 0)
-    proc = citizen_uac(pbxes[2].topology, tmp_path / "pbx-3", hold=30, number="13700137053")
-    peers.append(await proc.start(settle=0))
+    await parties["pbx-3"].citizen("13700137053")
     async with pbxes[2].admin_ami() as ami:
         said = await entry_hook_said(ami, (await citizen_channel(ami))["Channel"])
     assert said == {"CALL_JURISDICTION": "gucheng", "CALL_NUISANCE": "no"}, said

@@ -8,8 +8,6 @@ database, as replicas on several hosts share them)."""
 from __future__ import annotations
 
 import asyncio
-import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,12 +15,10 @@ from typing import Any
 import pytest
 from lab.ami import AmiSession
 from lab.bridge import RunningBridge, start_bridge
-from lab.calls import partner_uas
 from lab.sandbox import Sandbox
 
-from tests.pbx.test_carry_transfer import channels
-
 from .conftest import Parties
+from .replicas import assert_talking_to_110, kill_until, press_carry, running
 
 pytestmark = pytest.mark.pbx
 
@@ -58,14 +54,9 @@ def replicas(
 ) -> Iterator[dict[str, RunningBridge]]:
     store = tmp_path / "shared.sqlite3"
     dsn = str(request.getfixturevalue("pg_dsn")) if request.param == "postgres" else None
-    started: dict[str, RunningBridge] = {}
-    try:
-        started["a"] = replica(sandbox, tmp_path, store, "a", dsn)  # first: it takes the lease
-        started["b"] = replica(sandbox, tmp_path, store, "b", dsn)
+    # a first: it takes the lease.
+    with running(lambda name: replica(sandbox, tmp_path, store, name, dsn), "ab") as started:
         yield started
-    finally:
-        for rb in started.values():
-            rb.stop()
 
 
 async def health(rb: RunningBridge) -> dict[str, Any]:
@@ -83,45 +74,24 @@ async def test_the_standby_takes_over_a_killed_active_and_settles_its_transfer(
     assert (await health(b))["status"] == "standby"
     assert (await health(b))["active"] == a.base_url
     number = "13700137041"
-    await parties.agents()
-    desk = partner_uas(
-        b.topology, parties.workdir, variables={"citizen": number}, extra_args=["-d", "5000"]
-    )
-    parties.procs.append(await desk.start())
-    await parties.citizen(number)
+    desk = await parties.call(number, answer_after_ms=5000)
     agent_id, _call = await a.wait_for_call()
     token = a.token(agent_id)
 
     # The hotkey lands on the standby, which forwards it to the active replica.
-    status, body = await b.request(
-        "POST", f"/v1/agents/{agent_id}/carry-transfer", {"target": "110"}, token
-    )
-    assert status == 202, body
-    path = f"/v1/transfers/{body['transfer_id']}"
+    path = await press_carry(b, agent_id, token)
     await b.wait_state(path, token, {"dialing", "ringing"})
 
-    assert a.proc is not None
-    a.proc.send_signal(signal.SIGKILL)
-    killed = time.monotonic()
-    assert a.proc.wait(10) == -signal.SIGKILL
-
-    async def active() -> bool:
+    async def active() -> bool | None:
         h = await health(b)
-        return h["http"] == 200 and h.get("status") != "standby"
+        return (h["http"] == 200 and h.get("status") != "standby") or None
 
-    while not await active():
-        assert time.monotonic() - killed < 20, "the standby never took over"
-        await asyncio.sleep(0.05)
-    takeover_s = time.monotonic() - killed
+    _, takeover_s = await kill_until(a, active)
     print(f"\nreplica takeover: {takeover_s:.2f} s after kill -9 (lease ttl {TTL_S} s)")
 
     transfer = await b.wait_state(path, token, {"answered", "lost", "returned"}, within=20)
     assert transfer["state"] == "answered", transfer
-    chans = await channels(admin_ami)
-    assert chans["PJSIP/carrier"]["CallerIDNum"] == number
-    assert chans["PJSIP/carrier"]["BridgeId"] == chans["PJSIP/partner-110"]["BridgeId"]
-    (invite,) = desk.snapshot().received("INVITE")
-    assert f"<sip:{number}@" in invite.header("P-Asserted-Identity")
+    await assert_talking_to_110(admin_ami, desk, number)
     assert "carry transfer restored" in b.log_path.read_text()
 
     # The old active comes back as the standby, and forwards to the new one.
