@@ -93,15 +93,20 @@ async def _resolve_call(request: web.Request, expected: str | None) -> tuple[Pri
     calls.ensure_ready()
     if agent_id is not None:
 
+        def named() -> LiveCall | None:
+            # The call the phone named, if it is this agent's: acted on even while the model
+            # still pairs the agent with its previous call (that hang-up not read yet).
+            call = calls.model.call(expected) if expected is not None else None
+            return call if call is not None and call.agent_id == agent_id else None
+
         def seen() -> bool:
-            # The call the phone named, if it did: the model may not have read its BridgeEnter
-            # (or the previous call's hang-up) yet.
-            call = calls.model.call_of_agent(agent_id)
-            return call is not None and (expected is None or call.call_id == expected)
+            if expected is not None:
+                return named() is not None
+            return calls.model.call_of_agent(agent_id) is not None
 
         await catch_up(seen, calls.changed)
         calls.ensure_ready()
-        return principal, calls.call_of_agent(agent_id)
+        return principal, named() or calls.call_of_agent(agent_id)
     call = calls.call_by_id(request.match_info["call_id"])
     if call.agent_id != principal.agent_id:
         raise Forbidden("this call belongs to another agent")
