@@ -59,7 +59,7 @@ def test_the_table_names_the_median_and_every_repeat() -> None:
             "kernel": "k",
             "python": "3",
             "loadavg_at_start": ["0", "0", "0"],
-        },  # fmt: skip
+        },
         "conditions": {
             "rate": 20,
             "duration": 60,
@@ -69,7 +69,7 @@ def test_the_table_names_the_median_and_every_repeat() -> None:
             "order": ["mixed"],
             "foreign_channels_at_start": 0,
             "event_loop": "asyncio",
-        },  # fmt: skip
+        },
         "phases": {},
         "bursts": {},
         "micro": {"error": "not run"},
