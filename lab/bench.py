@@ -89,7 +89,10 @@ def microbench(events: Path | None) -> dict[str, Any]:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     if proc.returncode != 0:
         return {"error": proc.stderr[-2000:]}
-    result: dict[str, Any] = json.loads(proc.stdout)
+    try:
+        result: dict[str, Any] = json.loads(proc.stdout)
+    except ValueError as exc:  # the phases' results are kept whatever happens here
+        return {"error": f"unreadable output ({exc}): {proc.stdout[:500]}"}
     return result
 
 

@@ -316,7 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     import structlog
 
     # The bridge logs at info per transfer state; nothing here is a transfer, but keep it quiet.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    # Its warnings go to stderr: stdout is the JSON result, read by lab.bench.
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
     result = asyncio.run(run(args, None))
     if args.events and args.events.exists():
         # A second loop: the recorded stream is read only after the RSS was measured.

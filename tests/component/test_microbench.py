@@ -18,3 +18,20 @@ async def test_ingest_dispatches_the_subscribed_events_without_handler_errors() 
     got = await ingest(synthetic_stream(5), DEFAULT_TOPOLOGY, repeat=1)
     assert got["events"] > got["dispatched"] > 0
     assert got["handler_errors"] == 0
+
+
+def test_its_output_is_the_json_the_bench_reads() -> None:
+    # The bridge's warnings printed to stdout once made every bench run lose its results.
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "lab.microbench", "--calls", "40", "--synthetic-calls", "10"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    got = json.loads(proc.stdout)
+    assert got["rss"]["live_calls"] == 40 and got["ingest_synthetic"]["handler_errors"] == 0
