@@ -89,7 +89,7 @@ drill: sandbox lab ## load drill: RATE calls/s for DURATION s, MIX three-way, MI
 	$(BIN)/python -m lab.drill --topology $(TOPOLOGY) --rate $(RATE) --duration $(DURATION) --mix $(MIX) --hold $(HOLD) --targets '$(MIX_TARGETS)' --jurisdictions '$(MIX_JURISDICTIONS)' $(DRILL_ARGS)
 
 bench: sandbox lab ## bridge vs raw AMI vs SIP REFER, same load; micro-benchmarks -> bench/results/
-	$(BIN)/python -m lab.bench --topology $(TOPOLOGY)
+	$(BIN)/python -m lab.bench --topology $(TOPOLOGY) $(BENCH_ARGS)
 
 # The record write path on SQLite and on PostgreSQL (a server started for the run), same run:
 # no PBX needed.

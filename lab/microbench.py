@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from hotline_bridge.ami.protocol import AmiConnection
+from hotline_bridge.config.settings import load_settings
 from hotline_bridge.handoffs.recorder import open_recorder
 from hotline_bridge.runtime.app import build
 
-from .sandbox import DEFAULT_TOPOLOGY, bridge_settings
+from .sandbox import DEFAULT_TOPOLOGY, bridge_settings, load_topology, sandbox_module
 
 BANNER = b"Asterisk Call Manager/9.0.0\r\n"
 CHUNK = 256 * 1024  # what asyncio's selector transport reads at most per data_received
@@ -168,10 +169,21 @@ def synthetic_stream(calls: int) -> bytes:
 async def _wired(workdir: Path, topology: Path, pool: int | None) -> Any:
     # The sandbox settings with a throw-away store (nested overrides merge with the file).
     overrides: dict[str, Any] = {"bridge": {"store_path": str(workdir / "handoffs.sqlite3")}}
-    if pool is not None:
-        overrides["agent_pool"] = {"count": pool, "first_id": 100001, "endpoint_prefix": "mb",
-                                   "token_prefix": "microbench-token-"}  # fmt: skip
-    settings = bridge_settings(topology, **overrides)
+    if pool is None:
+        settings = bridge_settings(topology, **overrides)
+    else:
+        # The pool is the topology's (the sandbox expands it into agents; the bridge's own
+        # settings have no such section): a topology with ``pool`` agents of its own.
+        topo = load_topology(topology)
+        topo["agent_pool"] = {
+            **topo.get("agent_pool", {}),
+            "count": pool,
+            "first_id": 100001,
+            "endpoint_prefix": "mb",
+            "token_prefix": "microbench-token-",
+        }
+        path = sandbox_module().write_bridge_config(topo, workdir / "bridge.toml")
+        settings = load_settings(path, **overrides)
     stack = contextlib.ExitStack()
     recorder = stack.enter_context(open_recorder(settings))
     bridge = build(settings, recorder)
@@ -304,7 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     import structlog
 
     # The bridge logs at info per transfer state; nothing here is a transfer, but keep it quiet.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    # Its warnings go to stderr: stdout is the JSON result, read by lab.bench.
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
     result = asyncio.run(run(args, None))
     if args.events and args.events.exists():
         # A second loop: the recorded stream is read only after the RSS was measured.

@@ -86,11 +86,17 @@ class PgServer:
     def dsn(self, db: str = "postgres") -> str:
         return f"postgresql://bridge:{self.password}@127.0.0.1:{self.port}/{db}"
 
-    def create_db(self, name: str) -> str:
+    def create_db(self, name: str, *, synchronous_commit: str | None = None) -> str:
+        """A new database; ``synchronous_commit``: its own setting (e.g. ``off``: a commit does
+        not wait for the WAL flush, which a server crash may then lose)."""
         import psycopg
 
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"'.encode())
+            if synchronous_commit is not None:
+                assert synchronous_commit in ("on", "off", "local", "remote_write")
+                sql = f'ALTER DATABASE "{name}" SET synchronous_commit = {synchronous_commit}'
+                conn.execute(sql.encode())
         return self.dsn(name)
 
     def stop(self) -> None:

@@ -388,7 +388,9 @@ class Drill:
         what = "three-way" if rec.kind == "three_way" else "carry-transfer"
         path = f"/v1/agents/{rec.agent_id}/{what}"
         token = self._token(rec.agent_id)
-        press: dict[str, Any] = {"target": rec.target or "110"}
+        # call_id: the call this press is for; a press the bridge reads late never acts on the
+        # agent's next call (409).
+        press: dict[str, Any] = {"target": rec.target or "110", "call_id": rec.uid}
         if rec.jurisdiction and not rec.by_entry:
             # The agent's override: the desk of this jurisdiction, whatever trunk the call took.
             press["handoff"] = {"jurisdiction": rec.jurisdiction}

@@ -7,6 +7,7 @@ The client sends the environment Asterisk would send, answers each command ``200
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -73,8 +74,25 @@ def env_block(route: str, *args: str, **extra: str) -> bytes:
     return "".join(f"{k}: {v}\n" for k, v in env.items()).encode() + b"\n"
 
 
-def ok(_command: str) -> str | None:
-    return "200 result=1"
+def ok(command: str) -> str | None:
+    # As Asterisk answers: SET VARIABLE 1, an application run by EXEC its own result (MSet: 0).
+    return "200 result=0" if command.startswith("EXEC ") else "200 result=1"
+
+
+def assignments(commands: list[str]) -> list[tuple[str, str]]:
+    """The variables the commands set, in order, whether one ``EXEC MSet`` or ``SET VARIABLE``
+    each (the hook uses MSet where the values allow it: one round trip)."""
+    out: list[tuple[str, str]] = []
+    for command in commands:
+        if command.startswith('EXEC MSet "'):
+            for pair in command[len('EXEC MSet "') : -1].split(","):
+                name, _, value = pair.partition("=")
+                out.append((name, value))
+        elif m := re.fullmatch(r'SET VARIABLE (\w+) "(.*)"', command):
+            out.append((m.group(1), m.group(2)))
+        else:
+            out.append(("?", command))
+    return out
 
 
 async def fake_asterisk(
@@ -144,9 +162,9 @@ async def test_entry_sets_jurisdiction_and_nuisance_then_logs_the_call(
     server: AgiServer, store: SqliteHandoffStore
 ) -> None:
     commands = await fake_asterisk(port_of(server), env_block("entry"))
-    assert commands == [
-        'SET VARIABLE CALL_JURISDICTION "gucheng"',
-        'SET VARIABLE CALL_NUISANCE "no"',
+    assert assignments(commands) == [
+        ("CALL_JURISDICTION", "gucheng"),
+        ("CALL_NUISANCE", "no"),
     ]
     call = store.get_call("1764432000.42")
     assert call is not None
@@ -169,9 +187,9 @@ async def test_entry_flags_a_repeated_nuisance_caller(
         "entry", agi_callerid=NUISANCE_CALLER, agi_extension="0888612345", agi_uniqueid="9.1"
     )
     commands = await fake_asterisk(port_of(server), block)
-    assert commands == [
-        'SET VARIABLE CALL_JURISDICTION "huaping"',
-        'SET VARIABLE CALL_NUISANCE "yes"',
+    assert assignments(commands) == [
+        ("CALL_JURISDICTION", "huaping"),
+        ("CALL_NUISANCE", "yes"),
     ]
     call = store.get_call("9.1")
     assert call is not None and call.nuisance is True
@@ -180,18 +198,18 @@ async def test_entry_flags_a_repeated_nuisance_caller(
 async def test_entry_without_a_number_cannot_tell_nuisance(server: AgiServer) -> None:
     block = env_block("entry", agi_callerid="anonymous", agi_channel="PJSIP/other-00000001")
     commands = await fake_asterisk(port_of(server), block)
-    assert commands == [
-        'SET VARIABLE CALL_JURISDICTION "unknown"',
-        'SET VARIABLE CALL_NUISANCE "unknown"',
+    assert assignments(commands) == [
+        ("CALL_JURISDICTION", "unknown"),
+        ("CALL_NUISANCE", "unknown"),
     ]
 
 
 async def test_a_broken_store_still_answers(server: AgiServer, store: SqliteHandoffStore) -> None:
     store.close()  # every query now raises sqlite3.ProgrammingError
     commands = await fake_asterisk(port_of(server), env_block("entry"))
-    assert commands == [
-        'SET VARIABLE CALL_JURISDICTION "gucheng"',
-        'SET VARIABLE CALL_NUISANCE "unknown"',
+    assert assignments(commands) == [
+        ("CALL_JURISDICTION", "gucheng"),
+        ("CALL_NUISANCE", "unknown"),
     ]
     assert server.stats.answered == 1 and server.stats.failed == 0
 
@@ -220,18 +238,18 @@ async def test_receive_routes_by_the_records_urgency(
     store.create(normal)
     ctx = {"agi_context": "hotline-from-partner", "agi_channel": "PJSIP/partner-110-00000003"}
     got = await fake_asterisk(port_of(server), env_block("receive", urgent.id, **ctx))
-    assert got == [
-        f'SET VARIABLE HANDOFF_RECEIVED_ID "{urgent.id}"',
-        'SET VARIABLE HANDOFF_CLASS "unclear_responsibility"',
-        'SET VARIABLE HANDOFF_JURISDICTION "yulong"',
-        'SET VARIABLE HANDOFF_URGENCY "urgent"',
+    assert assignments(got) == [
+        ("HANDOFF_RECEIVED_ID", urgent.id),
+        ("HANDOFF_CLASS", "unclear_responsibility"),
+        ("HANDOFF_JURISDICTION", "yulong"),
+        ("HANDOFF_URGENCY", "urgent"),
     ]
     block = env_block("receive", normal.id, **{**ctx, "agi_uniqueid": "2.2"})
     got = await fake_asterisk(port_of(server), block)
-    assert got[1:] == [
-        'SET VARIABLE HANDOFF_CLASS "non_police_matter"',
-        'SET VARIABLE HANDOFF_JURISDICTION "unknown"',
-        'SET VARIABLE HANDOFF_URGENCY "normal"',
+    assert assignments(got)[1:] == [
+        ("HANDOFF_CLASS", "non_police_matter"),
+        ("HANDOFF_JURISDICTION", "unknown"),
+        ("HANDOFF_URGENCY", "normal"),
     ]
     call = store.get_call("2.2")
     assert call is not None
@@ -257,7 +275,7 @@ async def test_receive_waits_for_a_record_whose_push_is_in_flight(
     got = await fake_asterisk(port_of(server), env_block("receive", late.id))
     waited = time.perf_counter() - t0
     await pusher
-    assert got[-1] == 'SET VARIABLE HANDOFF_URGENCY "urgent"'
+    assert assignments(got)[-1] == ("HANDOFF_URGENCY", "urgent")
     assert 0.2 <= waited < SETTINGS.receive_wait_s
 
 
@@ -265,7 +283,7 @@ async def test_receive_of_an_unknown_id_gives_up_after_the_wait(server: AgiServe
     t0 = time.perf_counter()
     got = await fake_asterisk(port_of(server), env_block("receive", new_handoff_id()))
     waited = time.perf_counter() - t0
-    assert got[-1] == 'SET VARIABLE HANDOFF_URGENCY "unknown"'
+    assert assignments(got)[-1] == ("HANDOFF_URGENCY", "unknown")
     assert SETTINGS.receive_wait_s <= waited < SETTINGS.receive_wait_s + 0.3
 
 
@@ -279,11 +297,11 @@ async def test_receive_without_a_usable_id_does_not_wait(
     t0 = time.perf_counter()
     got = await fake_asterisk(port_of(server), env_block("receive", *args))
     assert time.perf_counter() - t0 < 0.2
-    assert got == [
-        'SET VARIABLE HANDOFF_RECEIVED_ID ""',
-        'SET VARIABLE HANDOFF_CLASS ""',
-        'SET VARIABLE HANDOFF_JURISDICTION "unknown"',
-        'SET VARIABLE HANDOFF_URGENCY "unknown"',
+    assert assignments(got) == [
+        ("HANDOFF_RECEIVED_ID", ""),
+        ("HANDOFF_CLASS", ""),
+        ("HANDOFF_JURISDICTION", "unknown"),
+        ("HANDOFF_URGENCY", "unknown"),
     ]
 
 
@@ -292,7 +310,7 @@ async def test_receive_without_a_usable_id_does_not_wait(
 
 async def still_serves(server: AgiServer) -> None:
     got = await fake_asterisk(port_of(server), env_block("entry", agi_uniqueid="ok.1"))
-    assert len(got) == 2
+    assert len(assignments(got)) == 2
 
 
 async def test_a_slow_client_is_dropped_at_the_deadline(server: AgiServer) -> None:
@@ -312,7 +330,7 @@ async def test_a_client_that_never_answers_is_dropped(
 ) -> None:
     t0 = time.perf_counter()
     got = await fake_asterisk(port_of(server), env_block("entry"), reply=lambda _c: None)
-    assert got == ['SET VARIABLE CALL_JURISDICTION "gucheng"']
+    assert got == ['EXEC MSet "CALL_JURISDICTION=gucheng,CALL_NUISANCE=no"']  # then silence
     assert time.perf_counter() - t0 < SETTINGS.request_timeout_s + 0.3
     assert server.stats.timed_out == 1
     assert store.get_call("1764432000.42") is None  # the hook never finished
@@ -503,3 +521,33 @@ async def test_the_dialplans_request_with_the_key_is_answered(keyed: AgiServer) 
     commands = await fake_asterisk(port_of(keyed), env_block(f"entry?key={KEY}"))
     assert any("CALL_JURISDICTION" in c for c in commands)
     assert keyed.stats.answered == 1
+
+
+async def test_the_entry_hook_sets_its_variables_in_one_round_trip(server: AgiServer) -> None:
+    commands = await fake_asterisk(port_of(server), env_block("entry"))
+    assert commands == ['EXEC MSet "CALL_JURISDICTION=gucheng,CALL_NUISANCE=no"']
+
+
+async def test_a_pbx_without_mset_gets_the_variables_one_by_one(server: AgiServer) -> None:
+    def no_mset(command: str) -> str:
+        return "200 result=-2" if command.startswith("EXEC ") else "200 result=1"
+
+    commands = await fake_asterisk(port_of(server), env_block("entry"), reply=no_mset)
+    assert commands == [
+        'EXEC MSet "CALL_JURISDICTION=gucheng,CALL_NUISANCE=no"',
+        'SET VARIABLE CALL_JURISDICTION "gucheng"',
+        'SET VARIABLE CALL_NUISANCE "no"',
+    ]
+
+
+def test_values_mset_would_parse_are_never_sent_through_it() -> None:
+    from hotline_bridge.agi.protocol import AgiValueError, set_variables_at_once
+
+    assert set_variables_at_once({"A": "x", "B": ""}) == 'EXEC MSet "A=x,B="'
+    assert set_variables_at_once({"A": "x"}) is None  # one variable: SET VARIABLE
+    for value in ("a,b", 'a"b', "a\\b", "a|b", "a=b", "a b", "${X}"):
+        assert set_variables_at_once({"A": "x", "B": value}) is None, value
+    # Each fits a SET VARIABLE line; together they pass the line limit.
+    assert set_variables_at_once({"A": "x" * 600, "B": "y" * 600}) is None
+    with pytest.raises(AgiValueError):
+        set_variables_at_once({"A": "x", "B-C": "y"})

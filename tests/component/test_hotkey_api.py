@@ -409,6 +409,63 @@ async def test_a_key_acts_on_the_call_the_agent_is_on_not_the_previous_one(
     assert transfer.channel == "PJSIP/agent1001-00000022"  # type: ignore[attr-defined]
 
 
+async def test_a_press_naming_the_call_it_was_for_never_acts_on_the_agent_s_next_call(
+    harness: Harness,
+) -> None:
+    """A press read seconds late (a bridge behind under load) finds agent 1001 on the NEXT
+    citizen's call: with the call the phone was on in the body, that is a 409 and no command."""
+    for e in (
+        ev("Hangup", "1.1", "PJSIP/carrier-00000001"),
+        ev("Hangup", "1.2", "PJSIP/agent1001-00000002"),
+        ev("Newchannel", "4.1", "PJSIP/carrier-00000031", CallerIDNum="13600136000"),
+        ev("Newchannel", "4.2", "PJSIP/agent1001-00000032", CallerIDNum="13600136000"),
+        ev("BridgeEnter", "4.1", "PJSIP/carrier-00000031", BridgeUniqueid="b4"),
+        ev("BridgeEnter", "4.2", "PJSIP/agent1001-00000032", BridgeUniqueid="b4"),
+    ):
+        harness.calls.on_event(e)
+    for path in ("/v1/agents/1001/carry-transfer", "/v1/agents/1001/three-way"):
+        status, body = await post(harness, path, {"target": "110", "call_id": "1.1"}, TOKEN_1001)
+        assert status == 409, body
+        assert "is now 4.1, not 1.1" in body["error"]["reason"]
+    assert harness.submitted == [] and harness.recorder.opened == []
+    status, body = await post(harness, "/v1/calls/4.1/carry-transfer",
+                              {"target": "110", "call_id": "1.1"}, TOKEN_1001)  # fmt: skip
+    assert status == 409 and harness.submitted == []
+    status, body = await post(
+        harness, "/v1/agents/1001/carry-transfer", {"target": "110", "call_id": "4.1"}, TOKEN_1001
+    )
+    assert status == 202 and body["call_id"] == "4.1"
+    status, body = await post(
+        harness, "/v1/agents/1001/carry-transfer", {"target": "110", "call_id": "x y"}, TOKEN_1001
+    )
+    assert status == 422 and [d["field"] for d in body["error"]["details"]] == ["call_id"]
+
+
+async def test_a_press_naming_its_call_acts_on_that_call_while_the_next_one_is_already_up(
+    harness: Harness,
+) -> None:
+    """Agent 1001's next call is up before the previous one's hang-up is read; a press for the
+    previous call (named) acts on it, not on the newest call the model pairs the agent with."""
+    for e in (
+        ev("Newchannel", "5.1", "PJSIP/carrier-00000041", CallerIDNum="13500135000"),
+        ev("Newchannel", "5.2", "PJSIP/agent1001-00000042", CallerIDNum="13500135000"),
+        ev("BridgeEnter", "5.1", "PJSIP/carrier-00000041", BridgeUniqueid="b5"),
+        ev("BridgeEnter", "5.2", "PJSIP/agent1001-00000042", BridgeUniqueid="b5"),
+    ):
+        harness.calls.on_event(e)
+    status, body = await post(
+        harness, "/v1/agents/1001/carry-transfer", {"target": "110", "call_id": "1.1"}, TOKEN_1001
+    )
+    assert status == 202 and body["call_id"] == "1.1", body
+    transfer = harness.submitted[-1]
+    assert transfer.channel == "PJSIP/agent1001-00000002"  # type: ignore[attr-defined]
+    # Another agent's call, named: not this agent's, so the agent's own call decides (409).
+    status, body = await post(
+        harness, "/v1/agents/1002/carry-transfer", {"target": "110", "call_id": "5.1"}, TOKEN_1002
+    )
+    assert status == 409, body
+
+
 async def test_adding_and_dropping_partners_names_every_refusal(harness: Harness) -> None:
     _, body = await post(harness, "/v1/agents/1001/three-way", {"target": "110"}, TOKEN_1001)
     conf = body["conference_id"]

@@ -137,3 +137,27 @@ def set_variable(name: str, value: str) -> str:
     if len(command.encode("utf-8")) + 1 > MAX_COMMAND_BYTES:
         raise AgiValueError(f"AGI value for {name}: command longer than {MAX_COMMAND_BYTES} bytes")
     return command
+
+
+# What MSet takes literally: no separator (',' '|'), quote, backslash, '=' or space.
+_MSET_VALUE = re.compile(r"[A-Za-z0-9_.:@/+\-]*")
+
+
+def set_variables_at_once(variables: Mapping[str, str]) -> str | None:
+    """One ``EXEC MSet`` command line that sets every variable (one round trip instead of one
+    per variable), or None where that cannot be said safely: fewer than two variables, a value
+    MSet would parse (a comma, a quote...), or a line too long. Names are checked as
+    :func:`set_variable` checks them."""
+    if len(variables) < 2:
+        return None
+    for name, value in variables.items():
+        set_variable(name, value)  # the same name and value rules (AgiValueError)
+        if _MSET_VALUE.fullmatch(value) is None:
+            return None
+    pairs = ",".join(f"{k}={v}" for k, v in variables.items())
+    if len(pairs) + len('EXEC MSet ""\n') > MAX_COMMAND_BYTES:  # ASCII only: chars are bytes
+        return None
+    try:
+        return "EXEC MSet " + quote(pairs)
+    except AgiValueError:  # past the AMI/AGI line rules (its length)
+        return None

@@ -55,6 +55,7 @@ from hotline_bridge.agi.protocol import (
     parse_env,
     route_of,
     set_variable,
+    set_variables_at_once,
     without_query,
 )
 
@@ -109,9 +110,15 @@ class AgiCall:
         return self.env.get("agi_uniqueid", "")
 
     async def set_variables(self, variables: Mapping[str, str]) -> None:
-        """``SET VARIABLE`` each, in order. All are checked first: a refused value (AgiValueError)
-        sends nothing at all."""
+        """All in one ``EXEC MSet`` where the values allow it, else ``SET VARIABLE`` each, in
+        order. All are checked first: a refused value (AgiValueError) sends nothing at all."""
         commands = [set_variable(name, value) for name, value in variables.items()]
+        at_once = set_variables_at_once(variables)
+        if at_once is not None:
+            result = await self.command(at_once)
+            if result.get("result", ("",))[0] == "0":
+                return
+            # -2: no MSet application on this PBX; set them one by one instead.
         for command in commands:
             await self.command(command)
 

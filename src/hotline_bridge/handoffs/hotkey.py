@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hotline_bridge.calls.api import CALLS
 from hotline_bridge.calls.model import LiveCall
-from hotline_bridge.core.errors import Forbidden
+from hotline_bridge.core.errors import Conflict, Forbidden
 from hotline_bridge.core.principal import Principal
 from hotline_bridge.core.textfields import SafeLine
 from hotline_bridge.handoffs.intake import (
@@ -31,6 +31,10 @@ class HotkeyRequest(BaseModel):
 
     target: Annotated[SafeLine, Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
     handoff: HandoffInput = Field(default_factory=HandoffInput)
+    # The call the phone was on when the key was pressed (its Uniqueid), if it knows it. A press
+    # read late (a bridge seconds behind under load) could otherwise find the agent already on
+    # the NEXT citizen's call, and hand that citizen over: with it, that is a 409, nothing done.
+    call_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] | None = None
 
 
 # A key pressed the instant the queue bridges a call can arrive before the bridge has read that
@@ -62,12 +66,25 @@ async def catch_up(
             await asyncio.wait_for(changed(), remaining)
 
 
-async def resolve_call(request: web.Request) -> tuple[Principal, LiveCall]:
+async def resolve_call(
+    request: web.Request, expected: str | None = None
+) -> tuple[Principal, LiveCall]:
     """The agent's own call, addressed by agent (``/v1/agents/{agent}``) or by call id.
 
     401 without a valid token; 403 if the token is not that agent's or the call is another
-    agent's; 503 if the PBX link is down; 409 if the agent is on no call; 404 for an unknown call.
+    agent's; 503 if the PBX link is down; 409 if the agent is on no call, or on another call than
+    ``expected`` (the body's ``call_id``); 404 for an unknown call.
     """
+    principal, call = await _resolve_call(request, expected)
+    if expected is not None and call.call_id != expected:
+        raise Conflict(
+            f"the agent's call is now {call.call_id}, not {expected} (that call ended): "
+            "nothing was done"
+        )
+    return principal, call
+
+
+async def _resolve_call(request: web.Request, expected: str | None) -> tuple[Principal, LiveCall]:
     principal = require(request, "agent")
     calls = request.app[CALLS]
     agent_id = request.match_info.get("agent")
@@ -75,9 +92,21 @@ async def resolve_call(request: web.Request) -> tuple[Principal, LiveCall]:
         raise Forbidden("an agent may act only on its own calls")
     calls.ensure_ready()
     if agent_id is not None:
-        await catch_up(lambda: calls.model.call_of_agent(agent_id) is not None, calls.changed)
+
+        def named() -> LiveCall | None:
+            # The call the phone named, if it is this agent's: acted on even while the model
+            # still pairs the agent with its previous call (that hang-up not read yet).
+            call = calls.model.call(expected) if expected is not None else None
+            return call if call is not None and call.agent_id == agent_id else None
+
+        def seen() -> bool:
+            if expected is not None:
+                return named() is not None
+            return calls.model.call_of_agent(agent_id) is not None
+
+        await catch_up(seen, calls.changed)
         calls.ensure_ready()
-        return principal, calls.call_of_agent(agent_id)
+        return principal, named() or calls.call_of_agent(agent_id)
     call = calls.call_by_id(request.match_info["call_id"])
     if call.agent_id != principal.agent_id:
         raise Forbidden("this call belongs to another agent")

@@ -41,7 +41,7 @@ def transfer_view(t: Transfer) -> dict[str, Any]:
 async def carry_transfer(request: web.Request) -> web.Response:
     require(request, "agent")  # 401 before even reading the body
     body = await read_model(request, HotkeyRequest)
-    _principal, call = await resolve_call(request)
+    _principal, call = await resolve_call(request, body.call_id)
     transfer = request.app[TRANSFERS].carry_transfer(call, body.target, body.handoff)
     return json_ok(
         {
