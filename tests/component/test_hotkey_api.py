@@ -156,23 +156,42 @@ async def test_by_call_id_needs_the_agent_on_that_call(harness: Harness) -> None
     assert status == 202 and body["conference_id"].startswith("c-")
 
 
-async def test_a_call_of_a_pbx_with_a_system_name_is_pressed_by_its_id(harness: Harness) -> None:
-    # Uniqueids of a PBX with asterisk.conf systemname (several PBXes, one store): pbx-2-<e>.<n>.
-    cid, agent = "pbx-2-1764432000.41", "pbx-2-1764432000.42"
+# Uniqueids of a PBX with asterisk.conf systemname (several PBXes, one store): pbx-2-<e>.<n>.
+SYSTEM_NAMED = "pbx-2-1764432000.41"
+
+
+def call_with_system_name(h: Harness) -> None:
+    """Agent 1002 on a call whose Uniqueids carry the PBX's system name."""
+    cid, agent = SYSTEM_NAMED, "pbx-2-1764432000.42"
     for e in (
         ev("Newchannel", cid, "PJSIP/carrier-00000031", CallerIDNum="13800138001", Linkedid=cid),
         ev("Newchannel", agent, "PJSIP/agent1002-00000032", Linkedid=cid),
         ev("BridgeEnter", cid, "PJSIP/carrier-00000031", BridgeUniqueid="b9", Linkedid=cid),
         ev("BridgeEnter", agent, "PJSIP/agent1002-00000032", BridgeUniqueid="b9", Linkedid=cid),
     ):
-        harness.calls.on_event(e)
-    path = f"/v1/calls/{cid}/carry-transfer"
+        h.calls.on_event(e)
+
+
+async def test_a_call_of_a_pbx_with_a_system_name_is_pressed_by_its_id(harness: Harness) -> None:
+    call_with_system_name(harness)
+    path = f"/v1/calls/{SYSTEM_NAMED}/carry-transfer"
     status, body = await post(harness, path, {"target": "110"}, TOKEN_1001)
     assert status == 403, body  # another agent's call, found by that id
     status, body = await post(harness, path, {"target": "110"}, TOKEN_1002)
-    assert status == 202 and body["call_id"] == cid, body
+    assert status == 202 and body["call_id"] == SYSTEM_NAMED, body
     transfer = harness.submitted[-1]
     assert isinstance(transfer, BlindTransfer) and transfer.channel == "PJSIP/agent1002-00000032"
+
+
+async def test_a_press_naming_a_system_named_call_acts_on_it(harness: Harness) -> None:
+    call_with_system_name(harness)
+    status, body = await post(
+        harness,
+        "/v1/agents/1002/carry-transfer",
+        {"target": "110", "call_id": SYSTEM_NAMED},
+        TOKEN_1002,
+    )
+    assert status == 202 and body["call_id"] == SYSTEM_NAMED, body
 
 
 @pytest.mark.parametrize(

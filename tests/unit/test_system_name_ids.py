@@ -1,8 +1,9 @@
 """Call ids of PBXes with a system name (issue 14): several PBXes behind one bridge store each set
 ``systemname`` in asterisk.conf, so their Uniqueids are ``<systemname>-<epoch>.<seq>`` and never
 collide. Every place that reads a call id takes that form as it takes ``<epoch>.<seq>``: the
-sandbox's rendering, the call model, the records' references, the hotkey route, the FastAGI
-environment and the entry hook's call log row, the log masking and the metrics' label guard."""
+sandbox's rendering, the call model, the records' references, the hotkey's path and the call a
+press names in its body, the FastAGI environment and the entry hook's call log row, the log
+masking and the metrics' label guard."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from hotline_bridge.calls.model import CallModel
 from hotline_bridge.catalog import Platform, load_catalog
 from hotline_bridge.core.privacy import contains_phone_number, mask_text
 from hotline_bridge.core.vocabulary import Jurisdiction
+from hotline_bridge.handoffs.hotkey import HotkeyRequest
 from hotline_bridge.handoffs.intake import HandoffInput
 from hotline_bridge.handoffs.recorder import StoreRecorder
 from hotline_bridge.handoffs.store import SqliteHandoffStore
@@ -82,9 +84,12 @@ def test_the_call_model_keys_a_call_on_its_system_named_uniqueid() -> None:
     assert mdl.call("pbx-1-1764432000.41") is None
 
 
-def test_the_hotkey_route_by_call_id_takes_the_system_named_form() -> None:
+def test_the_hotkey_route_and_body_take_the_system_named_form() -> None:
     assert route(f"/v1/calls/{CITIZEN_ID}/carry-transfer") == Route("call", CITIZEN_ID)
     assert route(f"/v1/calls/{LONGEST}/three-way") == Route("call", LONGEST)
+    # The call a phone names in its press ({"call_id": ...}).
+    for call_id in (CITIZEN_ID, LONGEST):
+        assert HotkeyRequest(target="110", call_id=call_id).call_id == call_id
 
 
 @pytest.mark.parametrize("call_id", [CITIZEN_ID, LONGEST])
