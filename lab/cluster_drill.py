@@ -213,7 +213,8 @@ class ClusterDrill:
         """Until a 202 (True), or the call is over or refused for good (False)."""
         press = pbx.presses[rec.uid]
         path = f"/v1/agents/{rec.agent_id}/carry-transfer"
-        payload = b'{"target": "110"}'
+        # The call this press is for: a press read late never acts on the agent's next call.
+        payload = json.dumps({"target": "110", "call_id": rec.uid}).encode()
         not_yet_since: float | None = None
         while rec.hung_up_at is None and rec.partner_bridged_at is None:
             rec.press_at = time.time()
