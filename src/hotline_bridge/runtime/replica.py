@@ -164,10 +164,9 @@ async def run_replica(settings: Settings, serve: Callable[[Settings], Awaitable[
     leases = await asyncio.to_thread(open_leases, settings)
     every = cluster.lease_ttl_s / 3
     standby = Standby(settings, cluster)
-    await standby.start()
-    log.info("replica standing by", node=node, replica=cluster.replica)
     stop = stop_on_signals()
     granted: Decision | None = None
+    listening = False
     try:
         while not stop.is_set():
             decision = await claim(leases, node, cluster)
@@ -175,10 +174,17 @@ async def run_replica(settings: Settings, serve: Callable[[Settings], Awaitable[
             if decision is not None and decision.granted:
                 granted = decision
                 break
+            if not listening:
+                # The port opens once the lease has been read: a standby never answers that
+                # there is no active replica only because it has not looked yet.
+                await standby.start()
+                listening = True
+                log.info("replica standing by", node=node, replica=cluster.replica)
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)
     finally:
-        await standby.stop()
+        if listening:
+            await standby.stop()
     if stop.is_set() or granted is None:
         leases.close()
         return
