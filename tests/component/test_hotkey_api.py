@@ -512,6 +512,11 @@ async def test_adding_and_dropping_partners_names_every_refusal(harness: Harness
     assert status == 409 and "already" in body["error"]["reason"]
     status, body = await post(harness, partners, {"target": "120", "extra": 1}, TOKEN_1001)
     assert status == 422
+    # A press naming another call than the room's: nothing done; another agent's room: 403 first.
+    status, body = await post(harness, partners, {"target": "120", "call_id": "9.9"}, TOKEN_1001)
+    assert status == 409 and "not on call 9.9" in body["error"]["reason"]
+    status, body = await post(harness, partners, {"target": "120", "call_id": "1.1"}, TOKEN_1002)
+    assert status == 403
 
     opened = list(harness.recorder.opened)
     status, body = await post(harness, partners, {"target": "120"}, TOKEN_1001)

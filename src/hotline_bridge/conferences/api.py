@@ -9,7 +9,7 @@ from aiohttp import web
 
 from hotline_bridge.conferences.machine import PRIMARY_KEY, Conference, Role
 from hotline_bridge.conferences.service import ConferenceService
-from hotline_bridge.core.errors import Conflict, Forbidden
+from hotline_bridge.core.errors import Forbidden
 from hotline_bridge.core.privacy import mask_number
 from hotline_bridge.handoffs.hotkey import HotkeyRequest, resolve_call
 from hotline_bridge.web.http import json_ok, read_model, require
@@ -112,18 +112,12 @@ async def cancel(request: web.Request) -> web.Response:
 async def add_partner(request: web.Request) -> web.Response:
     principal = require(request, "agent")
     body = await read_model(request, HotkeyRequest)
-    conferences = request.app[CONFERENCES]
-    conference_id = request.match_info["conference_id"]
-    if body.call_id is not None:
-        conf = conferences.get(conference_id)
-        if conf.agent_id != principal.agent_id:
-            raise Forbidden(f"conference {conference_id} belongs to another agent")
-        if conf.call_id != body.call_id:
-            raise Conflict(
-                f"conference {conference_id} is not on call {body.call_id}: nothing done"
-            )
-    conf, leg = conferences.add_partner(
-        conference_id, principal.agent_id, body.target, body.handoff
+    conf, leg = request.app[CONFERENCES].add_partner(
+        request.match_info["conference_id"],
+        principal.agent_id,
+        body.target,
+        body.handoff,
+        call_id=body.call_id,
     )
     return json_ok(
         {**_summary(conf), "leg": leg.key, "target": leg.target, "leg_handoff_id": leg.handoff_id},

@@ -95,12 +95,20 @@ class ConferenceService:
         return conf
 
     def add_partner(
-        self, conference_id: str, agent_id: str | None, target: str, handoff: HandoffInput
+        self,
+        conference_id: str,
+        agent_id: str | None,
+        target: str,
+        handoff: HandoffInput,
+        call_id: str | None = None,
     ) -> tuple[Conference, PartnerLeg]:
         """Call one more partner into a running room (multi-party). Like the first partner:
         routed by the directory for the call's jurisdiction, its own record written before the
-        Originate leaves, the citizen's number and the handoff headers on its INVITE."""
+        Originate leaves, the citizen's number and the handoff headers on its INVITE.
+        ``call_id``: the call the press was for; a room on another call is a 409."""
         conf = self._owned(conference_id, agent_id)
+        if call_id is not None and conf.call_id != call_id:
+            raise Conflict(f"conference {conference_id} is not on call {call_id}: nothing done")
         refusal = machine.add_refusal(conf, target)
         if refusal is not None:
             raise Conflict(refusal)

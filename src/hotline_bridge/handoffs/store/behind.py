@@ -168,12 +168,11 @@ class TurnWrites:
             loop.call_soon(self.drain)
         return True
 
-    def drain(self) -> bool:
+    def drain(self) -> None:
         """Write what is queued now (a read that must see it, shutdown)."""
         while self._pending:
             works, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
             write_group(self._store, works)
-        return True
 
     async def settle(self) -> None:
         self.drain()
