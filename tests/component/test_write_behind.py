@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
 from hotline_bridge.handoffs.machines import Keeper
 from hotline_bridge.handoffs.model import Actor, EventKind, HandoffEvent
 from hotline_bridge.handoffs.store import HandoffStore, StoreError
 from hotline_bridge.handoffs.store.behind import TurnWrites, WriteBehind, write_group
+from hotline_bridge.handoffs.store.postgres import PostgresHandoffStore
 from hotline_bridge.transfers import machine as tm
 from hotline_bridge.transfers.machine import Transfer
 from tests.component.test_store import make as make_record
@@ -159,3 +161,42 @@ def test_turn_writes_outside_a_loop_are_refused_so_the_caller_writes_now(
 ) -> None:
     store = open_store("handoffs")
     assert TurnWrites(store).submit(lambda _store: None) is False
+
+
+def test_a_postgres_group_makes_no_savepoints_and_a_failed_write_undoes_it(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """SAVEPOINT + RELEASE would make each grouped write three round trips: there are none. The
+    first failing write undoes the group, which is then written one write at a time."""
+    store = PostgresHandoffStore(pg_dsn)
+    try:
+        record = make_record()
+        store.create(record)
+        trace = tmp_path / "libpq.trace"
+        with trace.open("w") as f:
+            store._db.pgconn.trace(f.fileno())
+            write_group(store, [appending(record.id, note(i)) for i in range(1, 4)])
+            sent_clean = trace.read_text()
+            write_group(
+                store,
+                [
+                    appending(record.id, note(4)),
+                    appending("no-such-record", note(5)),
+                    appending(record.id, note(6)),
+                ],
+            )
+            store._db.pgconn.untrace()
+        # What the bridge sent (libpq's trace: F lines are the client's messages).
+        sent = [line for line in sent_clean.splitlines() if "\tF\t" in line]
+        assert not [line for line in sent if "SAVEPOINT" in line]
+        assert sum('"BEGIN"' in line for line in sent) == 1
+        assert sum('"COMMIT"' in line for line in sent) == 1
+        later = trace.read_text()[len(sent_clean) :]
+        assert "SAVEPOINT" not in later and '"ROLLBACK"' in later  # the group, undone
+        got = store.get(record.id)
+        assert got is not None
+        whats = [e.data.get("what") for e in got.events[1:]]
+        assert whats == ["step-1", "step-2", "step-3", "step-4", "step-6"]
+        assert [e.seq for e in got.events] == list(range(1, 7))
+    finally:
+        store.close()

@@ -1,9 +1,11 @@
 """The two hooks, thin I/O around :mod:`.decisions`: ask the store, set the variables, log the call.
 
 Order matters for the citizen: the store is *read* (one indexed query, or a few polls of
-``get``) before answering, and the call log row is *written* after the connection is closed
-(:meth:`AgiCall.after`), so the write never delays the dialplan. A store that fails is logged and
-read as "unknown": the variables are still set and the call still goes to the queue.
+``get``; off the loop on PostgreSQL, ``store.aside``) before answering. Once the answer is set,
+the call's entry goes to the recorder, which remembers it at once (the queue's events for this
+call, a moment later, find it in memory) and writes the call log row with the writes nothing
+waits for, so the write never delays the dialplan. A store that fails is logged and read as
+"unknown": the variables are still set and the call still goes to the queue.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from hotline_bridge.handoffs.model import (
     HandoffRecord,
 )
 from hotline_bridge.handoffs.store import CallEntry, HandoffStore, StoreError
+from hotline_bridge.handoffs.store.aside import InlineReads, StoreReads
 
 log = structlog.get_logger(__name__)
 
@@ -54,11 +57,14 @@ class AgiHooks:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         log_call: Callable[[CallEntry], None] | None = None,
+        read: StoreReads | None = None,
     ) -> None:
         """``log_call``: where a call's entry goes once the hook has answered (the recorder's
         ``log_call``, which also remembers its jurisdiction for the hotkey); None: written to
-        ``store`` here."""
+        ``store`` here. ``read``: how the hooks read the store (off the loop on PostgreSQL,
+        ``store.aside``); None: on the loop."""
         self._log_call_to = log_call
+        self._read: StoreReads = read or InlineReads(store)
         unknown = [c for c in settings.nuisance_categories if catalog.category(c) is None]
         if unknown:
             raise ConfigError(
@@ -93,21 +99,23 @@ class AgiHooks:
             by_endpoint=self._settings.jurisdiction_by_endpoint,
         )
         now = self._clock()
-        nuisance = self._rule.verdict(self._nuisance_count(facts.caller, now))
+        nuisance = self._rule.verdict(await self._nuisance_count(facts.caller, now))
         decision = entry_decision(facts, jurisdiction, nuisance, now)
         await call.set_variables(decision.variables)
         if decision.call is not None:
-            entry = decision.call
-            call.after(lambda: self._log_call(entry))
+            self._log_call(decision.call)
         if nuisance == "yes":
             log.info("nuisance caller", caller=mask_number(facts.caller), call_id=facts.call_id)
 
-    def _nuisance_count(self, number: str | None, now: datetime) -> int | None:
+    async def _nuisance_count(self, number: str | None, now: datetime) -> int | None:
         if number is None:
             return None
+        categories, since = self._rule.categories, self._rule.since(now)
         try:
-            return self._store.count_citizen_records(
-                number, categories=self._rule.categories, since=self._rule.since(now)
+            return await self._read(
+                lambda store: store.count_citizen_records(
+                    number, categories=categories, since=since
+                )
             )
         except _STORE_ERRORS as exc:
             log.error("nuisance lookup failed", caller=mask_number(number), error=str(exc))
@@ -129,15 +137,14 @@ class AgiHooks:
         decision = receive_decision(facts, handoff_id, record, self._clock())
         await call.set_variables(decision.variables)
         if decision.call is not None:
-            entry = decision.call
-            call.after(lambda: self._log_call(entry))
+            self._log_call(decision.call)
 
     async def _find(self, handoff_id: str) -> HandoffRecord | None:
         """The record, polling until ``receive_wait_s`` has passed: its push may be in flight."""
         deadline = self._monotonic() + self._settings.receive_wait_s
         while True:
             try:
-                record = self._store.get(handoff_id)
+                record = await self._read(lambda store: store.get(handoff_id))
             except _STORE_ERRORS as exc:
                 log.error("handoff lookup failed", handoff_id=handoff_id, error=str(exc))
                 return None
@@ -146,7 +153,7 @@ class AgiHooks:
                 return record
             await self._sleep(min(self._settings.receive_poll_s, left))
 
-    # -- after the answer --------------------------------------------------------------------
+    # -- once answered -----------------------------------------------------------------------
 
     def _log_call(self, entry: CallEntry) -> None:
         if self._log_call_to is not None:

@@ -16,7 +16,13 @@ def install(app: web.Application, deps: Deps) -> AgiServer | None:
     settings = deps.settings.agi
     if not settings.enabled:
         return None
-    hooks = AgiHooks(settings, deps.store, deps.catalog, log_call=deps.recorder.log_call)
+    hooks = AgiHooks(
+        settings,
+        deps.store,
+        deps.catalog,
+        log_call=deps.recorder.log_call,
+        read=deps.recorder.read,
+    )
     timeout = settings.request_timeout_s
     server = app[AGI] = AgiServer(
         settings.host,

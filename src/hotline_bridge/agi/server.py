@@ -29,8 +29,6 @@ is ever sent after one).
 
 Every connection gets one deadline for reading the environment, deciding and answering (the
 route's ``timeout_s``); when it passes the connection is dropped and the dialplan carries on.
-Work that need not delay the call (the call log) runs after the connection is closed
-(:meth:`AgiCall.after`).
 """
 
 from __future__ import annotations
@@ -103,7 +101,6 @@ class AgiCall:
         self.route = route
         self.args = args_of(env)
         self._command_timeout_s = command_timeout_s
-        self._after: list[Callable[[], object]] = []
 
     @property
     def call_id(self) -> str:
@@ -141,10 +138,6 @@ class AgiCall:
                 f"{verb}: {result.get('status_code')} {result.get('error', '')}".rstrip()
             )
         return result
-
-    def after(self, work: Callable[[], object]) -> None:
-        """Run ``work`` once the connection is closed (the dialplan has moved on)."""
-        self._after.append(work)
 
 
 @dataclass
@@ -283,11 +276,6 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk is untype
                 self.stats.observe(route, elapsed_ms)
                 ms = round(elapsed_ms, 3)
                 log.debug("AGI request", route=route, call_id=call.call_id, outcome=outcome, ms=ms)
-                for work in call._after:
-                    try:
-                        work()
-                    except Exception:
-                        log.exception("AGI after-work failed", route=route, call_id=call.call_id)
 
 
 def _id(call: AgiCall | None) -> str:

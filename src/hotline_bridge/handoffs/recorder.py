@@ -47,6 +47,7 @@ from hotline_bridge.handoffs.store import (
     open_store,
     store_name,
 )
+from hotline_bridge.handoffs.store.aside import InlineReads, ReadAside, StoreReads
 from hotline_bridge.handoffs.store.behind import TurnWrites, WriteBehind
 from hotline_bridge.handoffs.store.sqlite import Checkpointer, SqliteHandoffStore
 
@@ -107,6 +108,7 @@ class StoreRecorder:
         site: Platform,
         public_url: str,
         behind: WriteBehind | TurnWrites | None = None,
+        read: StoreReads | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
@@ -115,6 +117,8 @@ class StoreRecorder:
         # Writes no command waits for, grouped: off the loop on PostgreSQL, at the end of the
         # loop turn on SQLite (see store.behind).
         self.behind = behind
+        # Reads a hook awaits: off the loop on PostgreSQL, inline on SQLite (see store.aside).
+        self.read: StoreReads = read or InlineReads(store)
         # The jurisdiction of each call this process logged (entry hook), newest last: the
         # hotkey routes by it without reading the call log back (a round trip on PostgreSQL).
         self._jurisdictions: OrderedDict[str, str] = OrderedDict()
@@ -274,6 +278,7 @@ def open_recorder(
         raise ConfigError(f"handoff store {store_name(settings)}: {exc}") from None
     view = store if wrap is None else wrap(store)
     behind: WriteBehind | TurnWrites | None = None
+    reads: ReadAside | None = None
     checkpoints: Checkpointer | None = None
     if isinstance(store, SqliteHandoffStore) and str(store.path) != ":memory:":
         # The WAL's checkpoints (each an fsync) leave the loop for their own thread.
@@ -286,6 +291,7 @@ def open_recorder(
                 behind = WriteBehind(view)
             except (StoreError, OSError) as exc:
                 raise ConfigError(f"handoff store {store_name(settings)}: {exc}") from None
+            reads = ReadAside(view)
         else:
             # SQLite: local and cheap (WAL, synchronous=NORMAL), but one commit per loop turn
             # rather than per write.
@@ -296,8 +302,11 @@ def open_recorder(
             site=Platform(settings.bridge.site),
             public_url=settings.http.public_url,
             behind=behind,
+            read=reads,
         )
     finally:
+        if reads is not None:
+            reads.close()
         if behind is not None:
             behind.close()
         if checkpoints is not None:

@@ -35,6 +35,19 @@ class StoreBusy(StoreError, Unavailable):
     request gets 503 with this reason (``core.errors.Unavailable``), a scan retries later."""
 
 
+class GroupUndone(StoreError):
+    """A write inside ``batch()`` failed where the group has no savepoints (PostgreSQL): the
+    whole group was rolled back; its writes are to be made again one at a time."""
+
+
+@dataclass(slots=True)
+class Group:
+    """What ``batch()`` yields. ``failed``: a write in it failed and the rest of the group will
+    be undone (PostgreSQL); the writer stops adding to it (``behind.write_group``)."""
+
+    failed: bool = False
+
+
 class DuplicateHandoff(StoreError):
     """A record with this id exists and its snapshot differs from the one offered."""
 
@@ -195,9 +208,12 @@ class HandoffStore(Protocol):
         """Forget finished machines last moved before ``finished_before``; how many."""
         ...
 
-    def batch(self) -> AbstractContextManager[None]:
-        """One transaction (one commit) around the writes made inside it; each of them still
-        succeeds or fails on its own (a savepoint). Raises StoreError if it cannot begin."""
+    def batch(self) -> AbstractContextManager[Group]:
+        """One transaction (one commit) around the writes made inside it. Raises StoreError if
+        it cannot begin. SQLite: each write is a savepoint, and succeeds or fails on its own.
+        PostgreSQL: no savepoints (each would cost two more round trips); the first write that
+        fails marks the group failed, and at its end the group is rolled back with
+        ``GroupUndone``, for the writer to make each write again on its own."""
         ...
 
     def reopen(self) -> HandoffStore:

@@ -15,8 +15,10 @@ a restart, and no command waits for it. Those writes are grouped: many per commi
   of that turn (``call_soon``): one commit and one set of WAL frames instead of one per write.
   Under load a turn carries dozens of them; idle, one.
 
-Inside a group every write is a savepoint (``HandoffStore.batch``): one that fails is logged and
-undone alone. If the group's own transaction fails, each write is tried again on its own. Reads
+Inside a group on SQLite every write is a savepoint (``HandoffStore.batch``): one that fails is
+logged and undone alone. On PostgreSQL a savepoint would cost two more round trips per write, so
+there are none: the first write that fails undoes the group. If the group's transaction fails
+or is undone, each of its writes is made again on its own. Reads
 that must see them (``GET /v1/handoffs/...``) first wait for them (``settle``). A ``kill -9``
 loses what was still queued: milliseconds of notes on PostgreSQL, at most one loop turn on SQLite
 (the machine's state is rebuilt from the PBX by the restart's reconcile).
@@ -47,14 +49,16 @@ def write_group(store: HandoffStore, works: Sequence[Work]) -> None:
         return
     if len(works) > 1:
         try:
-            with store.batch():
+            with store.batch() as group:
                 for work in works:
                     _write_one(store, work)
+                    if group.failed:
+                        break  # PostgreSQL: the group is undone at its end (GroupUndone)
             return
         except Exception as exc:
-            # BEGIN or COMMIT failed: nothing of the group is in the store. One by one, so
-            # what can still be written is.
-            log.error("grouped store writes failed; writing one by one", error=str(exc))
+            # BEGIN or COMMIT failed, or a write undid the group: nothing of the group is in
+            # the store. One by one, so what can still be written is.
+            log.warning("grouped store writes undone; writing one by one", error=str(exc))
     for work in works:
         _write_one(store, work)
 

@@ -43,6 +43,8 @@ from hotline_bridge.handoffs.store.base import (
     AccessRow,
     CallEntry,
     DuplicateHandoff,
+    Group,
+    GroupUndone,
     HandoffFilter,
     MachineRow,
     OutboxItem,
@@ -105,7 +107,7 @@ class PostgresHandoffStore:
     def __init__(self, dsn: str, *, migrations: Sequence[Migration] = PG_MIGRATIONS) -> None:
         self._dsn = dsn
         self._migrations = migrations
-        self._batching = False
+        self._group: Group | None = None
         self._db = self._connect()
         try:
             with _errors():
@@ -140,29 +142,43 @@ class PostgresHandoffStore:
 
     def _run(self, work: Callable[[psycopg.Connection[Row]], _T], *, tx: bool = True) -> _T:
         db = self._conn()
+        group = self._group
+        if group is not None:
+            # Inside a batch: no savepoint per write (SAVEPOINT and RELEASE would make one
+            # round trip three). A failed statement aborts the transaction, so the first
+            # failure fails the group; batch() then rolls it all back (GroupUndone).
+            if group.failed:
+                raise GroupUndone("an earlier write of this group failed")
+            try:
+                with _errors():
+                    return work(db)
+            except BaseException:
+                group.failed = True
+                raise
         with _errors():
-            # Inside a batch every write is a savepoint (psycopg nests transaction blocks so),
-            # even a one-statement one: a failed statement would abort the whole batch.
-            if not tx and not self._batching:
+            if not tx:
                 return work(db)
             with db.transaction():
                 return work(db)
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self) -> Iterator[Group]:
         # One commit (one WAL flush, the expensive part of a write) for the write-behind
         # thread's queued notes and machine states.
-        if self._batching:
-            yield
+        if self._group is not None:
+            yield self._group
             return
         db = self._conn()
+        group = Group()
         with _errors():
-            self._batching = True
+            self._group = group
             try:
                 with db.transaction():
-                    yield
+                    yield group
+                    if group.failed:
+                        raise GroupUndone("a write of this group failed: the group is undone")
             finally:
-                self._batching = False
+                self._group = None
 
     # -- records ---------------------------------------------------------------------------
 

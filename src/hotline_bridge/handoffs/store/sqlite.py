@@ -62,6 +62,7 @@ from hotline_bridge.handoffs.store.base import (
     AccessRow,
     CallEntry,
     DuplicateHandoff,
+    Group,
     HandoffFilter,
     MachineRow,
     OutboxItem,
@@ -398,14 +399,15 @@ class SqliteHandoffStore:
         ]
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self) -> Iterator[Group]:
         # One commit (one set of WAL frames) for many small writes: the recorder's deferred
-        # notes and machine states of one event-loop turn.
+        # notes and machine states of one event-loop turn. Each write inside is a savepoint
+        # (in process, cheap): one that fails is undone alone and the group never fails.
         if self._db.in_transaction:
-            yield
+            yield Group()
             return
         with _Tx(self._db):
-            yield
+            yield Group()
 
     def keep_machine(self, kind: str, item_id: str, state: str, *, done: bool) -> None:
         with _Tx(self._db):
@@ -514,8 +516,12 @@ def _record(handoff_id: str, snapshot: str, events: Sequence[str]) -> HandoffRec
 
 
 def _ts(value: datetime) -> str:
-    # Fixed width, UTC, so text order is time order (the list index relies on it).
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Fixed width, UTC, so text order is time order (the list index relies on it). isoformat
+    # with a fixed timespec is strftime's "%Y-%m-%dT%H:%M:%S.%f" at a third of the cost (a few
+    # of these per store write).
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _dt(value: str) -> datetime:
