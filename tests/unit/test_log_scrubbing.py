@@ -30,3 +30,18 @@ def test_numbers_are_masked_and_secret_fields_dropped() -> None:
 
 def test_words_that_merely_contain_bearer_are_left_alone() -> None:
     assert scrub(event="the ticket bearer was told")["event"] == "the ticket bearer was told"
+
+
+def test_a_clean_line_is_left_as_it_is_and_values_never_join_into_a_number() -> None:
+    fields = {"event": "carry transfer state", "call_id": "1764432000.42", "state": "dialing"}
+    assert scrub(**fields) == fields
+    # The clean-line check reads all strings at once; two halves are not one number.
+    assert scrub(a="138 0013", b="8000") == {"a": "138 0013", "b": "8000"}
+    # One number among clean values is still masked, the others kept.
+    out = scrub(event="note", call_id="1764432000.42", detail="from 13800138000", n=3)
+    assert out == {
+        "event": "note",
+        "call_id": "1764432000.42",
+        "detail": "from 138****8000",
+        "n": 3,
+    }

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from hotline_bridge.core.privacy import mask_text
+from hotline_bridge.core.privacy import contains_phone_number, mask_text
 
 _SECRET_KEYS = frozenset({"secret", "token", "password", "authorization", "api_key"})
 # A credential quoted inside free text: aiohttp's parser, refusing a malformed request, logs the
@@ -36,12 +36,34 @@ def _scrub(value: Any) -> Any:
 def scrub_personal_data(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
+    if _plainly_clean(event_dict):
+        return event_dict
     for key in list(event_dict):
         if key.lower() in _SECRET_KEYS:
             event_dict[key] = "[redacted]"
         else:
             event_dict[key] = _scrub(event_dict[key])
     return event_dict
+
+
+_SCALARS = (int, float, bool, type(None))
+
+
+def _plainly_clean(event_dict: MutableMapping[str, Any]) -> bool:
+    """True if nothing in the line would be masked or dropped: no secret key, no nested value,
+    and neither pattern anywhere in its strings, looked for once over them all ("\n" between
+    values: it is no separator inside a number, so no match spans two values). Most lines are
+    ids and states; scrubbing each of their values alone cost half of a line's logging."""
+    texts: list[str] = []
+    for key, value in event_dict.items():
+        if key.lower() in _SECRET_KEYS:
+            return False
+        if isinstance(value, str):
+            texts.append(value)
+        elif not isinstance(value, _SCALARS):
+            return False
+    joined = "\n".join(texts)
+    return _CREDENTIAL.search(joined) is None and not contains_phone_number(joined)
 
 
 def configure_logging(fmt: str = "auto", level: str = "info") -> None:
