@@ -397,12 +397,10 @@ async def serve(
         ops_runner = web.AppRunner(make_ops_app(runtime.app), access_log=None)
         await ops_runner.setup()
         await web.TCPSite(ops_runner, settings.ops.host, settings.ops.port).start()
-    if runtime.agi is not None:
-        try:
-            await runtime.agi.start()
-        except OSError as exc:
-            # The dialplan goes on without its hooks (AGISTATUS=FAILURE); everything else works.
-            log.error("AGI hooks not listening", error=str(exc))
+    if runtime.agi is not None and not await runtime.agi.start_or_retry():
+        # Meanwhile the dialplan goes on without its hooks (AGISTATUS=FAILURE); everything else
+        # works, and the port is retried (a former owner's socket may still hold it).
+        log.error("AGI hooks not listening; retrying", error=runtime.agi.error)
     if runtime.actions is not None:
         await runtime.actions.start()
     await runtime.ami.start()
