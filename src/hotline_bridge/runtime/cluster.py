@@ -465,7 +465,8 @@ async def _failback(
             policy=policy,
         )
         svc.handback = hb
-        if hb.act != "release" and (before is None or before.act != hb.act):
+        changed = hb.act != (before.act if before is not None else "keep")
+        if hb.act != "release" and changed:
             level = log.warning if hb.act == "stay" else log.info
             level("failback", node=name, to=node.prefer, act=hb.act, why=hb.why)
         if hb.act == "release" and await _hand_back(front, svc, keeper, leases, now):
