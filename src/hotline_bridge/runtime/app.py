@@ -56,6 +56,7 @@ from hotline_bridge.runtime.metrics import (
 )
 from hotline_bridge.runtime.switchboard import EVENTS, Switchboard
 from hotline_bridge.streams import plugin as streams
+from hotline_bridge.streams.api import STREAMS
 from hotline_bridge.transfers import plugin as transfers
 from hotline_bridge.transfers.machine import Transfer
 from hotline_bridge.units import plugin as units
@@ -419,6 +420,7 @@ async def serve(
     started = time.monotonic()
     await stop.wait()
     log.info("hotline-bridge stopping", uptime_s=round(time.monotonic() - started, 1))
+    runtime.app[STREAMS].hub.close()  # open event streams would hold the HTTP shutdown
     if runtime.agi is not None:
         await runtime.agi.close()
     await runtime.interpreter.drain()

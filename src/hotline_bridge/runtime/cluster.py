@@ -86,7 +86,7 @@ FORWARDED = "X-Hotline-Forwarded"  # set on a request one replica sent on to ano
 WHEREIS = "/cluster/v1/whereis"
 _WHEREIS_TIMEOUT = aiohttp.ClientTimeout(total=1.0)
 _DRAIN_S = 2.0  # a hand-back waits this long for requests and hooks under way, else waits on
-_STOP_S = 10.0  # a handed-back PBX's service gets this long to stop (streams are cut after)
+_STOP_S = 10.0  # a handed-back PBX's service's stop, at most (it ends its streams first)
 
 ServeNode = Callable[
     [Settings, str, asyncio.Event, Callable[[Runtime], None]], Coroutine[Any, Any, None]
