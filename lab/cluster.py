@@ -166,6 +166,23 @@ def wait_owned(
     raise RuntimeError(f"not every PBX owned and ready within {within} s; last health: {last}")
 
 
+def wait_placed(
+    cluster: Cluster, replicas: dict[str, RunningBridge], within: float = 30.0
+) -> dict[str, str]:
+    """Until every PBX is owned by its preferred replica (and ready); node -> owner. A replica
+    that started late may find its PBX claimed by another; failback hands it back after the
+    hold-down (3 lease periods)."""
+    preferred = {n.name: n.prefer for n in cluster.nodes if n.prefer}
+    deadline = time.monotonic() + within
+    while True:
+        owned = wait_owned(cluster, replicas, max(1.0, deadline - time.monotonic()))
+        if all(owned.get(node) == name for node, name in preferred.items()):
+            return owned
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"the PBXes did not go to their preferred replicas: {owned}")
+        time.sleep(0.2)
+
+
 def start_pbxes(cluster: Cluster) -> list[Sandbox]:
     pbxes = [Sandbox(n.topology_path) for n in cluster.nodes]
     for pbx in pbxes:
@@ -189,7 +206,7 @@ def _start(args: argparse.Namespace) -> int:
     replicas = {
         name: start_replica(cluster, name, dsn, STATE_DIR / name) for name in cluster.replicas
     }
-    owned = wait_owned(cluster, replicas)
+    owned = wait_placed(cluster, replicas)
     state = {
         "replicas": {n: rb.proc.pid for n, rb in replicas.items() if rb.proc is not None},
     }

@@ -44,8 +44,7 @@ from typing import Any
 import structlog
 
 from .bridge import RunningBridge
-from .cluster import Cluster, Node, health, load_cluster, start_pbxes, start_replica
-from .cluster import wait_owned as wait_all_owned
+from .cluster import Cluster, Node, health, load_cluster, start_pbxes, start_replica, wait_placed
 from .drill.driver import (
     CallWatch,
     HotkeyClient,
@@ -301,7 +300,7 @@ class ClusterDrill:
                 self.replicas[name] = start_replica(
                     cluster, name, dsn, self.work / name, overrides=overrides
                 )
-            owned = await asyncio.to_thread(wait_all_owned, cluster, self.replicas)
+            owned = await asyncio.to_thread(wait_placed, cluster, self.replicas)
             self.victim = owned[cluster.nodes[0].name]
             killed_nodes = sorted(n for n, r in owned.items() if r == self.victim)
             for pbx in self.pbxes:

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from lab.sandbox import bridge_settings
 
 from hotline_bridge.agi.hooks import AgiHooks
-from hotline_bridge.agi.server import AgiCall, AgiServer, Route
+from hotline_bridge.agi.server import AgiCall, AgiServer, Route, rebind_delay
 from hotline_bridge.catalog import load_catalog
-from hotline_bridge.config.settings import AgiSettings, ConfigError
+from hotline_bridge.config.settings import AgiSettings, ClusterNode, ConfigError
 from hotline_bridge.core.vocabulary import Jurisdiction
 from hotline_bridge.handoffs.ids import new_handoff_id
 from hotline_bridge.handoffs.intake import (
@@ -34,6 +36,8 @@ from hotline_bridge.handoffs.model import (
     HandoffRecord,
 )
 from hotline_bridge.handoffs.store import SqliteHandoffStore
+from hotline_bridge.runtime.app import Runtime
+from hotline_bridge.runtime.cluster import NodeService
 
 CATALOG = load_catalog()
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
@@ -420,6 +424,67 @@ async def test_a_taken_port_is_reported_not_hidden(server: AgiServer) -> None:
     with pytest.raises(OSError):
         await other.start()
     assert other.health()["state"] == "failed" and other.health()["error"]
+
+
+def test_a_taken_port_is_retried_every_second_at_first_then_every_five() -> None:
+    assert [rebind_delay(n) for n in range(6)] == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0]
+
+
+@pytest.fixture
+def held_port() -> Iterator[socket.socket]:
+    """A port held by a listening socket of the test's own (a former owner's, say)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+async def test_a_taken_port_is_bound_as_soon_as_it_is_free_and_healthz_says_so(
+    store: SqliteHandoffStore, held_port: socket.socket
+) -> None:
+    port = held_port.getsockname()[1]
+    hooks = AgiHooks(SETTINGS, store, CATALOG, clock=lambda: NOW)
+    srv = AgiServer("127.0.0.1", port, hooks.routes(), command_timeout_s=0.3, env_timeout_s=0.3)
+    try:
+        assert not await srv.start_or_retry(lambda attempt: 0.05)
+        await asyncio.sleep(0.3)
+        h = srv.health()
+        assert h["state"] == "retrying" and h["error"] and h["bind_retries"] >= 3, h
+        assert h["address"] == f"127.0.0.1:{port}"
+        # What a cluster replica's /healthz lists for the PBX it owns.
+        svc = NodeService(ClusterNode(name="pbx-1", api_port=1), asyncio.Event(), NOW)
+        svc.runtime = cast(Runtime, SimpleNamespace(agi=srv))
+        assert svc.hooks() == {
+            "state": "retrying",
+            "address": f"127.0.0.1:{port}",
+            "answered": 0,
+            "error": h["error"],
+            "bind_retries": h["bind_retries"],
+        }
+        held_port.close()  # the former owner lets go
+        deadline = time.monotonic() + 2
+        while srv.state != "listening":
+            assert time.monotonic() < deadline, srv.health()
+            await asyncio.sleep(0.02)
+        await still_serves(srv)
+        assert svc.hooks() is not None and svc.hooks()["state"] == "listening"  # type: ignore[index]
+    finally:
+        await srv.close()
+
+
+async def test_closing_stops_the_retries(held_port: socket.socket) -> None:
+    port = held_port.getsockname()[1]
+    srv = AgiServer("127.0.0.1", port, {})
+    assert not await srv.start_or_retry(lambda attempt: 0.05)
+    await srv.close()  # the PBX is no longer this process's
+    held_port.close()
+    await asyncio.sleep(0.2)
+    assert srv.state == "stopped" and srv.address == ("127.0.0.1", port)
+    with socket.create_server(("127.0.0.1", port)):  # nobody took the port meanwhile
+        pass
 
 
 async def test_close_cancels_hooks_in_progress(store: SqliteHandoffStore) -> None:

@@ -20,7 +20,7 @@ from hotline_bridge.catalog import Platform, load_catalog
 from hotline_bridge.handoffs.recorder import StoreRecorder
 from hotline_bridge.handoffs.store import CallEntry, SqliteHandoffStore
 from hotline_bridge.runtime.app import Runtime, build
-from hotline_bridge.streams.api import TICKETS
+from hotline_bridge.streams.api import STREAMS, TICKETS
 from hotline_bridge.streams.tickets import Tickets
 
 TOPOLOGY = Path(__file__).resolve().parents[2] / "asterisk" / "sandbox.toml"
@@ -155,6 +155,17 @@ async def test_a_reconnect_replays_what_was_missed(app: App) -> None:
     assert [k for _, k, _ in got] == ["call_answered", "call_ended"]
     assert all(i > seen for i, _, _ in got)
     resp.close()
+
+
+async def test_a_stopping_service_ends_its_open_streams_at_once(app: App) -> None:
+    """Else an open stream holds the HTTP server's shutdown (a restart, a PBX handed back)."""
+    _, body = await ticket(app, "/v1/agents/1001/events/ticket", A1001)
+    resp = await app.client.get(body["url"])
+    assert await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5) == b"retry: 2000\n\n"
+    app.runtime.app[STREAMS].hub.close()
+    assert await asyncio.wait_for(resp.content.read(), 2) == b""  # ended, not a heartbeat later
+    _, body = await ticket(app, "/v1/agents/1001/events/ticket", A1001)
+    assert (await app.client.get(body["url"])).status == 503  # reconnect elsewhere
 
 
 async def test_the_wallboard_starts_with_every_agent_then_follows_them(app: App) -> None:

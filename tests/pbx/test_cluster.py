@@ -9,7 +9,12 @@ replicas on PostgreSQL. Each PBX is owned by its preferred replica.
   carries the citizen to 110; its transfer answers through replica c too. Then replica c, owner
   of pbx-3, is kill -9ed with a transfer ringing at pbx-3's 110 desk: a survivor takes pbx-3
   over, restores the transfer from the store and settles it answered, the citizen still talking
-  to 110; the next citizen on pbx-3 gets its entry hook from the new owner."""
+  to 110; the next citizen on pbx-3 gets its entry hook from the new owner.
+- Failback: replica a (pbx-1's preferred) is kill -9ed with a citizen talking to an agent on
+  pbx-1; a survivor takes pbx-1; a restarts and, after the hold-down, the survivor hands pbx-1
+  back; the citizen still talks to the agent and the carry key through the survivor takes them
+  to 110; the next citizen on pbx-1 gets its entry hook from a, and the carry key through the
+  third replica takes them to 110, with their own number each time."""
 
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ import pytest
 from lab.ami import AmiSession
 from lab.bridge import RunningBridge
 from lab.calls import hang_up_leftovers
-from lab.cluster import Cluster, health, load_cluster, start_pbxes, start_replica, wait_owned
+from lab.cluster import Cluster, health, load_cluster, start_pbxes, start_replica, wait_placed
 from lab.sandbox import Sandbox
 
 from tests.pbx.test_carry_transfer import channels
@@ -57,10 +62,12 @@ def cluster() -> Iterator[tuple[Cluster, list[Sandbox]]]:
 def replicas(
     cluster: tuple[Cluster, list[Sandbox]], pg_dsn: str, tmp_path: Path
 ) -> Iterator[dict[str, RunningBridge]]:
-    """Replicas a, b and c, each owning its preferred PBX (pbx-1, pbx-2, pbx-3), ready."""
+    """Replicas a, b and c, each owning its preferred PBX (pbx-1, pbx-2, pbx-3), ready. One that
+    started late may find its PBX taken by another (claimed after a grace); failback hands it
+    back after the hold-down (3 lease periods)."""
     c, _ = cluster
     with running(lambda name: start_replica(c, name, pg_dsn, tmp_path / name), c.replicas) as rs:
-        assert wait_owned(c, rs) == {"pbx-1": "a", "pbx-2": "b", "pbx-3": "c"}
+        assert wait_placed(c, rs) == {"pbx-1": "a", "pbx-2": "b", "pbx-3": "c"}
         yield rs
 
 
@@ -221,3 +228,95 @@ async def test_a_hotkey_on_any_replica_reaches_the_owner_and_a_dead_owners_pbx_i
     assert said == {"CALL_JURISDICTION": "gucheng", "CALL_NUISANCE": "no"}, said
     hooks = await asyncio.to_thread(hooks_of, replicas[new_owner], "pbx-3")
     assert hooks["state"] == "listening" and hooks["answered"] > before, hooks
+
+
+async def test_a_pbx_goes_back_to_its_preferred_replica_when_it_returns(
+    cluster: tuple[Cluster, list[Sandbox]],
+    replicas: dict[str, RunningBridge],
+    parties: dict[str, Parties],
+    tmp_path: Path,
+) -> None:
+    c, pbxes = cluster
+    a = replicas["a"]
+    pbx_1 = pbxes[0]
+
+    # 1. A citizen talking to an agent on pbx-1 (a's), no transfer: it lives through it all.
+    number = "13700137071"
+    desk = await parties["pbx-1"].call(number)
+    async with pbx_1.admin_ami() as ami:
+        talking = await citizen_channel(ami)
+
+    # 2. a is kill -9ed: b or c serves pbx-1.
+    def serving_pbx_1(among: tuple[str, ...]) -> str | None:
+        for name in among:
+            node = (health(replicas[name]).get("nodes") or {}).get("pbx-1") or {}
+            if node.get("here") and node.get("ready"):
+                return name
+        return None
+
+    async def taken_over() -> str | None:
+        return await asyncio.to_thread(serving_pbx_1, ("b", "c"))
+
+    survivor, takeover_s = await kill_until(a, taken_over)
+
+    # 3. a comes back: once it has been alive (and the survivor the owner) 3 lease periods,
+    #    the survivor hands pbx-1 back (nothing in flight on it) and a serves it again.
+    await asyncio.to_thread(a.restart)
+    restarted = time.monotonic()
+    while await asyncio.to_thread(serving_pbx_1, ("a",)) is None:
+        assert time.monotonic() - restarted < 20, (health(a), health(replicas[survivor]))
+        await asyncio.sleep(0.1)
+    handback_s = time.monotonic() - restarted
+    print(
+        f"\npbx-1 taken over by {survivor} {takeover_s:.2f} s after kill -9 of a; handed back "
+        f"{handback_s:.2f} s after a restarted (settle {3 * c.lease_ttl_s} s)"
+    )
+    assert handback_s >= 3 * c.lease_ttl_s  # not before the hold-down
+    assert "pbx-1" not in health(replicas[survivor])["owns"]
+    assert "PBX handed back" in replicas[survivor].log_path.read_text()
+    # The others see the new owner at their next look at the leases (every ttl/3; until then
+    # they answer a hotkey for pbx-1 with 503 and Retry-After).
+    for rb in replicas.values():
+        while ((health(rb).get("nodes") or {}).get("pbx-1") or {}).get("owner") != "a":
+            assert time.monotonic() - restarted < 25, health(rb)
+            await asyncio.sleep(0.05)
+
+    # 4. The citizen who was talking during the hand-back still is; a rebuilt the call and the
+    #    carry key, pressed through the survivor, takes them to 110 with their number.
+    async with pbx_1.admin_ami() as ami:
+        still = await citizen_channel(ami)
+    assert (still["Uniqueid"], still["BridgeId"]) == (talking["Uniqueid"], talking["BridgeId"])
+    via = replicas[survivor]
+    agent = await agent_on_call(a, ["1101", "1102"])
+    token = via.token(agent)
+    path = await press_carry(via, agent, token)
+    transfer = await via.wait_state(path, token, {"answered", "lost", "returned", "failed"})
+    assert transfer["state"] == "answered", transfer
+    async with pbx_1.admin_ami() as ami:
+        await assert_talking_to_110(ami, desk, number)
+        await hang_up_leftovers(ami)
+    for proc in parties["pbx-1"].procs:
+        if proc.name in (f"citizen-{number}", "partner_uas"):
+            await proc.stop(timeout=10)  # the desk and the citizen's port are free again
+
+    # 5. A citizen placed after the hand-back gets its entry hook from a (pbx-1's port), and
+    #    the carry key through c (or b) carries them to 110 with their number.
+    number = "13700137072"
+    async with (
+        pbx_1.admin_ami() as ami,
+        idle(ami, Parties(tmp_path / "after", pbx_1.topology)) as p,
+    ):
+        await asyncio.to_thread((tmp_path / "after").mkdir)
+        desk = await p.partner(citizen=number)
+        await p.citizen(number)
+        said = await entry_hook_said(ami, (await citizen_channel(ami))["Channel"])
+        assert said == {"CALL_JURISDICTION": "gucheng", "CALL_NUISANCE": "no"}, said
+        hooks = await asyncio.to_thread(hooks_of, a, "pbx-1")
+        assert hooks["state"] == "listening" and hooks["answered"] >= 1, hooks
+        via = replicas["c" if survivor == "b" else "b"]
+        agent = await agent_on_call(via, ["1101", "1102"])
+        token = via.token(agent)
+        path = await press_carry(via, agent, token)
+        transfer = await a.wait_state(path, token, {"answered", "lost", "returned", "failed"})
+        assert transfer["state"] == "answered", transfer
+        await assert_talking_to_110(ami, desk, number)

@@ -51,6 +51,18 @@ def test_a_subscriber_that_cannot_keep_up_is_dropped_not_buffered_without_bound(
     assert hub.subscribers("agent:1001") == 0
 
 
+def test_closing_ends_every_open_stream_and_refuses_new_ones() -> None:
+    hub = StreamHub()
+    subs = [hub.subscribe(topic)[0] for topic in ("agent:1001", "agent:1001", "wallboard")]
+    hub.publish("agent:1001", "call_offered", {})
+    hub.close()
+    assert all(sub.queue.get_nowait() is None for sub in subs)  # each writer is told to close
+    assert hub.subscribers("agent:1001") == hub.subscribers("wallboard") == 0
+    assert hub.dropped_slow == 0
+    with pytest.raises(TooManySubscribers):
+        hub.subscribe("agent:1001")
+
+
 def test_open_streams_per_topic_are_capped() -> None:
     hub = StreamHub(max_subscribers=2)
     hub.subscribe("agent:1001")

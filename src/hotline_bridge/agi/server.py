@@ -278,6 +278,11 @@ class AgiApplication(Application):  # type: ignore[misc]  # panoramisk is untype
                 log.debug("AGI request", route=route, call_id=call.call_id, outcome=outcome, ms=ms)
 
 
+def rebind_delay(attempt: int) -> float:
+    """The wait before bind retry ``attempt`` (0, 1, ...): 1 s, 2 s, 4 s, then every 5 s."""
+    return min(5.0, 2.0 ** min(attempt, 3))
+
+
 def _id(call: AgiCall | None) -> str:
     return call.call_id if call is not None else ""
 
@@ -311,8 +316,10 @@ class AgiServer:
         self.port = port
         self.routes = dict(routes)
         self.stats = AgiStats()
-        self.state = "stopped"  # stopped | listening | failed
+        self.state = "stopped"  # stopped | listening | failed | retrying (start_or_retry)
         self.error = ""
+        self.retries = 0  # binds retried by start_or_retry
+        self._retry: asyncio.Task[None] | None = None
         self._command_timeout_s = command_timeout_s
         self._env_timeout_s = env_timeout_s
         self._app: AgiApplication | None = None
@@ -357,6 +364,11 @@ class AgiServer:
         log.info("AGI hooks listening", agi=f"agi://{host}:{port}", hooks=sorted(self.routes))
 
     async def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry
+            self._retry = None
         if self._server is not None:
             self._server.close()
         if self._app is not None:
@@ -369,13 +381,49 @@ class AgiServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
             self._server = None
-        if self.state == "listening":
+        if self.state in ("listening", "retrying"):
             self.state = "stopped"
+
+    @property
+    def in_progress(self) -> int:
+        """Hook requests being answered now."""
+        return len(self._app.active) if self._app is not None else 0
+
+    async def start_or_retry(self, delays: Callable[[int], float] | None = None) -> bool:
+        """Listen now if the address can be bound (True); else keep trying in the background,
+        waiting ``delays(attempt)`` between tries (state ``retrying``), until it binds or
+        :meth:`close` is called: a port still held by a former owner's socket, for instance,
+        is taken as soon as it is free, not at the next restart."""
+        try:
+            await self.start()
+            return True
+        except OSError:
+            pass
+        self.state = "retrying"
+        self._retry = asyncio.create_task(self._keep_trying(delays or rebind_delay))
+        return False
+
+    async def _keep_trying(self, delays: Callable[[int], float]) -> None:
+        attempt = 0
+        while True:
+            await asyncio.sleep(delays(attempt))
+            attempt += 1
+            self.retries = attempt
+            try:
+                await self.start()
+            except OSError:
+                self.state = "retrying"
+                log.debug("AGI hooks still not bound", attempts=attempt, error=self.error)
+                continue
+            log.warning("AGI hooks bound after retrying", attempts=attempt)
+            return
 
     def health(self) -> dict[str, Any]:
         host, port = self.address
         body: dict[str, Any] = {"state": self.state, "address": f"{host}:{port}"}
         if self.error:
             body["error"] = self.error
+        if self.retries:
+            body["bind_retries"] = self.retries
         body.update(self.stats.summary())
         return body

@@ -389,6 +389,12 @@ class ClusterSettings(_Section):
     # Where the others forward requests while this one is active: its own API base URL.
     url: Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9.:\[\]-]{1,200}$")]
     lease_ttl_s: float = Field(3.0, ge=0.5, le=60.0)  # a dead active is replaced after this
+    # Several PBXes: a PBX taken over from its preferred replica is handed back to it once that
+    # replica has been alive, and the owner has owned it, this many lease periods each, and the
+    # PBX has nothing in flight; if it is not quiet within failback_max_wait_s it stays put.
+    failback: bool = True
+    failback_settle_ttls: float = Field(3.0, ge=1.0, le=1000.0)
+    failback_max_wait_s: float = Field(600.0, ge=0.0, le=86400.0)
 
     @model_validator(mode="after")
     def _node_or_nodes(self) -> ClusterSettings:

@@ -56,6 +56,7 @@ from hotline_bridge.runtime.metrics import (
 )
 from hotline_bridge.runtime.switchboard import EVENTS, Switchboard
 from hotline_bridge.streams import plugin as streams
+from hotline_bridge.streams.api import STREAMS
 from hotline_bridge.transfers import plugin as transfers
 from hotline_bridge.transfers.machine import Transfer
 from hotline_bridge.units import plugin as units
@@ -397,12 +398,10 @@ async def serve(
         ops_runner = web.AppRunner(make_ops_app(runtime.app), access_log=None)
         await ops_runner.setup()
         await web.TCPSite(ops_runner, settings.ops.host, settings.ops.port).start()
-    if runtime.agi is not None:
-        try:
-            await runtime.agi.start()
-        except OSError as exc:
-            # The dialplan goes on without its hooks (AGISTATUS=FAILURE); everything else works.
-            log.error("AGI hooks not listening", error=str(exc))
+    if runtime.agi is not None and not await runtime.agi.start_or_retry():
+        # Meanwhile the dialplan goes on without its hooks (AGISTATUS=FAILURE); everything else
+        # works, and the port is retried (a former owner's socket may still hold it).
+        log.error("AGI hooks not listening; retrying", error=runtime.agi.error)
     if runtime.actions is not None:
         await runtime.actions.start()
     await runtime.ami.start()
@@ -421,6 +420,7 @@ async def serve(
     started = time.monotonic()
     await stop.wait()
     log.info("hotline-bridge stopping", uptime_s=round(time.monotonic() - started, 1))
+    runtime.app[STREAMS].hub.close()  # open event streams would hold the HTTP shutdown
     if runtime.agi is not None:
         await runtime.agi.close()
     await runtime.interpreter.drain()

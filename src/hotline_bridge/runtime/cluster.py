@@ -23,6 +23,13 @@ the call is not found elsewhere, the answer is 503 with ``Retry-After``: nothing
 Leases are renewed every ``ttl/3`` from a thread of its own (a busy event loop cannot let them
 lapse); losing any of them, or not renewing one for ``2/3 ttl``, exits the process at once
 (status 75), as a single-PBX replica does: its other PBXes are taken over by the others.
+
+Failback: the same thread keeps this replica's presence lease (a new epoch per start). A PBX this
+replica took over from its preferred replica is handed back when :func:`~.placement.handback`
+says so (that replica alive and this one owner for a while, nothing in flight on the PBX): the
+front answers 503 for that PBX's calls, the PBX's service stops (AMI closed, hooks' port freed),
+then the lease is released; the preferred replica claims it at once and rebuilds the calls from
+Asterisk's state and the store, as after a takeover.
 """
 
 from __future__ import annotations
@@ -44,17 +51,24 @@ from hotline_bridge.conferences.api import CONFERENCES
 from hotline_bridge.config.settings import ClusterNode, ClusterSettings, Settings
 from hotline_bridge.handoffs.model import HandoffRecord
 from hotline_bridge.handoffs.store import HandoffStore, MachineRow
-from hotline_bridge.handoffs.store.lease import Lease
+from hotline_bridge.handoffs.store.lease import Lease, release
 from hotline_bridge.handoffs.store.opening import Leases, open_leases
 from hotline_bridge.runtime.app import AMI, Runtime, stop_on_signals
 from hotline_bridge.runtime.placement import (
+    Failback,
+    Handback,
     Route,
+    Sighting,
     claims,
+    failback_policy,
+    handback,
     home_node,
     machine_kind,
     node_settings,
     owners,
+    presence_name,
     route,
+    sightings,
 )
 from hotline_bridge.runtime.replica import (
     LeaseKeeper,
@@ -71,6 +85,8 @@ log = structlog.get_logger(__name__)
 FORWARDED = "X-Hotline-Forwarded"  # set on a request one replica sent on to another
 WHEREIS = "/cluster/v1/whereis"
 _WHEREIS_TIMEOUT = aiohttp.ClientTimeout(total=1.0)
+_DRAIN_S = 2.0  # a hand-back waits this long for requests and hooks under way, else waits on
+_STOP_S = 10.0  # a handed-back PBX's service's stop, at most (it ends its streams first)
 
 ServeNode = Callable[
     [Settings, str, asyncio.Event, Callable[[Runtime], None]], Coroutine[Any, Any, None]
@@ -119,8 +135,12 @@ class NodeService:
 
     node: ClusterNode
     stop: asyncio.Event
+    since: datetime  # the store's time when this replica was granted the PBX
     task: asyncio.Task[None] | None = None
     runtime: Runtime | None = None
+    handback: Handback | None = None  # the last failback decision
+    draining: bool = False  # being handed back: its calls' requests are answered 503
+    posting: int = 0  # requests other than GET relayed to it and not answered yet
 
     @property
     def url(self) -> str:
@@ -136,7 +156,19 @@ class NodeService:
         if rt is None or rt.agi is None:
             return None
         h = rt.agi.health()
-        return {"state": h["state"], "address": h["address"], "answered": h["answered"]}
+        keys = ("state", "address", "answered", "error", "bind_retries")
+        return {k: h[k] for k in keys if k in h}
+
+    def in_flight(self) -> int | None:
+        """What a hand-back must not cut: transfers and three-way calls not finished, hook
+        requests being answered, hotkeys and other writes under way (None: not up yet). Reads
+        and event streams are not counted: a client reads again, a stream reconnects."""
+        rt = self.runtime
+        if rt is None:
+            return None
+        app = rt.app
+        n = len(app[TRANSFERS].book.live()) + len(app[CONFERENCES].book.live())
+        return n + (rt.agi.in_progress if rt.agi is not None else 0) + self.posting
 
     def has(self, r: Route) -> bool:
         """Whether the call, transfer or conference ``r`` names is on this PBX."""
@@ -198,8 +230,9 @@ class Front:
 
     def _home(self) -> NodeService | None:
         for node in self.cluster.nodes:
-            if node.name in self.local:
-                return self.local[node.name]
+            svc = self.local.get(node.name)
+            if svc is not None and not svc.draining:
+                return svc
         return None
 
     # -- routes ------------------------------------------------------------------------------
@@ -218,6 +251,8 @@ class Front:
                 "ready": here.ready() if here is not None else None,
                 "agi": here.hooks() if here is not None else None,
             }
+            if here is not None and here.handback is not None and here.handback.act != "keep":
+                nodes[node.name]["handback"] = {"act": here.handback.act, "why": here.handback.why}
         return web.json_response(
             {
                 "status": "active" if self.local else "standby",
@@ -264,6 +299,8 @@ class Front:
         if r.subject != "home":
             for svc in self.local.values():
                 if svc.has(r):
+                    if svc.draining:
+                        return retry_later("this PBX is being handed back to its replica")
                     return await self._to_local(request, svc)
             if not forwarded:
                 found, unsure = await self._ask_others(request, r)
@@ -308,7 +345,14 @@ class Front:
         return found, unsure
 
     async def _to_local(self, request: web.Request, svc: NodeService) -> web.StreamResponse:
-        return await relay(self.port.session, request, svc.url, f"the bridge of {svc.node.name}")
+        write = request.method != "GET"
+        svc.posting += write
+        try:
+            return await relay(
+                self.port.session, request, svc.url, f"the bridge of {svc.node.name}"
+            )
+        finally:
+            svc.posting -= write
 
     async def _to_replica(self, request: web.Request, url: str) -> web.StreamResponse:
         self.forwarded += 1
@@ -317,31 +361,40 @@ class Front:
 
 
 async def run_cluster(settings: Settings, serve_node: ServeNode) -> None:
-    """Serve the front; own the PBXes the leases give this replica; stop on SIGINT/SIGTERM."""
+    """Serve the front; own the PBXes the leases give this replica; hand back those whose
+    preferred replica is back; stop on SIGINT/SIGTERM."""
     cluster = settings.cluster
     assert cluster is not None and cluster.nodes
     names = [n.name for n in cluster.nodes]
     by_name = {n.name: n for n in cluster.nodes}
+    preferred = sorted({n.prefer for n in cluster.nodes if n.prefer is not None})
+    presences = {presence_name(r): r for r in preferred}
     every = cluster.lease_ttl_s / 3
+    policy = failback_policy(cluster)
     leases: Leases = await asyncio.to_thread(open_leases, settings)
     front = Front(settings, cluster)
     await front.start()
     keeper = LeaseKeeper(settings, cluster)
+    me = presence_name(cluster.replica)
+    await asyncio.to_thread(_be_present, leases, me, cluster)
+    keeper.present_as(me)
     keeper.start()
     log.info(
         "cluster replica up", replica=cluster.replica, nodes=names, home=home_node(cluster.nodes)
     )
     stop = stop_on_signals()
     started_at: datetime | None = None
+    seen: dict[str, Sighting] = {}
     failed: BaseException | None = None
     try:
         while not stop.is_set():
             try:
-                now, rows = await asyncio.to_thread(leases.snapshot, names)
+                now, rows = await asyncio.to_thread(leases.snapshot, [*names, *presences])
             except Exception as exc:  # the store is out of reach: nothing is claimed
                 log.error("leases not read", error=str(exc))
             else:
                 started_at = started_at or now
+                seen = sightings(seen, {r: rows.pop(p) for p, r in presences.items()}, now)
                 front.leases, front.now, front.read_at = dict(rows), now, time.monotonic()
                 wanted = claims(
                     cluster.nodes,
@@ -350,6 +403,8 @@ async def run_cluster(settings: Settings, serve_node: ServeNode) -> None:
                     now,
                     started_at=started_at,
                     grace=timedelta(seconds=every),
+                    present=seen.keys(),
+                    defer=timedelta(seconds=cluster.lease_ttl_s),
                 )
                 for name in wanted:
                     decision = await claim(leases, name, cluster)
@@ -358,7 +413,9 @@ async def run_cluster(settings: Settings, serve_node: ServeNode) -> None:
                     front.leases[name] = decision.lease
                     if decision.granted and name not in front.local:
                         keeper.add(name)
-                        front.local[name] = _start_node(settings, by_name[name], serve_node)
+                        front.local[name] = _start_node(settings, by_name[name], serve_node, now)
+                if policy is not None:
+                    await _failback(front, policy, seen, now, keeper, leases)
             failed = _failure(front.local)
             if failed is not None:
                 break
@@ -376,8 +433,87 @@ async def run_cluster(settings: Settings, serve_node: ServeNode) -> None:
         raise failed
 
 
-def _start_node(settings: Settings, node: ClusterNode, serve_node: ServeNode) -> NodeService:
-    svc = NodeService(node, asyncio.Event())
+def _be_present(leases: Leases, resource: str, cluster: ClusterSettings) -> None:
+    """Take this replica's presence lease with a new epoch (a former run's may still be held):
+    the others count how long it has been alive from this start."""
+    ttl = timedelta(seconds=cluster.lease_ttl_s)
+    leases.release(resource, cluster.replica)
+    leases.acquire(resource, cluster.replica, ttl, cluster.url)
+
+
+async def _failback(
+    front: Front,
+    policy: Failback,
+    seen: Mapping[str, Sighting],
+    now: datetime,
+    keeper: LeaseKeeper,
+    leases: Leases,
+) -> None:
+    """Decide (:func:`~.placement.handback`) for each PBX served here, and act on it."""
+    me = front.cluster.replica
+    for name, svc in list(front.local.items()):
+        node = svc.node
+        before = svc.handback
+        hb = handback(
+            node,
+            me,
+            owned_since=svc.since,
+            preferred=seen.get(node.prefer) if node.prefer else None,
+            in_flight=svc.in_flight(),
+            due_since=before.due_since if before is not None else None,
+            now=now,
+            policy=policy,
+        )
+        svc.handback = hb
+        changed = hb.act != (before.act if before is not None else "keep")
+        if hb.act != "release" and changed:
+            level = log.warning if hb.act == "stay" else log.info
+            level("failback", node=name, to=node.prefer, act=hb.act, why=hb.why)
+        if hb.act == "release" and await _hand_back(front, svc, keeper, leases, now):
+            del front.local[name]
+
+
+async def _hand_back(
+    front: Front, svc: NodeService, keeper: LeaseKeeper, leases: Leases, now: datetime
+) -> bool:
+    """Stop serving ``svc``'s PBX and release its lease; False (kept, still due) if something
+    got under way meanwhile."""
+    name, cluster = svc.node.name, front.cluster
+    svc.draining = True  # from here its calls' requests are answered 503 (Retry-After)
+    deadline = time.monotonic() + _DRAIN_S
+    while (n := svc.in_flight()) != 0:
+        if time.monotonic() >= deadline:
+            svc.draining = False
+            log.info("failback put off: something got under way", node=name, in_flight=n)
+            return False
+        await asyncio.sleep(0.05)
+    log.warning("handing the PBX back to its preferred replica", node=name, to=svc.node.prefer)
+    started = time.monotonic()
+    svc.stop.set()
+    if svc.task is not None:
+        done, _ = await asyncio.wait([svc.task], timeout=_STOP_S)
+        if not done:  # AMI and the hooks are closed first; what is left is open streams
+            svc.task.cancel()
+            await asyncio.gather(svc.task, return_exceptions=True)
+    await asyncio.to_thread(keeper.drop, name)  # no renewal from here
+    try:
+        await asyncio.to_thread(leases.release, name, cluster.replica)
+    except Exception as exc:  # it lapses by itself within ttl
+        log.error("lease not released; it lapses", node=name, error=str(exc))
+    front.leases[name] = release(front.leases.get(name), asker=cluster.replica, now=now)
+    log.warning(
+        "PBX handed back",
+        node=name,
+        to=svc.node.prefer,
+        stop_s=round(time.monotonic() - started, 3),
+    )
+    return True
+
+
+def _start_node(
+    settings: Settings, node: ClusterNode, serve_node: ServeNode, now: datetime
+) -> NodeService:
+    svc = NodeService(node, asyncio.Event(), now)
 
     def started(runtime: Runtime) -> None:
         svc.runtime = runtime

@@ -224,13 +224,19 @@ class LeaseKeeper:
     must not let a lease lapse while this replica still acts, nor keep it from stopping once a
     lease is lost. The moment one is another's, or this replica's term lapsed, or it could not
     be renewed for ``2/3 ttl``, the process exits (status 75): another replica may drive that
-    PBX now. A clean :meth:`stop` releases them (the others need not wait for them to lapse)."""
+    PBX now. A clean :meth:`stop` releases them (the others need not wait for them to lapse).
+
+    A cluster replica also keeps its presence lease here (:meth:`present_as`): renewed with the
+    PBXes' leases, so it lapses when they do; losing it stops nothing (it only tells the others
+    this replica is alive). :meth:`drop` stops keeping a PBX's lease before a hand-back."""
 
     def __init__(self, settings: Settings, cluster: ClusterSettings) -> None:
         self._settings = settings
         self._cluster = cluster
         self._renewed: dict[str, float] = {}  # node -> when its lease was last granted
+        self._presence: str | None = None  # this replica's presence lease, if it keeps one
         self._lock = threading.Lock()
+        self._renewing = threading.Lock()  # held while a node's lease is renewed (see drop)
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
 
@@ -241,6 +247,16 @@ class LeaseKeeper:
         """Keep ``node``'s lease, just granted."""
         with self._lock:
             self._renewed[node] = time.monotonic()
+
+    def present_as(self, resource: str) -> None:
+        """Renew ``resource`` (already granted) with the PBXes' leases; never exit over it."""
+        self._presence = resource
+
+    def drop(self, node: str) -> None:
+        """Stop renewing ``node``'s lease (blocks while it is being renewed): after this the
+        lease may be released without this keeper taking it again (which would exit)."""
+        with self._renewing, self._lock:
+            self._renewed.pop(node, None)
 
     def stop(self) -> None:
         self._done.set()
@@ -257,30 +273,43 @@ class LeaseKeeper:
         leases = open_leases(self._settings)
         try:
             while not self._done.wait(every):
-                for node, renewed in self._nodes().items():
+                for node in self._nodes():
+                    with self._renewing:
+                        self._renew(leases, node, ttl, every)
+                if self._presence is not None:
                     try:
-                        d: Decision | None = leases.acquire(node, cluster.replica, ttl, cluster.url)
-                    except Exception as exc:  # the store is out of reach: no renewal
-                        log.error("lease renewal failed", node=node, error=str(exc))
-                        d = None
-                    if d is not None and d.granted and not d.changed_hands:
-                        self.add(node)
-                        continue
-                    if d is not None or time.monotonic() - renewed >= 2 * every:
-                        # Another replica may drive the PBX now (or this one's term lapsed and
-                        # a new one began): stop at once rather than race it.
-                        log.critical(
-                            "lease lost: exiting so that only one replica drives the PBX",
-                            node=node,
-                            replica=cluster.replica,
-                            holder=d.lease.holder if d else None,
-                        )
-                        os._exit(LOST_LEASE_EXIT)
-            for node in self._nodes():
+                        leases.acquire(self._presence, cluster.replica, ttl, cluster.url)
+                    except Exception as exc:  # the others may think this replica gone
+                        log.warning("presence renewal failed", error=str(exc))
+            for node in [*self._nodes(), *filter(None, [self._presence])]:
                 with suppress(Exception):
                     leases.release(node, cluster.replica)
         finally:
             leases.close()
+
+    def _renew(self, leases: Leases, node: str, ttl: timedelta, every: float) -> None:
+        cluster = self._cluster
+        renewed = self._nodes().get(node)
+        if renewed is None:  # dropped meanwhile (handed back)
+            return
+        try:
+            d: Decision | None = leases.acquire(node, cluster.replica, ttl, cluster.url)
+        except Exception as exc:  # the store is out of reach: no renewal
+            log.error("lease renewal failed", node=node, error=str(exc))
+            d = None
+        if d is not None and d.granted and not d.changed_hands:
+            self.add(node)
+            return
+        if d is not None or time.monotonic() - renewed >= 2 * every:
+            # Another replica may drive the PBX now (or this one's term lapsed and a new one
+            # began): stop at once rather than race it.
+            log.critical(
+                "lease lost: exiting so that only one replica drives the PBX",
+                node=node,
+                replica=cluster.replica,
+                holder=d.lease.holder if d else None,
+            )
+            os._exit(LOST_LEASE_EXIT)
 
 
 def _now() -> datetime:

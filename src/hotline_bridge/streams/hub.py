@@ -49,6 +49,7 @@ class StreamHub:
         self._buffers: dict[str, deque[StreamEvent]] = {}
         self._subs: dict[str, set[Subscription]] = {}
         self.dropped_slow = 0
+        self.closed = False
 
     def publish(self, topic: str, kind: str, data: dict[str, Any]) -> StreamEvent:
         event = StreamEvent(next(self._ids), kind, data)
@@ -64,6 +65,8 @@ class StreamHub:
         self, topic: str, last_event_id: int | None = None
     ) -> tuple[Subscription, list[StreamEvent]]:
         """A new subscription and the events to send first (the replay after ``last_event_id``)."""
+        if self.closed:
+            raise TooManySubscribers("the service is stopping; reconnect")
         subs = self._subs.setdefault(topic, set())
         if len(subs) >= self._max:
             raise TooManySubscribers(f"{topic} already has {self._max} open streams")
@@ -93,11 +96,23 @@ class StreamHub:
     def subscribers(self, topic: str) -> int:
         return len(self._subs.get(topic, ()))
 
+    def close(self) -> None:
+        """End every open stream (the service is stopping): each writer closes its response
+        and the browser reconnects, to whichever process serves it then. An open stream would
+        otherwise hold the HTTP server's shutdown for its whole timeout."""
+        self.closed = True
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                self._end(sub)
+
     def _drop(self, sub: Subscription) -> None:
         sub.dropped = True
         self.dropped_slow += 1
+        self._end(sub)
+
+    def _end(self, sub: Subscription) -> None:
         self.unsubscribe(sub)
-        # Wake its writer so it closes the response (the queue is full: make room for the end).
+        # Wake its writer so it closes the response (the queue may be full: make room for it).
         while not sub.queue.empty():
             sub.queue.get_nowait()
         sub.queue.put_nowait(None)
