@@ -535,8 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not 1 <= args.repeat <= 9:
         p.error("--repeat: 1 to 9")
-    if not set(args.modes.split(",")) <= {"raw", "bridge", "refer", "mixed"}:
-        p.error("--modes: a comma-separated list of mixed, raw, bridge, refer")
+    if not {m for m in args.modes.split(",") if m} <= {"raw", "bridge", "refer", "mixed"}:
+        p.error("--modes: a comma-separated list of mixed, raw, bridge, refer ('': burst only)")
     try:
         result = asyncio.run(bench(args))
     except DrillError as exc:
