@@ -238,3 +238,25 @@ def test_once_the_partner_is_in_the_room_time_changes_nothing() -> None:
         c, _ = m.step(c, m.MemberJoined(role, f"PJSIP/{role}-1"), 2.0)
     assert c.state is S.ACTIVE
     assert m.step(c, m.Tick(), c.due_at + 3600) == (c, [])
+
+
+def test_a_partner_reported_in_before_the_agent_s_own_join_makes_the_room_active() -> None:
+    # Under load the partner (answering at once) can be reported in the room before the agent,
+    # whom the Redirect moved with the citizen: the agent is late, not gone (a CI drill saw
+    # such a room marked agent_left, and the agent's leave refused).
+    c, _ = m.start(PLAN, now=1.0)
+    c, _ = run(
+        c, REDIRECT_OK, m.MemberJoined(Role.CITIZEN), m.MemberJoined(Role.PARTNER, PARTNER_CHAN)
+    )
+    assert c.state is S.ACTIVE and c.outcome is Outcome.ANSWERED
+    c, _ = run(c, m.MemberJoined(Role.AGENT))
+    assert c.state is S.ACTIVE and Role.AGENT in c.members
+    c, _ = run(c, m.LeaveRequested(), m.MemberLeft(Role.AGENT))
+    assert c.state is S.AGENT_LEFT
+
+
+def test_an_agent_gone_before_joining_leaves_the_partner_with_the_citizen() -> None:
+    c, _ = m.start(PLAN, now=1.0)
+    c, _ = run(c, REDIRECT_OK, m.MemberJoined(Role.CITIZEN), m.ChannelGone(Role.AGENT))
+    c, _ = run(c, m.MemberJoined(Role.PARTNER, PARTNER_CHAN))
+    assert c.state is S.AGENT_LEFT and c.outcome is Outcome.ANSWERED

@@ -141,6 +141,9 @@ class Conference:
     # Until the partner is in the room: past this, a Tick settles what the PBX never reported.
     due_at: float = float("inf")
     added: tuple[PartnerLeg, ...] = ()  # partners added to the running room, in order
+    # The agent's leg left the room or hung up (not merely "not in the room yet": under load
+    # the partner's join can be reported before the agent's own).
+    agent_out: bool = False
 
     @property
     def done(self) -> bool:
@@ -507,6 +510,8 @@ def _joined(
     if role in c.members:
         return c, []
     c = replace(c, members=c.members | {role}, timeline=_note(c, now, f"{role}_joined"))
+    if role is Role.AGENT:
+        c = replace(c, agent_out=False)
     if c.state is ConferenceState.REQUESTED and role is not Role.PARTNER:
         # In the room before the Redirect's reply (late or lost): the move happened.
         moved = _to(c, ConferenceState.JOINING, now, "moved_to_room")
@@ -518,7 +523,9 @@ def _joined(
             return c, [ConfbridgeKick(c.id, c.id, c.partner_channel)]
         if c.state in (ConferenceState.REQUESTED, ConferenceState.JOINING):
             outcome = Outcome.ANSWERED
-            if Role.AGENT in c.members:
+            if not c.agent_out:
+                # The agent is in the room, or on its way: the Redirect moved it with the
+                # citizen, and its join can be reported after a fast partner's.
                 return _to(c, ConferenceState.ACTIVE, now, "three_way", "", outcome), []
             # The agent hung up while the partner was ringing: citizen and partner remain.
             return _to(c, ConferenceState.AGENT_LEFT, now, "partner_with_citizen", "", outcome), []
@@ -529,7 +536,7 @@ def _left(c: Conference, role: Role, now: float, gone: bool) -> tuple[Conference
     was_member = role in c.members
     if not was_member and not gone:
         return c, []
-    c = replace(c, members=c.members - {role})
+    c = replace(c, members=c.members - {role}, agent_out=c.agent_out or role is Role.AGENT)
     if was_member:
         c = replace(c, timeline=_note(c, now, f"{role}_left"))
     s = c.state
