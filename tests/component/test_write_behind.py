@@ -5,9 +5,7 @@ states and a recorder's notes take that path when it exists."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -202,47 +200,3 @@ def test_a_postgres_group_makes_no_savepoints_and_a_failed_write_undoes_it(
         assert [e.seq for e in got.events] == list(range(1, 7))
     finally:
         store.close()
-
-
-def test_the_writer_lingers_to_group_writes_and_a_drain_or_close_ends_the_wait(
-    open_store: Callable[[str], HandoffStore],
-) -> None:
-    store = open_store("handoffs")
-    record = make_record()
-    store.create(record)
-    groups: list[int] = []
-
-    class Counted:
-        """The store, counting the groups its writer commits."""
-
-        def __init__(self, inner: HandoffStore) -> None:
-            self._inner = inner
-
-        def reopen(self) -> Any:
-            return Counted(self._inner.reopen())
-
-        @contextmanager
-        def batch(self) -> Iterator[Any]:
-            with self._inner.batch() as group:
-                groups.append(1)
-                yield group
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._inner, name)
-
-    behind = WriteBehind(cast(HandoffStore, Counted(store)), linger_s=30.0)
-    try:
-        for i in range(5):
-            assert behind.submit(appending(record.id, note(i)))
-        time.sleep(0.3)
-        got = store.get(record.id)
-        assert got is not None and len(got.events) == 1  # lingering: nothing committed yet
-        assert behind.drain(10)  # far sooner than the 30 s linger: a waiting reader ends it
-        got = store.get(record.id)
-        assert got is not None and len(got.events) == 6
-        assert groups == [1]  # the five in one transaction
-        assert behind.submit(appending(record.id, note(9)))
-    finally:
-        behind.close(10)  # ends the linger too, and writes what is queued
-    got = store.get(record.id)
-    assert got is not None and got.events[-1].data["what"] == "step-9"

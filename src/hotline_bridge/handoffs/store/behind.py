@@ -18,10 +18,10 @@ a restart, and no command waits for it. Those writes are grouped: many per commi
 Inside a group on SQLite every write is a savepoint (``HandoffStore.batch``): one that fails is
 logged and undone alone. On PostgreSQL a savepoint would cost two more round trips per write, so
 there are none: the first write that fails undoes the group. If the group's transaction fails
-or is undone, each of its writes is made again on its own. Reads that must see them
-(``GET /v1/handoffs/...``) first wait for them (``settle``). A ``kill -9`` loses what was still
-queued: up to ``LINGER_S`` (50 ms) of notes on PostgreSQL, at most one loop turn on SQLite (the
-machine's state is rebuilt from the PBX by the restart's reconcile).
+or is undone, each of its writes is made again on its own. Reads
+that must see them (``GET /v1/handoffs/...``) first wait for them (``settle``). A ``kill -9``
+loses what was still queued: milliseconds of notes on PostgreSQL, at most one loop turn on SQLite
+(the machine's state is rebuilt from the PBX by the restart's reconcile).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-import time
 from collections.abc import Callable, Sequence
 
 import structlog
@@ -42,11 +41,6 @@ Work = Callable[[HandoffStore], None]
 
 MAX_QUEUED = 50_000  # past this (a store far behind) writes are done inline again, never dropped
 MAX_GROUP = 500  # writes per transaction: a long backlog still commits every few hundred
-# PostgreSQL: the writer waits this long after a write is queued before it commits the group. A
-# hotkey queues its first notes the moment its AMI actions leave; the database's work for them
-# (another process on the same cores as the PBX, on a small box) then comes after the PBX has
-# dialled, not during it, and a group holds more writes per commit.
-LINGER_S = 0.05
 
 
 def write_group(store: HandoffStore, works: Sequence[Work]) -> None:
@@ -87,11 +81,8 @@ class _Mark:
 
 
 class WriteBehind:
-    def __init__(
-        self, store: HandoffStore, *, max_queued: int = MAX_QUEUED, linger_s: float = LINGER_S
-    ) -> None:
+    def __init__(self, store: HandoffStore, *, max_queued: int = MAX_QUEUED) -> None:
         self._source = store
-        self._linger_s = linger_s
         self._queue: queue.Queue[Work | None] = queue.Queue(max_queued)
         self._started = threading.Event()
         self._failed: BaseException | None = None
@@ -145,14 +136,9 @@ class WriteBehind:
                 if first is None:
                     return
                 group = [first]
-                until = time.monotonic() + self._linger_s
-                while len(group) < MAX_GROUP and not isinstance(group[-1], _Mark):
-                    # Linger for more (a mark ends it: someone waits for the writes).
-                    left = until - time.monotonic()
+                while len(group) < MAX_GROUP:
                     try:
-                        work = (
-                            self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
-                        )
+                        work = self._queue.get_nowait()
                     except queue.Empty:
                         break
                     if work is None:
