@@ -314,6 +314,9 @@ class Drill:
         )
         self.desk_procs: list[SippProcess] = []
         self.by_conference: dict[str, DrillCall] = {}
+        # Partners seen joining a room before the press's answer named it (a desk that answers
+        # at once can beat the HTTP answer): room -> the join's time.
+        self.early_joins: dict[str, float] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.ami: LoadAmi | None = None
         self.raw_ami: LoadAmi | None = None
@@ -343,15 +346,28 @@ class Drill:
 
     def on_event(self, msg: Message) -> None:
         if msg.get("Event") == "ConfbridgeJoin":
-            uid = msg.get("Uniqueid", "")
-            rec = self.by_conference.get(msg.get("Conference", ""))
-            if rec is not None and uid == f"{rec.ref}-partner" and rec.partner_bridged_at is None:
-                rec.partner_bridged_at = _ts(msg)
-                self._spawn(self._leave(rec))
+            uid, room = msg.get("Uniqueid", ""), msg.get("Conference", "")
+            rec = self.by_conference.get(room)
+            if rec is None:
+                if uid == f"{room}-partner" and len(self.early_joins) < 10_000:
+                    self.early_joins[room] = _ts(msg)
+            elif uid == f"{rec.ref}-partner" and rec.partner_bridged_at is None:
+                self._partner_joined(rec, _ts(msg))
             return
         rec = self.watch.on_event(msg)
         if rec is not None:
             self._with_agent(rec)
+
+    def room_named(self, rec: DrillCall) -> None:
+        """The three-way press's answer named its room (``rec.ref``)."""
+        self.by_conference[rec.ref] = rec
+        early = self.early_joins.pop(rec.ref, None)
+        if early is not None:
+            self._partner_joined(rec, early)
+
+    def _partner_joined(self, rec: DrillCall, at: float) -> None:
+        rec.partner_bridged_at = at
+        self._spawn(self._leave(rec))
 
     def _with_agent(self, rec: DrillCall) -> None:
         """A citizen has just met a pool agent: how this call is handed on, and the key."""
@@ -414,7 +430,7 @@ class Drill:
                 rec.ref = body.get("transfer_id") or body.get("conference_id") or ""
                 rec.handoff_id = body.get("handoff_id", "")
                 if rec.kind == "three_way":
-                    self.by_conference[rec.ref] = rec
+                    self.room_named(rec)
             else:
                 rec.error = f"HTTP {status}: {body}"
             return

@@ -8,6 +8,7 @@ from pathlib import Path
 from lab.cluster import load_cluster
 from lab.drill import Drill, DrillOptions
 from lab.drill.driver import CallWatch, drill_agents, drill_citizens, drill_desk, pool_token
+from lab.drill.options import DrillCall
 from lab.sandbox import DEFAULT_TOPOLOGY, load_topology
 
 TOPO = load_topology(DEFAULT_TOPOLOGY)
@@ -95,3 +96,27 @@ def test_the_load_drill_takes_its_calls_from_the_watch(tmp_path: Path) -> None:
     drill.on_event(ev("BridgeEnter", "3.2", AGENT, 2.0, BridgeUniqueid="b5"))
     assert drill.offered_seen == 1 and list(drill.calls) == ["3.1"]
     assert drill.calls["3.1"].way == "refer" and drill.tasks == set()
+
+
+async def test_a_partner_joining_before_the_press_answer_names_the_room_still_counts(
+    tmp_path: Path,
+) -> None:
+    # A desk that answers at once can join the room before the drill has read the HTTP answer
+    # that names it (CI: the 120 desk, 6 ms after the press); the join must not be lost, or the
+    # agent never leaves and the call counts as not carried.
+    drill = Drill(DrillOptions(mode="bridge", rate=1, duration=1, results=tmp_path))
+    rec = DrillCall(uid="4.1", channel=CITIZEN, kind="three_way", ref="c-early")
+    drill.on_event(ev("ConfbridgeJoin", "c-early-partner", DESK, 5.0, Conference="c-early"))
+    drill.on_event(ev("ConfbridgeJoin", "4.9", DESK, 5.0, Conference="c-other"))  # no partner
+    assert drill.early_joins == {"c-early": 5.0}
+    drill.room_named(rec)
+    assert rec.partner_bridged_at == 5.0 and len(drill.tasks) == 1  # the leave is pressed
+    assert drill.early_joins == {}
+    for task in drill.tasks:
+        task.cancel()
+    late = DrillCall(uid="4.2", channel=CITIZEN, kind="three_way", ref="c-late")
+    drill.room_named(late)  # named first, joined after: the usual order
+    drill.on_event(ev("ConfbridgeJoin", "c-late-partner", DESK, 6.0, Conference="c-late"))
+    assert late.partner_bridged_at == 6.0
+    for task in drill.tasks:
+        task.cancel()
