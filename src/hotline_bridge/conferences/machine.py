@@ -509,9 +509,12 @@ def _joined(
 ) -> tuple[Conference, list[Command]]:
     if role in c.members:
         return c, []
-    c = replace(c, members=c.members | {role}, timeline=_note(c, now, f"{role}_joined"))
-    if role is Role.AGENT:
-        c = replace(c, agent_out=False)
+    c = replace(
+        c,
+        members=c.members | {role},
+        timeline=_note(c, now, f"{role}_joined"),
+        agent_out=c.agent_out and role is not Role.AGENT,
+    )
     if c.state is ConferenceState.REQUESTED and role is not Role.PARTNER:
         # In the room before the Redirect's reply (late or lost): the move happened.
         moved = _to(c, ConferenceState.JOINING, now, "moved_to_room")

@@ -305,10 +305,11 @@ def open_recorder(
             read=reads,
         )
     finally:
-        if reads is not None:
-            reads.close()
+        # The queued writes first: a reader's connection failing to close must not lose them.
         if behind is not None:
             behind.close()
+        if reads is not None:
+            reads.close()
         if checkpoints is not None:
             checkpoints.stop()
         store.close()
