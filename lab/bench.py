@@ -226,6 +226,26 @@ def _each(r: dict[str, Any], key: str) -> str:
     return f" (each: {', '.join(f'{x[key]}x' for x in reps)})" if len(reps) > 1 else ""
 
 
+def _saturation(bursts: dict[str, Any]) -> list[str]:
+    """Was the box or the bridge the limit? The machine's busy share in each burst, and how long
+    the bridge's event loop waited for a CPU against how long it ran."""
+    out = []
+    for name, rep in bursts.items():
+        cpu = rep.get("cpu", {})
+        busy = cpu.get("box", {}).get("busy_pct")
+        if busy is None:
+            continue
+        line = f"- {name}: the machine was {busy}% busy"
+        b = cpu.get("bridge", {})
+        if "loop_waiting_pct" in b:
+            line += (
+                f"; the bridge's event loop ran {b['loop_ran_s']} s and waited for a CPU "
+                f"{b['loop_waited_for_cpu_s']} s ({b['loop_waiting_pct']}% of the window)"
+            )
+        out.append(line)
+    return out
+
+
 def markdown(result: dict[str, Any]) -> str:
     m, v, conds = result["machine"], result["verdicts"], result["conditions"]
 
@@ -323,7 +343,7 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(lat_row(f"{name} {conds['burst_rate']:g}/s", rep))
         for name, rep in result["bursts"].items():
             lines += [f"- {name}: {p}" for p in rep["problems"]]
-        lines.append("")
+        lines += ["", *_saturation(result["bursts"]), ""]
     micro = result["micro"]
     if "error" not in micro:
         ing = micro.get("ingest_recorded") or micro["ingest_synthetic"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import resource
 import sys
 import time
@@ -34,10 +33,13 @@ from .options import (
     DrillError,
     DrillOptions,
     _ts,
+    box_ticks,
     cpu_seconds,
     extract_g711a,
+    loop_schedstat,
+    set_nice,
 )
-from .report import build_report, cpu_entry, publish, write
+from .report import box_entry, build_report, cpu_entry, loop_wait_entry, publish, write
 from .verify import SippFindings, read_sipp_logs, verify_records
 
 # The drill bridge's FastAGI port ([drill] agi_port overrides): beside the sandbox's 4573.
@@ -544,7 +546,7 @@ class Drill:
                 )
                 self.hotkeys = HotkeyClient("127.0.0.1", opts.bridge_port)
                 if opts.bridge_nice and self.bridge.proc is not None:
-                    os.setpriority(os.PRIO_PROCESS, self.bridge.proc.pid, opts.bridge_nice)
+                    set_nice(self.bridge.proc.pid, opts.bridge_nice)
             if opts.mode in ("raw", "mixed"):
                 self.raw_ami = await LoadAmi.connect(
                     ami_cfg["host"], int(ami_cfg["port"]), ami_cfg["username"], ami_cfg["secret"]
@@ -612,6 +614,7 @@ class Drill:
                 "asterisk": asterisk_pid,
             }
             cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+            box0, loop0 = box_ticks(), loop_schedstat(pids["bridge"])
             sipp0 = {}
             started_at = time.time()
             t0 = time.monotonic()
@@ -631,6 +634,7 @@ class Drill:
                     await asyncio.wait_for(spy.wait(), 30)
             window = time.monotonic() - t0
             cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
+            box1, loop1 = box_ticks(), loop_schedstat(pids["bridge"])
             sipp1 = {p.name: cpu_seconds(p.proc.pid) for p in procs if p.proc is not None}
             # The citizens' SIPp has exited (and been reaped) when the window ends.
             children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -675,6 +679,9 @@ class Drill:
         cpu: dict[str, Any] = {
             k: cpu_entry(cpu0.get(k), cpu1.get(k), window) for k in ("bridge", "asterisk")
         }
+        if cpu["bridge"].get("cpu_s") is not None:
+            cpu["bridge"].update(loop_wait_entry(loop0, loop1, window))
+        cpu["box"] = box_entry(box0, box1)
         cpu["sipp"] = {name: cpu_entry(sipp0.get(name), sipp1.get(name), window) for name in sipp1}
         cpu["driver"] = cpu_entry(0.0, driver_cpu, window)
         cpu["window_s"] = round(window, 2)

@@ -209,6 +209,40 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def box_ticks() -> tuple[int, int] | None:
+    """(busy, total) clock ticks of the whole machine so far, from /proc/stat's ``cpu`` line.
+    Idle and iowait are not busy; steal counts as busy (the machine could not run us)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    total = sum(fields)
+    return total - fields[3] - fields[4], total
+
+
+def loop_schedstat(pid: int | None) -> tuple[float, float] | None:
+    """(seconds on a CPU, seconds runnable but waiting for one) of ``pid``'s main thread (the
+    bridge's event loop), from /proc/<pid>/task/<pid>/schedstat."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+            ran, waited = (int(v) for v in f.read().split()[:2])
+    except (OSError, ValueError):
+        return None
+    return ran / 1e9, waited / 1e9
+
+
+def set_nice(pid: int, nice: int) -> None:
+    """Weigh ``pid`` against the PBX. The bridge runs in its own session (as a service would),
+    and with the kernel's autogroups (``sched_autogroup_enabled``) a session is one scheduling
+    group: a process's own nice only ranks it within that group, so the group's is set too."""
+    os.setpriority(os.PRIO_PROCESS, pid, nice)
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(f"{nice}\n")
+
+
 def machine_description() -> dict[str, Any]:
     model = ""
     with contextlib.suppress(OSError):

@@ -41,6 +41,30 @@ def cpu_entry(start: float | None, end: float | None, window: float) -> dict[str
     return {"cpu_s": round(used, 3), "pct_of_core": round(100 * used / window, 1)}
 
 
+def box_entry(start: tuple[int, int] | None, end: tuple[int, int] | None) -> dict[str, Any]:
+    """How busy the whole machine was over the window: at ~100 % every process queues for a
+    CPU, so a shortfall is the box's, not one process's."""
+    if start is None or end is None or end[1] <= start[1]:
+        return {"busy_pct": None}
+    return {"busy_pct": round(100 * (end[0] - start[0]) / (end[1] - start[1]), 1)}
+
+
+def loop_wait_entry(
+    start: tuple[float, float] | None, end: tuple[float, float] | None, window: float
+) -> dict[str, Any]:
+    """The bridge's event loop over the window: time it ran, and time it was ready to run but
+    waited for a CPU (the run queue). Waiting far longer than running means the loop was
+    starved of CPU, not slow at its own work."""
+    if start is None or end is None or window <= 0:
+        return {}
+    ran, waited = end[0] - start[0], end[1] - start[1]
+    return {
+        "loop_ran_s": round(ran, 3),
+        "loop_waited_for_cpu_s": round(waited, 3),
+        "loop_waiting_pct": round(100 * waited / window, 1),
+    }
+
+
 def build_report(
     opts: DrillOptions,
     calls_by_uid: dict[str, DrillCall],
@@ -311,7 +335,14 @@ def summary(report: dict[str, Any]) -> str:
         e = cpu.get(who, {})
         if e.get("pct_of_core") is not None:
             extra = f", {e['ms_per_transfer']} ms CPU per call" if "ms_per_transfer" in e else ""
+            if "loop_waiting_pct" in e:
+                extra += (
+                    f"; its event loop waited for a CPU {e['loop_waiting_pct']}% of the time "
+                    f"({e['loop_waited_for_cpu_s']} s, ran {e['loop_ran_s']} s)"
+                )
             lines.append(f"  cpu {who}: {e['pct_of_core']}% of one core{extra}")
+    if cpu.get("box", {}).get("busy_pct") is not None:
+        lines.append(f"  cpu machine: {cpu['box']['busy_pct']}% busy (all cores)")
     m = report["media"]
     if m.get("channels"):
         lines.append(

@@ -180,3 +180,17 @@ def test_the_event_loop_is_asyncio_unless_uvloop_is_asked_for(
     monkeypatch.setenv("HOTLINE_BRIDGE_EVENT_LOOP", "trio")
     with pytest.raises(ConfigError, match="event_loop"):
         load_settings(**PROD)
+
+
+def test_an_agent_is_found_by_id_and_a_copy_with_other_agents_answers_for_its_own() -> None:
+    s = load_settings(**PROD)
+    found = s.agent("1001")
+    assert found is not None and found.endpoint == "agent1001"
+    assert s.agent("1002") is None and s.agent("1001") is found
+    other = s.model_copy(
+        update={"agents": [s.agents[0].model_copy(update={"id": "1002", "endpoint": "agent1002"})]}
+    )
+    assert other.agent("1001") is None
+    moved = other.agent("1002")
+    assert moved is not None and moved.endpoint == "agent1002"
+    assert s.agent("1001") is found  # the original keeps its own

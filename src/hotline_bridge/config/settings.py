@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -539,6 +540,11 @@ class Settings(BaseSettings):
     # The event loop `serve` runs on: asyncio's own, or uvloop (libuv; the `fast` extra), which
     # spends less CPU per socket read and write. Opt-in.
     event_loop: Literal["asyncio", "uvloop"] = "asyncio"
+    # agent() is on every hotkey press: an index, not a scan of a 200-seat list. Kept with the
+    # list it indexes, so a model_copy with other agents (a new list) builds its own.
+    _agent_index: tuple[list[AgentSettings], dict[str, AgentSettings]] | None = PrivateAttr(
+        default=None
+    )
 
     @field_validator("agents")
     @classmethod
@@ -614,7 +620,10 @@ class Settings(BaseSettings):
         return self.reports.dir or self.bridge.store_path.parent / "reports"
 
     def agent(self, agent_id: str) -> AgentSettings | None:
-        return next((a for a in self.agents if a.id == agent_id), None)
+        cached = self._agent_index
+        if cached is None or cached[0] is not self.agents:
+            cached = self._agent_index = (self.agents, {a.id: a for a in self.agents})
+        return cached[1].get(agent_id)
 
 
 def phone_key_problems(keys: list[PhoneKeySettings], targets: set[str] | None) -> list[str]:
