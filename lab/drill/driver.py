@@ -115,6 +115,11 @@ class HotkeyClient:
 # -- what every hotkey driver shares (this drill, the fault drill, lab.cluster_drill) -------------
 
 
+def _not_read_yet(reason: str) -> bool:
+    """A 409 that says the bridge has not read the call yet (press again), not a refusal."""
+    return "not on a call" in reason or "has not reached the bridge yet" in reason
+
+
 class CallWatch:
     """The drill's calls on one PBX as its admin AMI shows them (``BridgeEnter``: pushed the
     moment the queue bridges citizen and agent). :meth:`on_event` answers the new
@@ -413,6 +418,7 @@ class Drill:
             # The agent's override: the desk of this jurisdiction, whatever trunk the call took.
             press["handoff"] = {"jurisdiction": rec.jurisdiction}
         payload = json.dumps(press).encode()
+        first_sent: float | None = None
         for attempt in range(40):
             try:
                 status, body, t0 = await asyncio.wait_for(
@@ -422,12 +428,15 @@ class Drill:
                 rec.error = f"{type(exc).__name__}: {exc}"
                 return
             t1 = time.time()
-            # 409 "not on a call": the bridge has not yet seen the BridgeEnter we reacted to.
-            if status == 409 and "not on a call" in str(body) and attempt < 39:
+            first_sent = t0 if first_sent is None else first_sent
+            # 409 "not on a call" / "has not reached the bridge yet": the bridge has not yet
+            # read the BridgeEnter we reacted to. The agent would press again; latencies count
+            # from the first press.
+            if status == 409 and attempt < 39 and _not_read_yet(str(body)):
                 rec.retries += 1
                 await asyncio.sleep(0.005)
                 continue
-            rec.press_at, rec.answer_at, rec.status = t0, t1, status
+            rec.press_at, rec.answer_at, rec.status = first_sent, t1, status
             if status == 202:
                 rec.ref = body.get("transfer_id") or body.get("conference_id") or ""
                 rec.handoff_id = body.get("handoff_id", "")

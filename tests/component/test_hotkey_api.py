@@ -450,6 +450,13 @@ async def test_a_press_naming_the_call_it_was_for_never_acts_on_the_agent_s_next
     status, body = await post(harness, "/v1/calls/4.1/carry-transfer",
                               {"target": "110", "call_id": "1.1"}, TOKEN_1001)  # fmt: skip
     assert status == 409 and harness.submitted == []
+    # A call newer than any the bridge has read (it is behind the PBX): not "ended", press again.
+    status, body = await post(
+        harness, "/v1/agents/1001/carry-transfer", {"target": "110", "call_id": "7.1"}, TOKEN_1001
+    )
+    assert status == 409, body
+    assert "call 7.1 has not reached the bridge yet" in body["error"]["reason"]
+    assert "press again" in body["error"]["reason"] and harness.submitted == []
     status, body = await post(
         harness, "/v1/agents/1001/carry-transfer", {"target": "110", "call_id": "4.1"}, TOKEN_1001
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hotline_bridge.calls.model import CallModel, endpoint_of
+from hotline_bridge.calls.model import CallModel, created_after, endpoint_of
 
 
 def ev(name: str, uid: str, chan: str, **kw: str) -> dict[str, str]:
@@ -84,3 +84,15 @@ def test_rebuild_from_core_show_channels() -> None:
         )
     (call,) = mdl.live_calls()
     assert call.agent_id == "1001" and call.citizen_number == "13800138000"
+
+
+def test_a_uniqueid_tells_which_channel_the_pbx_created_later() -> None:
+    assert created_after("1796383674.11321", "1796383670.10961")
+    assert created_after("1796383670.10962", "1796383670.10961")  # same second
+    assert created_after("1796383671.2", "1796383670.10961")  # later second, PBX restarted
+    assert not created_after("1796383670.10961", "1796383674.11321")
+    assert not created_after("1.1", "1.1")
+    assert created_after("pbx-2-1796383674.9", "pbx-2-1796383670.8")  # a systemname prefix
+    # Cannot be told: another PBX's channel, or no Uniqueid at all.
+    assert not created_after("pbx-1-1796383674.9", "pbx-2-1796383670.8")
+    assert not created_after("t-abc", "1796383670.8")

@@ -8,6 +8,7 @@ events, which carry the same fields as the live events.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
@@ -49,6 +50,20 @@ def endpoint_of(channel_name: str) -> str:
         return ""
     endpoint, sep, _seq = rest.rpartition("-")
     return endpoint if sep else rest
+
+
+# An Asterisk Uniqueid: [systemname-]epoch.sequence, the sequence counting channels since start.
+_UNIQUEID = re.compile(r"(?:(.*)-)?(\d+)\.(\d+)")
+
+
+def created_after(uniqueid: str, other: str) -> bool:
+    """Whether channel ``uniqueid`` was created after ``other`` on the same PBX, by their
+    Uniqueids (epoch, then sequence). False when that cannot be told: different systems or
+    not Uniqueids at all."""
+    a, b = _UNIQUEID.fullmatch(uniqueid), _UNIQUEID.fullmatch(other)
+    if a is None or b is None or a[1] != b[1]:
+        return False
+    return (int(a[2]), int(a[3])) > (int(b[2]), int(b[3]))
 
 
 class CallModel:

@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from hotline_bridge.calls.api import CALLS
-from hotline_bridge.calls.model import LiveCall
+from hotline_bridge.calls.model import LiveCall, created_after
 from hotline_bridge.core.errors import Conflict, Forbidden
 from hotline_bridge.core.principal import Principal
 from hotline_bridge.core.textfields import SafeLine
@@ -77,6 +77,14 @@ async def resolve_call(
     """
     principal, call = await _resolve_call(request, expected)
     if expected is not None and call.call_id != expected:
+        if created_after(expected, call.call_id):
+            # Newer than the call the bridge pairs the agent with: the PBX is ahead of what the
+            # bridge has read (under load, by more than the catch-up wait). Not an ended call:
+            # the phone may press again.
+            raise Conflict(
+                f"call {expected} has not reached the bridge yet (it still pairs the agent with "
+                f"{call.call_id}): nothing was done, press again"
+            )
         raise Conflict(
             f"the agent's call is now {call.call_id}, not {expected} (that call ended): "
             "nothing was done"
