@@ -411,7 +411,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     pg_stores = {
         name: (f"bench_{i}", sync)
         for i, (name, sync) in enumerate((("postgres", None), ("postgres-async", "off")))
-        if name in args.stores.split(",")
+        # Only beside the mixed phase they repeat: --modes '' is the burst alone.
+        if name in args.stores.split(",") and "mixed" in order
     }
     if pg_stores:
         # The same mixed load with the bridge's store on PostgreSQL (a loopback server started
