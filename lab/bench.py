@@ -278,7 +278,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"# Benchmark {result['stamp']}",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, Linux {m['kernel']}, "
-        f"Python {m['python']}; load average at start {' '.join(m['loadavg_at_start'])}. "
+        f"Python {m['python']}; load average at start {' '.join(m['loadavg_at_start'])}; "
+        f"the drill's scheduling group: {m.get('drill_autogroup') or '-'}. "
         "Shared and noisy: compare only within this run.",
         "",
         f"Load: {conds['rate']:g} calls/s x {conds['duration']:g} s, {conds['hold']:g} s calls, "

@@ -154,8 +154,8 @@ def _spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.P
             env=env,
             # Its own session, as a service of its own would run: with the kernel's autogroups
             # a session is a scheduling group, and the bridge must not share one with the
-            # drill's SIPp load (measured at 50/s: 2713 carried in its own group, 2266-2422 in
-            # the drill's). The drill and tests stop it themselves.
+            # drill's SIPp load (50/s drills back to back: 2684 carried in its own group, 1969
+            # in the drill's). The drill and tests stop it themselves.
             start_new_session=True,
         )
 

@@ -239,8 +239,12 @@ def set_nice(pid: int, nice: int) -> None:
     and with the kernel's autogroups (``sched_autogroup_enabled``) a session is one scheduling
     group: a process's own nice only ranks it within that group, so the group's is set too."""
     os.setpriority(os.PRIO_PROCESS, pid, nice)
-    with contextlib.suppress(OSError):
-        Path(f"/proc/{pid}/autogroup").write_text(f"{nice}\n")
+    # Only for a session of its own: the group's nice holds for every process of the session
+    # (once, set for a bridge sharing the drill's session, it lifted SIPp above the PBX for
+    # every later run started from that shell).
+    if os.getsid(pid) == pid:
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/autogroup").write_text(f"{nice}\n")
 
 
 def machine_description() -> dict[str, Any]:
@@ -256,6 +260,11 @@ def machine_description() -> dict[str, Any]:
     load: list[str] = []
     with contextlib.suppress(OSError):
         load = Path("/proc/loadavg").read_text().split(" ", 3)[:3]
+    # The drill's (and its SIPp peers') scheduling group and its nice: a group left at another
+    # nice by an earlier experiment weighs the load generators against the PBX.
+    group = ""
+    with contextlib.suppress(OSError):
+        group = Path("/proc/self/autogroup").read_text().strip()
     return {
         "cpu": model,
         "cores": os.cpu_count(),
@@ -263,6 +272,7 @@ def machine_description() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "loadavg_at_start": load,
+        "drill_autogroup": group,
     }
 
 
