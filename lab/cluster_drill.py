@@ -52,6 +52,7 @@ from .drill.driver import (
     drill_citizens,
     drill_desk,
     hang_up_channels,
+    not_read_yet,
     pool_token,
     watch_pbx,
 )
@@ -240,9 +241,10 @@ class ClusterDrill:
                     press.first_refused_at = round(time.monotonic() - self.t0, 2)
                 await asyncio.sleep(RETRY_503_S)
                 continue
-            if status == 409 and "not on a call" in str(body):
+            if status == 409 and not_read_yet(str(body)):
                 # The owner has not read this BridgeEnter yet (or, after a takeover, rebuilt
-                # the call): pressed again shortly, for a while.
+                # the call; the press names its call, so a later one is "has not reached the
+                # bridge yet"): pressed again shortly, for a while.
                 press.not_yet_409 += 1
                 not_yet_since = not_yet_since or time.monotonic()
                 if time.monotonic() - not_yet_since < NOT_YET_S:

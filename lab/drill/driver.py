@@ -115,7 +115,7 @@ class HotkeyClient:
 # -- what every hotkey driver shares (this drill, the fault drill, lab.cluster_drill) -------------
 
 
-def _not_read_yet(reason: str) -> bool:
+def not_read_yet(reason: str) -> bool:
     """A 409 that says the bridge has not read the call yet (press again), not a refusal."""
     return "not on a call" in reason or "has not reached the bridge yet" in reason
 
@@ -432,7 +432,7 @@ class Drill:
             # 409 "not on a call" / "has not reached the bridge yet": the bridge has not yet
             # read the BridgeEnter we reacted to. The agent would press again; latencies count
             # from the first press.
-            if status == 409 and attempt < 39 and _not_read_yet(str(body)):
+            if status == 409 and attempt < 39 and not_read_yet(str(body)):
                 rec.retries += 1
                 await asyncio.sleep(0.005)
                 continue
