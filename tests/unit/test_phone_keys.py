@@ -234,6 +234,20 @@ def test_a_phone_pressing_keys_in_a_loop_takes_from_the_agents_api_bucket() -> N
     assert conferences.left == ["c-1"]
 
 
+def test_held_keys_beep_and_do_nothing_until_released() -> None:
+    # A hand-back of the PBX holds the keys: a transfer started then would be cut by it.
+    svc, transfers, conferences, recorder = service()
+    svc.held = "this PBX is being handed to another replica; press again"
+    for name, uid in (("carry110", "a.2"), ("leave", "a.9")):
+        refused = press(svc, name, uid)
+        assert (refused.accepted, refused.reason) == (False, "unavailable")
+        assert refused.detail == svc.held
+    assert (transfers.pressed, conferences.left, recorder.notes) == ([], [], [])
+    svc.held = None
+    assert press(svc, "carry110", "a.2").accepted
+    assert transfers.pressed == [("c.1", "110")]
+
+
 def test_a_room_key_acts_on_the_room_the_agent_is_in() -> None:
     svc, _, conferences, _ = service()
     outcome = press(svc, "leave", "a.9")

@@ -197,3 +197,17 @@ def test_other_command_results_do_nothing() -> None:
     r = started()
     assert step(r, CommandResult(Hangup(RID, C1), False, "No such channel"), T0 + 1) == (r, [])
     assert step(r, CommandResult(Hangup(RID, C1), True), T0 + 1) == (r, [])
+
+
+def test_an_attempt_is_on_the_line_while_it_rings_or_plays_not_while_a_retry_waits() -> None:
+    # What a hand-back of the PBX waits for: only this process hears how that channel ends.
+    r = started()
+    assert r.on_the_line
+    answered, _ = step(r, Answered(C1), T0 + 3)
+    assert answered.on_the_line
+    delivered, _ = step(answered, ChannelGone(C1), T0 + 8)
+    assert not delivered.on_the_line
+    waiting, _ = step(r, AttemptFailed(C1, "3"), T0 + 20)
+    assert waiting.state is ReminderState.RETRY_WAIT and not waiting.on_the_line
+    again, _ = step(waiting, Tick(), T0 + 50)
+    assert again.on_the_line

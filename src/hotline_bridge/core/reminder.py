@@ -36,6 +36,8 @@ class ReminderState(StrEnum):
 
 
 TERMINAL = frozenset({ReminderState.DELIVERED, ReminderState.UNANSWERED})
+# An attempt's channel exists on the PBX: only the process that placed it hears how it ends.
+ON_THE_LINE = frozenset({ReminderState.DIALING, ReminderState.ANSWERED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,11 @@ class Reminder:
     @property
     def done(self) -> bool:
         return self.state in TERMINAL
+
+    @property
+    def on_the_line(self) -> bool:
+        """An attempt is ringing or playing its notice (a retry waiting is not)."""
+        return self.state in ON_THE_LINE
 
     @property
     def channel_id(self) -> str:

@@ -66,12 +66,18 @@ class PhoneKeyService:
         # softphone replaying DTMF, cannot ring 110 more often than the API would allow.
         self._limiter = limiter
         self._monotonic = monotonic
+        # Why every key is refused for now (None: keys act). Set while this replica hands its
+        # PBX back to another (runtime.cluster): a key that started a transfer then would be
+        # cut by the hand-back, so it beeps and the agent presses again on the new owner.
+        self.held: str | None = None
 
     async def press(self, name: str, uniqueid: str) -> KeyOutcome:
         """The key ``name`` was dialled on the channel ``uniqueid`` (the agent's)."""
         key = self.keys.get(name)
         if key is None:
             outcome = KeyOutcome(False, "unknown_key", f"no phone key {name!r} in the key table")
+        elif self.held is not None:
+            outcome = KeyOutcome(False, "unavailable", self.held)
         else:
             try:
                 outcome = await self._run(key, uniqueid)

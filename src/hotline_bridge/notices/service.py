@@ -206,6 +206,10 @@ class NoticeService:
 
     # -- the reminder calls: feedback from the PBX and time ------------------------------------
 
+    def ringing(self) -> int:
+        """Reminder calls on the line now (what a hand-back of this PBX must wait for)."""
+        return sum(1 for r in self.calls.values() if r.on_the_line)
+
     def restore(self) -> list[Reminder]:
         if self.keeper is None:
             return []

@@ -53,6 +53,8 @@ from hotline_bridge.handoffs.model import HandoffRecord
 from hotline_bridge.handoffs.store import HandoffStore, MachineRow
 from hotline_bridge.handoffs.store.lease import Lease, release
 from hotline_bridge.handoffs.store.opening import Leases, open_leases
+from hotline_bridge.keys.plugin import PHONE_KEYS
+from hotline_bridge.notices.api import NOTICES
 from hotline_bridge.runtime.app import AMI, Runtime, stop_on_signals
 from hotline_bridge.runtime.placement import (
     Failback,
@@ -79,6 +81,7 @@ from hotline_bridge.runtime.replica import (
 )
 from hotline_bridge.transfers.api import TRANSFERS
 from hotline_bridge.web.http import error_response
+from hotline_bridge.workorders.api import WORK_ORDERS
 
 log = structlog.get_logger(__name__)
 
@@ -160,15 +163,32 @@ class NodeService:
         return {k: h[k] for k in keys if k in h}
 
     def in_flight(self) -> int | None:
-        """What a hand-back must not cut: transfers and three-way calls not finished, hook
-        requests being answered, hotkeys and other writes under way (None: not up yet). Reads
-        and event streams are not counted: a client reads again, a stream reconnects."""
+        """What a hand-back must not cut: transfers and three-way calls not finished, reminder
+        calls on the line, hook requests being answered, hotkeys and other writes under way
+        (None: not up yet). Reads and event streams are not counted: a client reads again, a
+        stream reconnects. A reminder waiting for its retry is not counted either: the store
+        keeps it and the new owner rings it when it is due."""
         rt = self.runtime
         if rt is None:
             return None
         app = rt.app
         n = len(app[TRANSFERS].book.live()) + len(app[CONFERENCES].book.live())
+        # Its answer or its hang-up reaches only this replica's AMI session: handed over
+        # ringing, the new owner would find the channel gone and ring the desk again.
+        if (notices := app.get(NOTICES)) is not None:
+            n += notices.ringing()
+        if (orders := app.get(WORK_ORDERS)) is not None:
+            n += orders.reminders.ringing()
         return n + (rt.agi.in_progress if rt.agi is not None else 0) + self.posting
+
+    def drain(self, on: bool) -> None:
+        """Answer this PBX's calls' requests 503 and refuse its phone keys (a hand-back is
+        under way), or serve them again (it was put off)."""
+        self.draining = on
+        rt = self.runtime
+        keys = rt.app.get(PHONE_KEYS) if rt is not None else None
+        if keys is not None:
+            keys.held = "this PBX is being handed to another replica; press again" if on else None
 
     def has(self, r: Route) -> bool:
         """Whether the call, transfer or conference ``r`` names is on this PBX."""
@@ -479,11 +499,11 @@ async def _hand_back(
     """Stop serving ``svc``'s PBX and release its lease; False (kept, still due) if something
     got under way meanwhile."""
     name, cluster = svc.node.name, front.cluster
-    svc.draining = True  # from here its calls' requests are answered 503 (Retry-After)
+    svc.drain(True)  # from here its calls' requests are answered 503 (Retry-After)
     deadline = time.monotonic() + _DRAIN_S
     while (n := svc.in_flight()) != 0:
         if time.monotonic() >= deadline:
-            svc.draining = False
+            svc.drain(False)
             log.info("failback put off: something got under way", node=name, in_flight=n)
             return False
         await asyncio.sleep(0.05)

@@ -141,6 +141,10 @@ class ReminderService:
         self._started: dict[str, list[float]] = {}  # jurisdiction -> call start times (cap)
         self.keeper: Keeper[Reminder] | None = None  # pending reminders kept across restarts
 
+    def ringing(self) -> int:
+        """Reminder calls on the line now (what a hand-back of this PBX must wait for)."""
+        return sum(1 for r in self.reminders.values() if r.on_the_line)
+
     def restore(self) -> list[Reminder]:
         """After a restart: reminders the last process left pending (a retry waiting, an
         attempt ringing) are back; a retry is rung when its ``due_at`` comes, as before."""
