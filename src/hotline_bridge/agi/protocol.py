@@ -143,15 +143,16 @@ def set_variable(name: str, value: str) -> str:
 _MSET_VALUE = re.compile(r"[A-Za-z0-9_.:@/+\-]*")
 
 
-def set_variables_at_once(variables: Mapping[str, str]) -> str | None:
+def set_variables_at_once(variables: Mapping[str, str], *, checked: bool = False) -> str | None:
     """One ``EXEC MSet`` command line that sets every variable (one round trip instead of one
     per variable), or None where that cannot be said safely: fewer than two variables, a value
-    MSet would parse (a comma, a quote...), or a line too long. Names are checked as
-    :func:`set_variable` checks them."""
+    MSet would parse (a comma, a quote...), or a line too long. Names and values are checked as
+    :func:`set_variable` checks them, unless the caller has just done so (``checked``)."""
     if len(variables) < 2:
         return None
     for name, value in variables.items():
-        set_variable(name, value)  # the same name and value rules (AgiValueError)
+        if not checked:
+            set_variable(name, value)  # the same name and value rules (AgiValueError)
         if _MSET_VALUE.fullmatch(value) is None:
             return None
     pairs = ",".join(f"{k}={v}" for k, v in variables.items())

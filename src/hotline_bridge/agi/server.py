@@ -110,7 +110,7 @@ class AgiCall:
         """All in one ``EXEC MSet`` where the values allow it, else ``SET VARIABLE`` each, in
         order. All are checked first: a refused value (AgiValueError) sends nothing at all."""
         commands = [set_variable(name, value) for name, value in variables.items()]
-        at_once = set_variables_at_once(variables)
+        at_once = set_variables_at_once(variables, checked=True)  # each checked just above
         if at_once is not None:
             result = await self.command(at_once)
             if result.get("result", ("",))[0] == "0":
