@@ -96,6 +96,40 @@ def microbench(events: Path | None) -> dict[str, Any]:
     return result
 
 
+def _record_share(phases: dict[str, Any]) -> list[str]:
+    """Where each mixed phase's p50 gap went: the bridge's own write of the record (its log's
+    ``record_ms``, measured inside the bridge under the same load) against the whole difference
+    between a bridge press and a raw one. The rest is reaching the bridge (HTTP, the loop's
+    turn, a CPU) and its other work before the first action."""
+    out = []
+    for name, rep in phases.items():
+        rec = rep.get("cpu", {}).get("bridge", {}).get("record_write_ms") or {}
+        ways = rep.get("by_way", {})
+        if not rec.get("n") or "bridge" not in ways or "raw" not in ways:
+            continue
+        bridge = ways["bridge"]["latency_ms"][INVITE]["p50"]
+        raw = ways["raw"]["latency_ms"][INVITE]["p50"]
+        gap = round(bridge - raw, 3) if bridge is not None and raw is not None else None
+        out.append(
+            f"| {name} | {rec['p50']} / {rec['p99']} (n={rec['n']}) | {gap} ({bridge} - {raw}) |"
+        )
+    if not out:
+        return []
+    return [
+        "## The record's write inside the bridge",
+        "",
+        "Each press's record, validated and committed before its first AMI action, timed by the "
+        "bridge itself (`record_ms` in its log; `hotline_handoff_record_write_seconds` in "
+        "production), in ms, against the p50 gap hotkey->INVITE at 110 (bridge - raw) in the "
+        "same phase.",
+        "",
+        "| phase | record write p50 / p99 | p50 gap, bridge - raw |",
+        "|---|---|---|",
+        *out,
+        "",
+    ]
+
+
 def _way(phases: dict[str, Any], way: str) -> dict[str, Any] | None:
     """Carry-transfer latencies of one way: from the mixed phase if it ran, else its own phase."""
     mixed = phases.get("mixed", {}).get("by_way", {}).get(way)
@@ -336,6 +370,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{v.get('refer_over_raw_p50')}x, p99 {v.get('refer_over_raw_p99')}x (separate phases).",
         "",
     ]
+    lines += _record_share(result["phases"])
     if result["bursts"]:
         lines += ["## Burst", "", "| way | offered | 110 answered | number verified | dropped | "
                   "hotkey->answer | hotkey->INVITE at 110 | hotkey->110 bridged | bridge CPU % | "

@@ -202,6 +202,7 @@ async def test_the_scrape_exposes_every_bridge_family_with_samples(scrape: str) 
         "hotline_three_way_calls_total",
         "hotline_handoff_answer_seconds_bucket",
         "hotline_ami_action_seconds_bucket",
+        "hotline_handoff_record_write_seconds_bucket",
         "hotline_citizen_calls_total",
         "hotline_handoff_pushes_total",
         "hotline_handoff_outbox_depth",

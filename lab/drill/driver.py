@@ -39,7 +39,15 @@ from .options import (
     loop_schedstat,
     set_nice,
 )
-from .report import box_entry, build_report, cpu_entry, loop_wait_entry, publish, write
+from .report import (
+    box_entry,
+    build_report,
+    cpu_entry,
+    loop_wait_entry,
+    publish,
+    record_writes,
+    write,
+)
 from .verify import SippFindings, read_sipp_logs, verify_records
 
 # The drill bridge's FastAGI port ([drill] agi_port overrides): beside the sandbox's 4573.
@@ -690,6 +698,9 @@ class Drill:
         }
         if cpu["bridge"].get("cpu_s") is not None:
             cpu["bridge"].update(loop_wait_entry(loop0, loop1, window))
+            cpu["bridge"].update(
+                record_writes(self.bridge.log_path if self.bridge is not None else None)
+            )
         cpu["box"] = box_entry(box0, box1)
         cpu["sipp"] = {name: cpu_entry(sipp0.get(name), sipp1.get(name), window) for name in sipp1}
         cpu["driver"] = cpu_entry(0.0, driver_cpu, window)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -63,6 +64,22 @@ def loop_wait_entry(
         "loop_waited_for_cpu_s": round(waited, 3),
         "loop_waiting_pct": round(100 * waited / window, 1),
     }
+
+
+def record_writes(bridge_log: Path | None) -> dict[str, Any]:
+    """The bridge's own time to write each press's record (``record_ms`` on its "... requested"
+    log lines), as percentiles: the store's share of the hotkey's latency, measured inside the
+    bridge under the drill's load. Empty without a log (raw-only drills)."""
+    if bridge_log is None or not bridge_log.exists():
+        return {}
+    values = []
+    with bridge_log.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            if '"record_ms"' not in line:
+                continue
+            with contextlib.suppress(ValueError, TypeError):
+                values.append(float(json.loads(line)["record_ms"]))
+    return {"record_write_ms": percentiles(values)} if values else {}
 
 
 def build_report(

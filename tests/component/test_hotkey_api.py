@@ -149,6 +149,19 @@ async def test_carry_transfer_accepted(harness: Harness) -> None:
     assert view["state"] == "requested" and view["citizen_number"] == "138****8000"
 
 
+async def test_each_accepted_press_reports_its_record_write_a_refused_one_none(
+    harness: Harness,
+) -> None:
+    observed: list[tuple[str, float]] = []
+    harness.client.app[TRANSFERS].book.on_recorded = lambda k, s: observed.append((k, s))
+    status, _ = await post(harness, "/v1/agents/1001/carry-transfer", {"target": "999"}, TOKEN_1001)
+    assert status == 422 and observed == []  # refused before any record was written
+    status, _ = await post(harness, "/v1/agents/1001/carry-transfer", {"target": "110"}, TOKEN_1001)
+    assert status == 202
+    ((kind, seconds),) = observed
+    assert kind == "carry_transfer" and 0 <= seconds < 5
+
+
 async def test_by_call_id_needs_the_agent_on_that_call(harness: Harness) -> None:
     status, body = await post(harness, "/v1/calls/1.1/three-way", {"target": "110"}, TOKEN_1002)
     assert status == 403 and "another agent" in body["error"]["reason"]

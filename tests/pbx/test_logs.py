@@ -39,6 +39,9 @@ async def test_logs_of_real_calls_mask_numbers_and_hide_secrets(
     # Each line of a call's story carries its ids, and the number only masked.
     requested = [r for r in records if r.get("event") == "carry transfer requested"]
     assert all(r["handoff_id"] and r["call_id"] and r["transfer_id"] for r in requested)
+    # How long the record's write held the press before the PBX was asked (ops read it here
+    # and in hotline_handoff_record_write_seconds).
+    assert all(0 < r["record_ms"] < 5000 for r in requested)
     assert any(r["citizen"] == "137****7000" for r in requested)
     assert number not in text
     assert not PHONE.findall(text), sorted(set(PHONE.findall(text)))[:5]

@@ -58,6 +58,12 @@ async def test_a_carry_transfer_shows_up_in_the_scrape(
         assert grew >= 1, result
     assert sample(text, "hotline_handoff_answer_seconds_count", kind="carry_transfer") >= 1
     assert sample(text, "hotline_ami_action_seconds_count", action="BlindTransfer") >= 1
+    recorded = sample(text, "hotline_handoff_record_write_seconds_count", kind="carry_transfer")
+    assert (
+        recorded
+        - sample(before, "hotline_handoff_record_write_seconds_count", kind="carry_transfer")
+        == 1
+    )
     assert not re.search(r"(?<![\d.])1[3-9]\d{9}(?!\d)", text), (
         "a phone number leaked into the metrics"
     )

@@ -3,10 +3,14 @@ which tell a box that is out of CPU from a bridge that is slow at its own work."
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
+from typing import Any
 
+from lab.bench import INVITE, _record_share
 from lab.drill.options import box_ticks, loop_schedstat
-from lab.drill.report import box_entry, loop_wait_entry
+from lab.drill.report import box_entry, loop_wait_entry, record_writes
 
 
 def test_the_machine_busy_share_is_busy_ticks_over_all_ticks_of_the_window() -> None:
@@ -30,3 +34,34 @@ def test_the_counters_read_from_proc_move_forward() -> None:
     assert second is not None and second[1] >= first[1]
     assert later is not None and later[0] > mine[0]
     assert loop_schedstat(None) is None
+
+
+def test_the_record_writes_come_from_the_bridges_requested_lines(tmp_path: Path) -> None:
+    log = tmp_path / "bridge.log"
+    lines = [
+        {"event": "carry transfer requested", "record_ms": 1.5},
+        {"event": "carry transfer state", "state": "dialing"},
+        {"event": "three-way requested", "record_ms": 3.0},
+        {"event": "carry transfer requested", "record_ms": 0.5},
+    ]
+    log.write_text("\n".join(json.dumps(x) for x in lines) + '\nnot json "record_ms"\n')
+    entry = record_writes(log)["record_write_ms"]
+    assert (entry["n"], entry["p50"], entry["max"]) == (3, 1.5, 3.0)
+    assert record_writes(tmp_path / "none.log") == {} and record_writes(None) == {}
+
+
+def test_the_bench_sets_each_phases_record_write_beside_its_p50_gap() -> None:
+    def way(p50: float) -> dict[str, Any]:
+        return {"latency_ms": {INVITE: {"p50": p50}}}
+
+    rec = {"n": 600, "p50": 2.1, "p99": 9.4}
+    phases = {
+        "mixed@postgres": {
+            "by_way": {"bridge": way(20.5), "raw": way(12.75)},
+            "cpu": {"bridge": {"record_write_ms": rec}},
+        },
+        "raw": {"by_way": {"raw": way(12.0)}, "cpu": {"bridge": {}}},
+    }
+    (row,) = [line for line in _record_share(phases) if line.startswith("| mixed")]
+    assert row == "| mixed@postgres | 2.1 / 9.4 (n=600) | 7.75 (20.5 - 12.75) |"
+    assert _record_share({"raw": phases["raw"]}) == []

@@ -327,6 +327,31 @@ def test_push_outcomes_start_at_zero_and_count_each_attempt() -> None:
     assert value(m, "hotline_handoff_pushes_total", outcome="rejected") == 0
 
 
+def test_record_writes_are_observed_by_kind_from_zero() -> None:
+    m = Metrics()
+    for kind in ("carry_transfer", "three_way"):
+        assert value(m, "hotline_handoff_record_write_seconds_count", kind=kind) == 0
+    m.handoff_recorded("carry_transfer", 0.0012)
+    m.handoff_recorded("carry_transfer", 0.02)
+    m.handoff_recorded("three_way", 0.003)
+    m.handoff_recorded("nonsense", 1.0)  # not a kind of handoff on a live call: no series
+    assert value(m, "hotline_handoff_record_write_seconds_count", kind="carry_transfer") == 2
+    assert value(m, "hotline_handoff_record_write_seconds_sum", kind="carry_transfer") == (
+        pytest.approx(0.0212)
+    )
+    assert (
+        value(m, "hotline_handoff_record_write_seconds_bucket", kind="carry_transfer", le="0.0025")
+        == 1
+    )
+    assert value(m, "hotline_handoff_record_write_seconds_count", kind="three_way") == 1
+    assert (
+        m.registry.get_sample_value(
+            "hotline_handoff_record_write_seconds_count", {"kind": "nonsense"}
+        )
+        is None
+    )
+
+
 def test_outbox_gauges_are_read_at_scrape_time() -> None:
     m = Metrics()
     assert "hotline_handoff_outbox_depth" not in scrape(m)  # not watched: not exposed

@@ -123,6 +123,9 @@ class HandoffBook(Generic[T]):
         self._submit = submit
         self.clock = clock
         self.on_change = on_change  # observers of every move (metrics)
+        # Observer of each record's synchronous write, (kind, seconds): the one store wait
+        # every press pays before the PBX is asked anything (metrics).
+        self.on_recorded: Callable[[str, float], None] | None = None
         self.items: OrderedDict[str, T] = OrderedDict()
         # Where live machines are kept across restarts (None: memory only, as in unit tests).
         self.keeper: Keeper[T] | None = None
@@ -148,6 +151,7 @@ class HandoffBook(Generic[T]):
         # transaction: one commit before the first command leaves, not two (on PostgreSQL each
         # is a round trip and a WAL flush), and never a record without its machine.
         item, commands = start(ref, handoff_id, self.recorder.url(handoff_id), now)
+        began = time.perf_counter()
         try:
             self.recorder.open(
                 kind=self.kind,
@@ -162,6 +166,7 @@ class HandoffBook(Generic[T]):
         except Exception:
             self.calls.release(call.call_id, ref)
             raise
+        recorded_s = time.perf_counter() - began
         self._remember(item)
         # The record is durable and the machine started: the commands leave now (the
         # interpreter writes them at once), ahead of the note and the log line, which are not
@@ -169,6 +174,8 @@ class HandoffBook(Generic[T]):
         # events keep this order: requested, then what the PBX said.
         self._submit(commands)
         self.recorder.note(handoff_id, f"{self.kind}_requested", f"target {target}", now)
+        if self.on_recorded is not None:
+            self.on_recorded(self.kind, recorded_s)
         log.info(
             f"{self.label} requested",
             **{self._id_key: ref},
@@ -177,6 +184,9 @@ class HandoffBook(Generic[T]):
             agent=call.agent_id,
             target=target,
             citizen=mask_number(call.citizen_number),
+            # The record's own write (validation, the store's commit): what the press waited
+            # for before the first command left, apart from reaching the bridge.
+            record_ms=round(recorded_s * 1000, 3),
         )
         return item
 

@@ -204,12 +204,14 @@ def build(settings: Settings, recorder: StoreRecorder) -> Runtime:
         screens.conference_changed(old, new)
 
     transfer_service.book.on_change = transfer_moved
+    transfer_service.book.on_recorded = metrics.handoff_recorded
     if overflowing is not None:
         overflowing.on_transition = metrics.overflow_changed
         overflowing.on_call = metrics.overflow_call
         overflowing.on_poll = metrics.overflow_polled
     supervision.on_scan = metrics.supervision_scanned
     conference_service.book.on_change = conference_moved
+    conference_service.book.on_recorded = metrics.handoff_recorded
     if link is not None:
         link.on_push = metrics.handoff_pushed
         store = recorder.store

@@ -154,6 +154,16 @@ class Metrics:
             buckets=_AMI_BUCKETS,
             registry=r,
         )
+        self.record_write_latency = Histogram(
+            "hotline_handoff_record_write_seconds",
+            "The handoff record's write on a press (validation and the store's commit), which "
+            "comes before any AMI action: by kind (carry_transfer, three_way).",
+            ["kind"],
+            buckets=_AMI_BUCKETS,
+            registry=r,
+        )
+        for kind in ("carry_transfer", "three_way"):
+            self.record_write_latency.labels(kind)
         self.citizen_calls = Counter(
             "hotline_citizen_calls",
             "Citizen calls in an agent queue by what became of them (offered, answered, "
@@ -290,6 +300,12 @@ class Metrics:
     @_never_raises
     def observe_ami_action(self, action: str, seconds: float) -> None:
         self.ami_action_latency.labels(self._action(action)).observe(seconds)
+
+    @_never_raises
+    def handoff_recorded(self, kind: str, seconds: float) -> None:
+        """A press's record was written (before its first AMI action), in ``seconds``."""
+        if kind in ("carry_transfer", "three_way"):
+            self.record_write_latency.labels(kind).observe(seconds)
 
     @_never_raises
     def handoff_pushed(self, outcome: PushOutcome) -> None:
