@@ -97,34 +97,43 @@ def microbench(events: Path | None) -> dict[str, Any]:
 
 
 def _record_share(phases: dict[str, Any]) -> list[str]:
-    """Where each mixed phase's p50 gap went: the bridge's own write of the record (its log's
-    ``record_ms``, measured inside the bridge under the same load) against the whole difference
-    between a bridge press and a raw one. The rest is reaching the bridge (HTTP, the loop's
-    turn, a CPU) and its other work before the first action."""
+    """Where each mixed phase's p50 gap went. The bridge's own write of the record (its log's
+    ``record_ms``) and each bridge press split at its "requested" line, written right after its
+    AMI actions: hotkey -> actions out of the bridge, then actions -> INVITE at 110 (the PBX's
+    share), beside the raw presses' actions -> INVITE in the same phase."""
     out = []
     for name, rep in phases.items():
-        rec = rep.get("cpu", {}).get("bridge", {}).get("record_write_ms") or {}
+        b = rep.get("cpu", {}).get("bridge", {})
+        rec = b.get("record_write_ms") or {}
         ways = rep.get("by_way", {})
         if not rec.get("n") or "bridge" not in ways or "raw" not in ways:
             continue
         bridge = ways["bridge"]["latency_ms"][INVITE]["p50"]
         raw = ways["raw"]["latency_ms"][INVITE]["p50"]
         gap = round(bridge - raw, 3) if bridge is not None and raw is not None else None
+
+        def p50(key: str, entry: dict[str, Any] = b) -> Any:
+            return (entry.get(key) or {}).get("p50")
+
         out.append(
-            f"| {name} | {rec['p50']} / {rec['p99']} (n={rec['n']}) | {gap} ({bridge} - {raw}) |"
+            f"| {name} | {gap} ({bridge} - {raw}) | {rec['p50']} / {rec['p99']} | "
+            f"{p50('press_to_actions_ms')} | {p50('actions_to_invite_ms')} | "
+            f"{p50('raw_actions_to_invite_ms')} |"
         )
     if not out:
         return []
     return [
-        "## The record's write inside the bridge",
+        "## Where the p50 gap goes",
         "",
-        "Each press's record, validated and committed before its first AMI action, timed by the "
-        "bridge itself (`record_ms` in its log; `hotline_handoff_record_write_seconds` in "
-        "production), in ms, against the p50 gap hotkey->INVITE at 110 (bridge - raw) in the "
-        "same phase.",
+        "In ms. The record's write: each press's record validated and committed before its "
+        "first AMI action, timed by the bridge (`record_ms` in its log; "
+        "`hotline_handoff_record_write_seconds` in production). Each bridge press is split at "
+        "its log line, written just after its AMI actions: hotkey -> actions out, then "
+        "actions -> INVITE at 110 (the PBX's share, beside the raw presses' own).",
         "",
-        "| phase | record write p50 / p99 | p50 gap, bridge - raw |",
-        "|---|---|---|",
+        "| phase | p50 gap, bridge - raw | record write p50 / p99 | bridge: hotkey -> actions "
+        "p50 | bridge: actions -> INVITE p50 | raw: actions -> INVITE p50 |",
+        "|---|---|---|---|---|---|",
         *out,
         "",
     ]

@@ -7,7 +7,9 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,20 +68,44 @@ def loop_wait_entry(
     }
 
 
-def record_writes(bridge_log: Path | None) -> dict[str, Any]:
+def record_writes(bridge_log: Path | None, calls: Iterable[DrillCall] = ()) -> dict[str, Any]:
     """The bridge's own time to write each press's record (``record_ms`` on its "... requested"
     log lines), as percentiles: the store's share of the hotkey's latency, measured inside the
-    bridge under the drill's load. Empty without a log (raw-only drills)."""
+    bridge under the drill's load. With the drill's ``calls``, each bridge press is also split
+    at that line (written just after the press's AMI actions): from the hotkey to the actions
+    leaving the bridge, and from there to the INVITE at the desk (the PBX's share), beside the
+    raw presses' own actions-to-INVITE. Empty without a log (raw-only drills)."""
     if bridge_log is None or not bridge_log.exists():
         return {}
-    values = []
+    record_ms: list[float] = []
+    out_at: dict[str, float] = {}  # handoff id -> when its line was written (epoch s)
     with bridge_log.open(encoding="utf-8", errors="replace") as lines:
         for line in lines:
             if '"record_ms"' not in line:
                 continue
-            with contextlib.suppress(ValueError, TypeError):
-                values.append(float(json.loads(line)["record_ms"]))
-    return {"record_write_ms": percentiles(values)} if values else {}
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                entry = json.loads(line)
+                record_ms.append(float(entry["record_ms"]))
+                stamp = datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00"))
+                out_at[entry["handoff_id"]] = stamp.timestamp()
+    if not record_ms:
+        return {}
+    to_action, to_invite, raw_to_invite = [], [], []
+    for c in calls:
+        if c.press_at is None or c.partner_invite_at is None:
+            continue
+        if c.way == "raw":
+            raw_to_invite.append(1000 * (c.partner_invite_at - c.press_at))
+        elif c.way == "bridge" and (at := out_at.get(c.handoff_id)) is not None:
+            to_action.append(1000 * (at - c.press_at))
+            to_invite.append(1000 * (c.partner_invite_at - at))
+    entry_out: dict[str, Any] = {"record_write_ms": percentiles(record_ms)}
+    if to_action:
+        entry_out["press_to_actions_ms"] = percentiles(to_action)
+        entry_out["actions_to_invite_ms"] = percentiles(to_invite)
+    if raw_to_invite:
+        entry_out["raw_actions_to_invite_ms"] = percentiles(raw_to_invite)
+    return entry_out
 
 
 def build_report(
