@@ -1,4 +1,5 @@
-"""One citizen-agent call and the plans that hand it over, shared by the unit and ops tests."""
+"""One citizen-agent call and the plans that hand it over, and a reminder call's plan, shared by
+the unit and ops tests."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import replace
 
 from hotline_bridge.calls.model import LiveCall
 from hotline_bridge.conferences import machine as cm
+from hotline_bridge.core.reminder import ReminderPlan
 from hotline_bridge.transfers import machine as tm
 
 CITIZEN = "13800138000"
@@ -46,6 +48,19 @@ THREE_WAY_PLAN = cm.ThreeWayPlan(
     target_dial="PJSIP/110@partner-110",
     forwarding_number="12345",
     ring_timeout_s=20,
+)
+
+REMINDER_PLAN = ReminderPlan(
+    reminder_id="r-01jabcdefghjkmnpqrstvwxyz0",
+    handoff_id="h-01jabcdefghjkmnpqrstvwxyz0",
+    handoff_url="http://127.0.0.1:8345/v1/handoffs/h-01jabcdefghjkmnpqrstvwxyz0",
+    jurisdiction="gucheng",
+    dial="PJSIP/110@duty-110",
+    caller_id="12345",
+    notice="vm-youhave&digits/1&vm-message",
+    ring_timeout_s=20,
+    attempts=3,
+    retry_after_s=30,
 )
 
 

@@ -8,31 +8,20 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+from tests.plans import REMINDER_PLAN
+
 from hotline_bridge.conferences.api import CONFERENCES
 from hotline_bridge.config.settings import ClusterNode
-from hotline_bridge.core.reminder import ReminderPlan, ReminderState, start
+from hotline_bridge.core.reminder import ReminderState, start
 from hotline_bridge.keys.plugin import PHONE_KEYS
 from hotline_bridge.notices.api import NOTICES
 from hotline_bridge.runtime.cluster import NodeService
 from hotline_bridge.transfers.api import TRANSFERS
 from hotline_bridge.workorders.api import WORK_ORDERS
 
-PLAN = ReminderPlan(
-    reminder_id="r-1",
-    handoff_id="h-1",
-    handoff_url="http://127.0.0.1:8345/v1/handoffs/h-1",
-    jurisdiction="gucheng",
-    dial="PJSIP/110@duty-110",
-    caller_id="12345",
-    notice="vm-youhave",
-    ring_timeout_s=20,
-    attempts=3,
-    retry_after_s=30,
-)
-
 
 def reminder(rid: str, state: ReminderState) -> Any:
-    r, _ = start(replace(PLAN, reminder_id=rid), 0.0)
+    r, _ = start(replace(REMINDER_PLAN, reminder_id=rid), 0.0)
     return replace(r, state=state)
 
 

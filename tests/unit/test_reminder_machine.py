@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from tests.plans import REMINDER_PLAN
 
 from hotline_bridge.core.commands import CommandResult, Hangup, Originate
 from hotline_bridge.core.outcomes import Outcome
@@ -14,7 +15,6 @@ from hotline_bridge.core.reminder import (
     AttemptFailed,
     ChannelGone,
     Reminder,
-    ReminderPlan,
     ReminderState,
     Tick,
     channel_id,
@@ -22,20 +22,9 @@ from hotline_bridge.core.reminder import (
     step,
 )
 
-RID = "r-01jabcdefghjkmnpqrstvwxyz0"
+PLAN = REMINDER_PLAN
+RID = PLAN.reminder_id
 T0 = 1_000.0
-PLAN = ReminderPlan(
-    reminder_id=RID,
-    handoff_id="h-01jabcdefghjkmnpqrstvwxyz0",
-    handoff_url="http://127.0.0.1:8345/v1/handoffs/h-01jabcdefghjkmnpqrstvwxyz0",
-    jurisdiction="gucheng",
-    dial="PJSIP/110@duty-110",
-    caller_id="12345",
-    notice="vm-youhave&digits/1&vm-message",
-    ring_timeout_s=20,
-    attempts=3,
-    retry_after_s=30,
-)
 C1, C2, C3 = (channel_id(RID, n) for n in (1, 2, 3))
 
 
