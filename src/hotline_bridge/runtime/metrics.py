@@ -45,6 +45,8 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 # Hotkey -> partner answered spans ring time (ring_timeout_s, 20 s by default); AMI round trips
 # are sub-millisecond on loopback and seconds only when Asterisk is in trouble.
 _HANDOFF_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60)
+# The handoffs pressed on a live call (handoffs.model.HandoffKind): each writes its record first.
+_LIVE_CALL_KINDS = ("carry_transfer", "three_way")
 _AMI_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
 
 # Queue results counted from the PBX's own queue events (Asterisk 12+; fields checked against
@@ -162,7 +164,7 @@ class Metrics:
             buckets=_AMI_BUCKETS,
             registry=r,
         )
-        for kind in ("carry_transfer", "three_way"):
+        for kind in _LIVE_CALL_KINDS:
             self.record_write_latency.labels(kind)
         self.citizen_calls = Counter(
             "hotline_citizen_calls",
@@ -304,7 +306,7 @@ class Metrics:
     @_never_raises
     def handoff_recorded(self, kind: str, seconds: float) -> None:
         """A press's record was written (before its first AMI action), in ``seconds``."""
-        if kind in ("carry_transfer", "three_way"):
+        if kind in _LIVE_CALL_KINDS:
             self.record_write_latency.labels(kind).observe(seconds)
 
     @_never_raises
