@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TOPOLOGY ?= asterisk/sandbox.toml
 SANDBOX := $(PY) asterisk/sandbox.py --topology $(TOPOLOGY)
 
-.PHONY: help setup deps venv sandbox sandbox-stop run demo demo-two-site drill bench bench-store faults lab test test-unit lint fmt clean
+.PHONY: help setup deps venv sandbox sandbox-stop run demo demo-two-site drill bench bench-store bench-hotkey faults lab test test-unit lint fmt clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | expand -t 16
@@ -95,6 +95,12 @@ bench: sandbox lab ## bridge vs raw AMI vs SIP REFER, same load; micro-benchmark
 # no PBX needed.
 bench-store: venv ## record write path p50/p99, SQLite vs PostgreSQL -> bench/results/store-*
 	$(BIN)/python -m lab.storebench
+
+# The bridge's own hotkey path on one idle core: its API, checks, record and AMI write, against a
+# stand-in PBX in the same process (no Asterisk needed). STORE=postgres starts a server for it.
+STORE ?= sqlite
+bench-hotkey: lab ## the bridge's own hotkey path, one core: hotkey -> actions written, record write (JSON)
+	$(BIN)/python -m lab.hotkeybench --store $(STORE) 2>/dev/null
 
 # The fault drill: carry-transfer load (5/s, media) while the partner is unreachable for 30 s, the
 # AMI link is cut, the bridge is kill -9ed and Asterisk restarts. Exit 1 if a zero is not zero.

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -94,6 +95,50 @@ def microbench(events: Path | None) -> dict[str, Any]:
     except ValueError as exc:  # the phases' results are kept whatever happens here
         return {"error": f"unreadable output ({exc}): {proc.stdout[:500]}"}
     return result
+
+
+def hotkey_micro(store: str, presses: int = 400) -> dict[str, Any]:
+    """The bridge's own hotkey path on one idle core (``lab.hotkeybench``): what bridge - raw
+    cannot go below on this machine, whatever the PBX and the load."""
+    cmd = [sys.executable, "-m", "lab.hotkeybench", "--store", store, "--presses", str(presses)]
+    proc = subprocess.run(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=900, check=False
+    )
+    if proc.returncode != 0:
+        return {"error": f"lab.hotkeybench exited {proc.returncode}"}
+    try:
+        result: dict[str, Any] = json.loads(proc.stdout)
+    except ValueError as exc:
+        return {"error": f"unreadable output ({exc}): {proc.stdout[:500]}"}
+    return result
+
+
+def _hotkey_lines(micro: dict[str, Any], phases: dict[str, Any]) -> list[str]:
+    """The micro-benchmark's hotkey path per store, beside 10 % of the raw floor's p50 in this
+    run's mixed phases of that store (the most bridge - raw may be for the 1.10x target)."""
+    out = []
+    for store, got in micro.get("hotkey", {}).items():
+        if "error" in got or not got.get("hotkey_to_actions_written"):
+            out.append(f"- hotkey path, {store}: not measured ({got.get('error', 'no presses')})")
+            continue
+        raws = [
+            lat[INVITE]["p50"]
+            for name, rep in phases.items()
+            if name.startswith("mixed") and ("@" in name) == (store != "sqlite")
+            and (lat := rep.get("by_way", {}).get("raw", {}).get("latency_ms", {})).get(INVITE)
+        ]  # fmt: skip
+        floor = (
+            f"; 10 % of the raw floor's p50 here: {statistics.median(raws) / 10:.2f} ms"
+            if raws
+            else ""
+        )
+        act, rec = got["hotkey_to_actions_written"], got["record_write"]
+        out.append(
+            f"- hotkey path, {store} ({got['presses']} presses, one at a time): hotkey -> actions "
+            f"written p50 {act['p50_ms']} / p99 {act['p99_ms']} ms, of which the record's write "
+            f"p50 {rec['p50_ms']} ms; CPU {got['cpu_per_press_ms']} ms per press{floor}"
+        )
+    return out
 
 
 def _record_share(phases: dict[str, Any]) -> list[str]:
@@ -403,6 +448,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"- 2,000 live calls: RSS {micro['rss']['rss_mb_with_calls']} MB (bridge built: "
             f"{micro['rss']['rss_mb_bridge_built']} MB); live_calls() "
             f"{micro['rss']['live_calls_listing_ms']} ms",
+            *_hotkey_lines(micro, result["phases"]),
             "",
         ]
     for name, rep in result["phases"].items():
@@ -510,6 +556,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         )
         await asyncio.sleep(3)
     micro = await asyncio.to_thread(microbench, record if record.exists() else None)
+    if "error" not in micro:
+        micro["hotkey"] = {
+            store: await asyncio.to_thread(hotkey_micro, store)
+            for store in ("sqlite", "postgres")
+            if store == "sqlite" or store in args.stores.split(",")
+        }
     result: dict[str, Any] = {
         "stamp": stamp,
         "machine": machine,

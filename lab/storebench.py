@@ -41,6 +41,7 @@ from .pgserver import running_pg
 
 CATALOG = load_catalog()
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+IDLE_S = 0.01
 
 
 def _records(n: int, salt: int) -> list[Any]:
@@ -65,9 +66,11 @@ def _records(n: int, salt: int) -> list[Any]:
     return out
 
 
-def _timed(calls: list[Callable[[], object]]) -> list[float]:
+def _timed(calls: list[Callable[[], object]], idle_s: float = 0.0) -> list[float]:
     out = []
     for call in calls:
+        if idle_s:
+            time.sleep(idle_s)
         t = time.perf_counter_ns()
         call()
         out.append((time.perf_counter_ns() - t) / 1000.0)
@@ -93,11 +96,21 @@ def measure(store: HandoffStore, n: int, salt: int) -> dict[str, dict[str, float
     note = event(EventKind.PARTNER_ANSWERED, actor=Actor.system(), at=T0)
     state = json.dumps({"state": "answered", "pad": "x" * 600})
     create = _timed([partial(store.create, r, outbox=True) for r in records])
+    # As presses come (20 calls/s: 50 ms apart), each write after the store has sat idle: on
+    # this VM a process woken from idle answers later than one kept busy back to back.
+    idle = _timed(
+        [partial(store.create, r, outbox=True) for r in _records(n // 4, salt + 2)], IDLE_S
+    )
     append = _timed([partial(store.append, r.id, note) for r in records])
     keep = _timed(
         [partial(store.keep_machine, "carry_transfer", r.id, state, done=True) for r in records]
     )
-    return {"create": _summary(create), "append": _summary(append), "keep_machine": _summary(keep)}
+    return {
+        "create": _summary(create),
+        "create_after_idle": _summary(idle),
+        "append": _summary(append),
+        "keep_machine": _summary(keep),
+    }
 
 
 @contextmanager
@@ -145,14 +158,15 @@ def markdown(doc: dict[str, Any]) -> str:
         "sqlite_full": "SQLite (WAL, FULL)",
         "postgres": "PostgreSQL",
     }
-    for op in ("create", "append", "keep_machine"):
+    for op in ("create", "create_after_idle", "append", "keep_machine"):
         for key, label in names.items():
             s = r[key][op]
             lines.append(f"| {op} | {label} | {s['p50_us']} | {s['p99_us']} | {s['max_us']} |")
     lines += [
         "",
         "create = the record + its first event + its outbox row (one transaction): what a hotkey "
-        "waits for before it answers. append = one event (status moves). keep_machine = the "
+        f"waits for before it answers; create_after_idle = the same, each after {IDLE_S * 1000:g} "
+        "ms idle (as presses arrive). append = one event (status moves). keep_machine = the "
         "transfer's state after a move.",
         "",
     ]

@@ -35,3 +35,15 @@ def test_its_output_is_the_json_the_bench_reads() -> None:
     )
     got = json.loads(proc.stdout)
     assert got["rss"]["live_calls"] == 40 and got["ingest_synthetic"]["handler_errors"] == 0
+
+
+async def test_the_hotkey_micro_benchmark_presses_through_the_real_api_to_a_stand_in_pbx() -> None:
+    from lab.hotkeybench import hotkey_path
+
+    got = await hotkey_path(6, DEFAULT_TOPOLOGY, warmup=2)
+    # Every press accepted, each one's actions written and read by the stand-in PBX, and each
+    # record's write timed: the figures are of presses that really went through.
+    assert got["statuses"] == {"202": 8}
+    assert got["presses"] == got["reached_pbx"] == 6
+    assert got["record_write"]["p50_ms"] > 0
+    assert got["hotkey_to_answer"]["p50_ms"] >= got["hotkey_to_actions_written"]["p50_ms"] > 0
