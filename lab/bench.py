@@ -21,7 +21,9 @@ against baselines measured in the SAME run, minutes apart):
    stream, as the bridge's AMI user receives it, is recorded for the micro-benchmark.
 3. Micro-benchmarks in a separate process pinned to one core (``lab.microbench``): AMI event
    ingestion through the real AmiConnection + switchboard, fed the recorded stream (and a
-   synthetic one); RSS with 2,000 live calls in the call model.
+   synthetic one); RSS with 2,000 live calls in the call model; and the hotkey path alone
+   (``lab.hotkeybench``: the bridge's API, checks, record and AMI write against a stand-in PBX,
+   per store), beside 10 % of the raw floor's p50: what the 1.10x target leaves the bridge.
 
 Writes ``bench-<stamp>.json``, ``bench-<stamp>.md`` and ``bench-<stamp>.png`` into ``--out``
 (default bench/results/). Targets are reported, never asserted: exit 0 when every phase ran,
