@@ -51,6 +51,7 @@ from hotline_bridge.runtime.app import api_runner, build
 from hotline_bridge.runtime.logs import configure_logging
 from hotline_bridge.transfers.api import TRANSFERS
 
+from .microbench import answered_call
 from .sandbox import DEFAULT_TOPOLOGY, load_topology, sandbox_module
 
 FIRST_AGENT = 100001
@@ -142,43 +143,6 @@ class StandInPbx:
                 if session.transport is not None:
                     session.transport.abort()
             await self.server.wait_closed()
-
-
-def _event(name: str, **fields: str) -> bytes:
-    lines = [f"Event: {name}", "Privilege: call,all"] + [f"{k}: {v}" for k, v in fields.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def _channel(
-    name: str, uid: str, linked: str, number: str, context: str, exten: str
-) -> dict[str, str]:
-    return {"Channel": name, "ChannelState": "6", "ChannelStateDesc": "Up",
-            "CallerIDNum": number, "CallerIDName": number, "ConnectedLineNum": "<unknown>",
-            "ConnectedLineName": "<unknown>", "Language": "en", "AccountCode": "",
-            "Context": context, "Exten": exten, "Priority": "1", "Uniqueid": uid,
-            "Linkedid": linked}  # fmt: skip
-
-
-def call_events(i: int, stamp: int, prefix: str) -> tuple[bytes, str, str]:
-    """A citizen answered by pool agent ``FIRST_AGENT + i``: the AMI events, the citizen's
-    Uniqueid and the agent's channel name."""
-    cit_uid, ag_uid = f"{stamp}.{2 * i}", f"{stamp}.{2 * i + 1}"
-    number = f"139{i:08d}"
-    agent_chan = f"PJSIP/{prefix}{FIRST_AGENT + i}-{2 * i + 1:08x}"
-    cit = _channel(f"PJSIP/drill-carrier-{2 * i:08x}", cit_uid, cit_uid, number,
-                   "hotline-citizens", "12345")  # fmt: skip
-    ag = _channel(agent_chan, ag_uid, cit_uid, number, "hotline-agents", "s")
-    bridge = {"BridgeUniqueid": f"hb{i:030x}", "BridgeType": "basic",
-              "BridgeTechnology": "simple_bridge", "BridgeNumChannels": "2"}  # fmt: skip
-    events = b"".join(
-        [
-            _event("Newchannel", **cit),
-            _event("Newchannel", **ag),
-            _event("BridgeEnter", **bridge, **cit),
-            _event("BridgeEnter", **bridge, **ag),
-        ]
-    )
-    return events, cit_uid, agent_chan
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -285,7 +249,7 @@ async def _press_all(
     stamp = int(time.time())
     prefix = topo["agent_pool"]["endpoint_prefix"]
     token_prefix = topo["agent_pool"]["token_prefix"]
-    calls = [call_events(i, stamp, prefix) for i in range(total)]
+    calls = [answered_call(i, stamp, f"{prefix}{FIRST_AGENT + i}") for i in range(total)]
     arrived = datetime.now(UTC)
     for _, uid, _ in calls:
         # As the dialplan's entry hook logs each call (its jurisdiction is then in memory).

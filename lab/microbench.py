@@ -158,6 +158,26 @@ def synthetic_call(n: int, t: float, agent: str = "pool2001") -> bytes:
     return b"".join(out)
 
 
+def answered_call(i: int, t: float, agent_endpoint: str) -> tuple[bytes, str, str]:
+    """Citizen ``i`` bridged with the agent on ``agent_endpoint`` (Newchannel x2, BridgeEnter
+    x2): the AMI events, the citizen's Uniqueid and the agent's channel name."""
+    cit_uid, ag_uid = f"{t:.0f}.{2 * i}", f"{t:.0f}.{2 * i + 1}"
+    agent_channel = f"PJSIP/{agent_endpoint}-{2 * i + 1:08x}"
+    cit = _channel(
+        f"PJSIP/drill-carrier-{2 * i:08x}", cit_uid, cit_uid, f"139{i:08d}", "Up", "12345"
+    )
+    ag = _channel(agent_channel, ag_uid, cit_uid, f"139{i:08d}", "Up", "s")
+    br = {"BridgeUniqueid": f"b{i:031x}", "BridgeType": "basic",
+          "BridgeTechnology": "simple_bridge", "BridgeNumChannels": "2"}  # fmt: skip
+    events = [
+        _event("Newchannel", t, **cit),
+        _event("Newchannel", t, **ag),
+        _event("BridgeEnter", t, **br, **cit),
+        _event("BridgeEnter", t, **br, **ag),
+    ]
+    return b"".join(events), cit_uid, agent_channel
+
+
 def synthetic_stream(calls: int) -> bytes:
     t0 = time.time()
     return BANNER + b"".join(synthetic_call(n, t0 + n / 20) for n in range(calls))
@@ -244,21 +264,7 @@ async def live_calls_rss(n: int, topology: Path) -> dict[str, Any]:
             rss_built = rss_mb()
             conn = _connection(bridge)
             t = time.time()
-            chunks = []
-            for i in range(n):
-                cit_uid, ag_uid = f"{t:.0f}.{2 * i}", f"{t:.0f}.{2 * i + 1}"
-                cit = _channel(f"PJSIP/drill-carrier-{2 * i:08x}", cit_uid, cit_uid,
-                               f"139{i:08d}", "Up", "12345")  # fmt: skip
-                ag = _channel(f"PJSIP/mb{100001 + i}-{2 * i + 1:08x}", ag_uid, cit_uid,
-                              f"139{i:08d}", "Up", "s")  # fmt: skip
-                br = {"BridgeUniqueid": f"b{i:031x}", "BridgeType": "basic",
-                      "BridgeTechnology": "simple_bridge", "BridgeNumChannels": "2"}  # fmt: skip
-                chunks += [
-                    _event("Newchannel", t, **cit),
-                    _event("Newchannel", t, **ag),
-                    _event("BridgeEnter", t, **br, **cit),
-                    _event("BridgeEnter", t, **br, **ag),
-                ]
+            chunks = [answered_call(i, t, f"mb{100001 + i}")[0] for i in range(n)]
             conn.data_received(BANNER + b"".join(chunks))
             del chunks
             gc.collect()
