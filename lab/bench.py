@@ -150,7 +150,7 @@ def _record_share(phases: dict[str, Any]) -> list[str]:
     share), beside the raw presses' actions -> INVITE in the same phase."""
     out = []
     for name, rep in phases.items():
-        b = rep.get("cpu", {}).get("bridge", {})
+        b = rep.get("press_split", {})
         rec = b.get("record_write_ms") or {}
         ways = rep.get("by_way", {})
         if not rec.get("n") or "bridge" not in ways or "raw" not in ways:

@@ -698,12 +698,9 @@ class Drill:
         }
         if cpu["bridge"].get("cpu_s") is not None:
             cpu["bridge"].update(loop_wait_entry(loop0, loop1, window))
-            cpu["bridge"].update(
-                record_writes(
-                    self.bridge.log_path if self.bridge is not None else None,
-                    self.calls.values(),
-                )
-            )
+        press_split = record_writes(
+            self.bridge.log_path if self.bridge is not None else None, self.calls.values()
+        )
         cpu["box"] = box_entry(box0, box1)
         cpu["sipp"] = {name: cpu_entry(sipp0.get(name), sipp1.get(name), window) for name in sipp1}
         cpu["driver"] = cpu_entry(0.0, driver_cpu, window)
@@ -722,6 +719,7 @@ class Drill:
             leftovers=leftovers,
             records=records,
             mix=self.mix,
+            press_split=press_split,
         )
         write(report, self.calls, opts, self.workdir)
         if opts.publish is not None:

@@ -123,6 +123,7 @@ def build_report(
     leftovers: int,
     records: dict[str, Any],
     mix: mixmod.MixPlan | None = None,
+    press_split: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     calls = list(calls_by_uid.values())
     for rec in calls:
@@ -260,6 +261,9 @@ def build_report(
         # carry transfers per way (in mixed mode: bridge and raw, call by call, same load)
         "by_way": by_way,
         "cpu": cpu,
+        # The bridge's record writes and each bridge press split at its log line
+        # (record_writes): latency figures, kept apart from the CPU ones.
+        "press_split": press_split or {},
         "media": media or {"checked": False},
         "sipp": {
             name: {"exit": r.returncode, "errors": r.errors[-500:]} for name, r in sipp.items()

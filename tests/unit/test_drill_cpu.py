@@ -71,7 +71,7 @@ def test_the_bench_sets_each_phases_record_write_beside_its_p50_gap() -> None:
     def way(p50: float) -> dict[str, Any]:
         return {"latency_ms": {INVITE: {"p50": p50}}}
 
-    bridge = {
+    split = {
         "record_write_ms": {"n": 600, "p50": 2.1, "p99": 9.4},
         "press_to_actions_ms": {"p50": 3.6},
         "actions_to_invite_ms": {"p50": 15.1},
@@ -80,9 +80,9 @@ def test_the_bench_sets_each_phases_record_write_beside_its_p50_gap() -> None:
     phases = {
         "mixed@postgres": {
             "by_way": {"bridge": way(20.5), "raw": way(12.75)},
-            "cpu": {"bridge": bridge},
+            "press_split": split,
         },
-        "raw": {"by_way": {"raw": way(12.0)}, "cpu": {"bridge": {}}},
+        "raw": {"by_way": {"raw": way(12.0)}, "press_split": {}},
     }
     (row,) = [line for line in _record_share(phases) if line.startswith("| mixed")]
     assert row == "| mixed@postgres | 7.75 (20.5 - 12.75) | 2.1 / 9.4 | 3.6 | 15.1 | 12.75 |"
