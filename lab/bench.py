@@ -85,34 +85,29 @@ async def run_phase(opts: DrillOptions) -> tuple[dict[str, Any], list[DrillCall]
     return report, list(drill.calls.values())
 
 
-def microbench(events: Path | None) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "lab.microbench"]
-    if events is not None and events.exists():
-        cmd += ["--events", str(events)]
+def _module_json(module: str, *args: str) -> dict[str, Any]:
+    """Run ``python -m module args`` and read the JSON object it prints on stdout; on failure
+    an ``error`` entry instead (the bench's phases are kept whatever happens here)."""
+    cmd = [sys.executable, "-m", module, *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     if proc.returncode != 0:
-        return {"error": proc.stderr[-2000:]}
-    try:
-        result: dict[str, Any] = json.loads(proc.stdout)
-    except ValueError as exc:  # the phases' results are kept whatever happens here
-        return {"error": f"unreadable output ({exc}): {proc.stdout[:500]}"}
-    return result
-
-
-def hotkey_micro(store: str, presses: int = 400) -> dict[str, Any]:
-    """The bridge's own hotkey path on one idle core (``lab.hotkeybench``): what bridge - raw
-    cannot go below on this machine, whatever the PBX and the load."""
-    cmd = [sys.executable, "-m", "lab.hotkeybench", "--store", store, "--presses", str(presses)]
-    proc = subprocess.run(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=900, check=False
-    )
-    if proc.returncode != 0:
-        return {"error": f"lab.hotkeybench exited {proc.returncode}"}
+        return {"error": f"{module} exited {proc.returncode}: {proc.stderr[-2000:]}"}
     try:
         result: dict[str, Any] = json.loads(proc.stdout)
     except ValueError as exc:
         return {"error": f"unreadable output ({exc}): {proc.stdout[:500]}"}
     return result
+
+
+def microbench(events: Path | None) -> dict[str, Any]:
+    recorded = ["--events", str(events)] if events is not None and events.exists() else []
+    return _module_json("lab.microbench", *recorded)
+
+
+def hotkey_micro(store: str, presses: int = 400) -> dict[str, Any]:
+    """The bridge's own hotkey path on one idle core (``lab.hotkeybench``): what bridge - raw
+    cannot go below on this machine, whatever the PBX and the load."""
+    return _module_json("lab.hotkeybench", "--store", store, "--presses", str(presses))
 
 
 def _hotkey_lines(micro: dict[str, Any], phases: dict[str, Any]) -> list[str]:
@@ -137,8 +132,8 @@ def _hotkey_lines(micro: dict[str, Any], phases: dict[str, Any]) -> list[str]:
         act, rec = got["hotkey_to_actions_written"], got["record_write"]
         out.append(
             f"- hotkey path, {store} ({got['presses']} presses, one at a time): hotkey -> actions "
-            f"written p50 {act['p50_ms']} / p99 {act['p99_ms']} ms, of which the record's write "
-            f"p50 {rec['p50_ms']} ms; CPU {got['cpu_per_press_ms']} ms per press{floor}"
+            f"written p50 {act['p50']} / p99 {act['p99']} ms, of which the record's write "
+            f"p50 {rec['p50']} ms; CPU {got['cpu_per_press_ms']} ms per press{floor}"
         )
     return out
 

@@ -32,7 +32,6 @@ import cProfile
 import gc
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -51,6 +50,7 @@ from hotline_bridge.runtime.app import api_runner, build
 from hotline_bridge.runtime.logs import configure_logging
 from hotline_bridge.transfers.api import TRANSFERS
 
+from .drill.report import percentiles
 from .microbench import answered_call
 from .sandbox import DEFAULT_TOPOLOGY, load_topology, sandbox_module
 
@@ -145,19 +145,9 @@ class StandInPbx:
             await self.server.wait_closed()
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _figures(values_s: list[float]) -> dict[str, float]:
-    ms = [v * 1000 for v in values_s]
-    return {
-        "p50_ms": round(statistics.median(ms), 3),
-        "p90_ms": round(_pct(ms, 0.90), 3),
-        "p99_ms": round(_pct(ms, 0.99), 3),
-        "mean_ms": round(statistics.fmean(ms), 3),
-    }
+def _ms(seconds: list[float]) -> dict[str, float | int | None] | None:
+    """The drill's percentiles (n, mean, p50, p90, p99, max; nearest rank), in ms."""
+    return percentiles([v * 1000 for v in seconds]) if seconds else None
 
 
 @contextlib.contextmanager
@@ -356,9 +346,9 @@ async def _press_all(
         "presses": n,
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "reached_pbx": len(to_pbx),
-        "hotkey_to_actions_written": _figures(to_pbx) if to_pbx else None,
-        "hotkey_to_answer": _figures(to_answer) if to_answer else None,
-        "record_write": _figures(counted_records) if counted_records else None,
+        "hotkey_to_actions_written": _ms(to_pbx),
+        "hotkey_to_answer": _ms(to_answer),
+        "record_write": _ms(counted_records),
         # CPU of this process per press: the bridge's work, with the phone's and the stand-in's
         # few lines.
         "cpu_per_press_ms": round(cpu / n * 1000, 3),

@@ -45,5 +45,5 @@ async def test_the_hotkey_micro_benchmark_presses_through_the_real_api_to_a_stan
     # record's write timed: the figures are of presses that really went through.
     assert got["statuses"] == {"202": 8}
     assert got["presses"] == got["reached_pbx"] == 6
-    assert got["record_write"]["p50_ms"] > 0
-    assert got["hotkey_to_answer"]["p50_ms"] >= got["hotkey_to_actions_written"]["p50_ms"] > 0
+    assert got["record_write"]["n"] == 6 and got["record_write"]["p50"] > 0
+    assert got["hotkey_to_answer"]["p50"] >= got["hotkey_to_actions_written"]["p50"] > 0
