@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector
 from hotline_bridge.conferences.machine import Conference
 from hotline_bridge.core.events import PbxEvent
 from hotline_bridge.core.outcomes import Outcome
+from hotline_bridge.handoffs.model import HandoffKind
 from hotline_bridge.partners.link import PushOutcome
 from hotline_bridge.transfers.machine import Transfer
 
@@ -45,8 +46,8 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 # Hotkey -> partner answered spans ring time (ring_timeout_s, 20 s by default); AMI round trips
 # are sub-millisecond on loopback and seconds only when Asterisk is in trouble.
 _HANDOFF_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60)
-# The handoffs pressed on a live call (handoffs.model.HandoffKind): each writes its record first.
-_LIVE_CALL_KINDS = ("carry_transfer", "three_way")
+# The handoffs pressed on a live call: each writes its record first.
+_LIVE_CALL_KINDS = (HandoffKind.CARRY_TRANSFER.value, HandoffKind.THREE_WAY.value)
 _AMI_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
 
 # Queue results counted from the PBX's own queue events (Asterisk 12+; fields checked against
